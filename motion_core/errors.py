@@ -1,0 +1,32 @@
+"""One exception family for everything a user can get wrong.
+
+Every message names the problem and the fix, so the nodes can surface it unchanged in ComfyUI's error dialog.
+"""
+
+
+class MotionCoreError(Exception):
+    """Base of all errors the pack raises on purpose."""
+
+
+class VideoReadError(MotionCoreError):
+    """A reference video or frames folder is missing, unreadable, corrupt or empty."""
+
+
+class InvalidInputError(MotionCoreError):
+    """A value (size, frame count, option) is out of range or inconsistent."""
+
+
+class ModelLoadError(MotionCoreError):
+    """A model folder or file is missing, incomplete or of the wrong family."""
+
+
+class LoraMismatchError(MotionCoreError):
+    """A LoRA does not fit the model it is applied to (family, keys or shapes)."""
+
+
+class TrainingError(MotionCoreError):
+    """Training cannot go on (NaN loss, bad configuration); the last good checkpoint is kept."""
+
+
+class CancelledError(MotionCoreError):
+    """The user cancelled a long job; any checkpoint written before stopping is named in the message."""
