@@ -71,6 +71,13 @@ class ClipSet:
     def __iter__(self):
         return iter(self.clips)
 
+    def __str__(self) -> str:
+        lines = [f"{len(self.clips)} reference clip(s)"]
+        for i, c in enumerate(self.clips):
+            w, h = c.size
+            lines.append(f"{i + 1}. {c.num_frames} frames {w}x{h} @ {c.fps:g} fps: {c.caption or '(no caption)'}")
+        return "\n".join(lines)
+
     def add(self, clip: Clip) -> "ClipSet":
         return ClipSet(self.clips + (clip,))
 

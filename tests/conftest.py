@@ -15,3 +15,15 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# ---- end-to-end tier: one real ComfyUI server per test session -------------------------------------------------
+
+@pytest.fixture(scope="session")
+def comfy():
+    """A running headless ComfyUI (CPU, loopback, free port) with this pack in custom_nodes."""
+    from tests.harness.comfy_server import ComfyServer
+
+    server = ComfyServer()
+    with server:
+        yield server

@@ -1,0 +1,1 @@
+"""Thin ComfyUI adapters over motion_core: declarations and translation only, no logic."""

@@ -1,0 +1,8 @@
+"""The pack's ComfyUI socket types (prefix MD_), declared once so every node module shares them."""
+
+from comfy_api.latest import io
+
+CATEGORY = "Motion LoRA"
+
+# A set of reference clips for training (motion_core.clips.ClipSet); chainable through `previous_clips`.
+ClipsType = io.Custom("MD_CLIPS")

@@ -1,0 +1,154 @@
+"""Nodes that bring reference videos into the graph as IMAGE batches and MD_CLIPS training sets."""
+
+from __future__ import annotations
+
+import os
+
+import comfy.model_management
+import folder_paths
+from comfy_api.latest import io
+
+from ..motion_core.clips import Clip, ClipSet
+from ..motion_core.errors import VideoReadError
+from ..motion_core.video import (
+    ANIMATED_IMAGE_EXTENSIONS,
+    CONTAINER_EXTENSIONS,
+    DEFAULT_MAX_PIXELS,
+    load_reference_video,
+)
+from .types import CATEGORY, ClipsType
+
+# Users can raise or lower the largest frame size the loader accepts (width × height), e.g. for big GPUs.
+MAX_PIXELS_ENV = "MD_MAX_VIDEO_PIXELS"
+VIDEO_EXTENSIONS = CONTAINER_EXTENSIONS + ANIMATED_IMAGE_EXTENSIONS
+
+
+def _input_choices() -> list[str]:
+    """Videos in ComfyUI's input folder, plus sub-folders (which may hold numbered frames)."""
+    root = folder_paths.get_input_directory()
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return []
+    videos = [n for n in names if os.path.isfile(os.path.join(root, n)) and n.lower().endswith(VIDEO_EXTENSIONS)]
+    folders = [n + "/" for n in names if os.path.isdir(os.path.join(root, n)) and not n.startswith(".")]
+    return videos + folders
+
+
+def _resolve(video: str, path: str) -> str:
+    if path.strip():
+        return os.path.expanduser(path.strip())
+    if not video:
+        raise VideoReadError(
+            "No reference video chosen: upload one with the node's upload button, put it in ComfyUI's input "
+            "folder, or type a file/folder path into `path`."
+        )
+    return folder_paths.get_annotated_filepath(video.rstrip("/"))
+
+
+def _max_pixels() -> int:
+    raw = os.environ.get(MAX_PIXELS_ENV, "")
+    return int(raw) if raw.isdigit() else DEFAULT_MAX_PIXELS
+
+
+class LoadReferenceVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MDLoadReferenceVideo",
+            display_name="Load Reference Video",
+            category=f"{CATEGORY}/video",
+            description="Load a reference clip of the motion to learn (mp4, webm, mov, gif, animated webp or a "
+            "folder of numbered frames), select and resize its frames, and add it to a training set.",
+            inputs=[
+                io.Combo.Input("video", options=_input_choices(), upload=io.UploadType.video,
+                               tooltip="A video or frames folder in ComfyUI's input folder."),
+                io.String.Input("caption", default="", multiline=True,
+                                tooltip="What the clip shows, e.g. 'a man is skateboarding'. Used as its training "
+                                "prompt."),
+                io.Int.Input("start_frame", default=0, min=0, max=1_000_000,
+                             tooltip="Index of the first source frame to use."),
+                io.Int.Input("frame_cap", default=16, min=0, max=4096,
+                             tooltip="Most frames to keep (0 = all). Video models train on 8-24 frames."),
+                io.Int.Input("min_frames", default=1, min=1, max=4096,
+                             tooltip="Fail with a clear message if the clip yields fewer frames than this."),
+                io.Int.Input("every_nth", default=1, min=1, max=100,
+                             tooltip="Keep every n-th source frame (after start_frame)."),
+                io.Float.Input("target_fps", default=0.0, min=0.0, max=240.0, step=0.5,
+                               tooltip="Resample to this frame rate by picking the nearest frames (0 = keep)."),
+                io.Int.Input("width", default=0, min=0, max=8192, step=8,
+                             tooltip="Output width, a multiple of 8 (0 = keep the source size)."),
+                io.Int.Input("height", default=0, min=0, max=8192, step=8,
+                             tooltip="Output height, a multiple of 8 (0 = keep the source size)."),
+                io.Combo.Input("resize_mode", options=["crop", "pad"], default="crop",
+                               tooltip="crop: fill the frame and cut the overhang; pad: fit inside with black bars."),
+                io.String.Input("path", default="", optional=True,
+                                tooltip="Optional file or frames-folder path; overrides the `video` choice."),
+                io.Float.Input("folder_fps", default=8.0, min=0.1, max=240.0, optional=True,
+                               tooltip="Frame rate of a frames folder (videos carry their own)."),
+                ClipsType.Input("previous_clips", optional=True,
+                                tooltip="Chain several Load Reference Video nodes into one training set."),
+            ],
+            outputs=[
+                io.Image.Output("images", tooltip="The selected frames, float [frames, height, width, 3] in 0..1."),
+                io.Float.Output("fps", tooltip="Effective frame rate of the selected frames."),
+                ClipsType.Output("clips", tooltip="The training set: previous clips plus this one."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, video, caption, start_frame, frame_cap, min_frames, every_nth, target_fps, width, height,
+                resize_mode, path="", folder_fps=8.0, previous_clips=None) -> io.NodeOutput:
+        clip = load_reference_video(
+            _resolve(video, path or ""), caption=caption, start_frame=start_frame, frame_cap=frame_cap,
+            min_frames=min_frames, every_nth=every_nth, target_fps=target_fps, width=width, height=height,
+            resize_mode=resize_mode, folder_fps=folder_fps, max_pixels=_max_pixels(),
+            progress=lambda _count: comfy.model_management.throw_exception_if_processing_interrupted(),
+        )
+        clips = (previous_clips or ClipSet()).add(clip)
+        return io.NodeOutput(clip.as_image(), clip.fps, clips)
+
+    @classmethod
+    def fingerprint_inputs(cls, video, path="", **_):
+        target = path.strip() if path else ""
+        if not target and video:
+            target = folder_paths.get_annotated_filepath(video.rstrip("/"))
+        try:
+            return f"{target}:{os.path.getmtime(target)}"
+        except OSError:
+            return target
+
+    @classmethod
+    def validate_inputs(cls, video, path="", **_):
+        if path and path.strip():
+            return True
+        if video and not folder_paths.exists_annotated_filepath(video.rstrip("/")):
+            return f"Reference video not found in ComfyUI's input folder: {video}"
+        return True
+
+
+class ImagesToClips(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MDImagesToClips",
+            display_name="Images to Reference Clips",
+            category=f"{CATEGORY}/video",
+            description="Turn any IMAGE batch (e.g. from VideoHelperSuite's Load Video) into a reference clip "
+            "for training, with its caption.",
+            inputs=[
+                io.Image.Input("images", tooltip="Frames of one clip, in order."),
+                io.String.Input("caption", default="", multiline=True, tooltip="What the clip shows."),
+                io.Float.Input("fps", default=8.0, min=0.1, max=240.0, step=0.5, tooltip="Frame rate of the frames."),
+                ClipsType.Input("previous_clips", optional=True, tooltip="Chain clips into one training set."),
+            ],
+            outputs=[ClipsType.Output("clips", tooltip="The training set: previous clips plus this one.")],
+        )
+
+    @classmethod
+    def execute(cls, images, caption, fps, previous_clips=None) -> io.NodeOutput:
+        clip = Clip.from_image(images, fps=fps, caption=caption, source="IMAGE input")
+        return io.NodeOutput((previous_clips or ClipSet()).add(clip))
+
+
+NODES = [LoadReferenceVideo, ImagesToClips]

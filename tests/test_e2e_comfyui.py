@@ -1,0 +1,114 @@
+"""End-to-end: the pack inside a real, headless ComfyUI 0.3.75, driven over its HTTP API."""
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.harness.comfy_server import PACK_NAME
+from tests.harness.workflow_api import to_api_prompt
+from tests.video_samples import write_sample_video
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[1]
+
+# The specification of what the pack registers: node id -> (required inputs, optional inputs, output types).
+EXPECTED_NODES = {
+    "MDLoadReferenceVideo": (
+        ["video", "caption", "start_frame", "frame_cap", "min_frames", "every_nth", "target_fps", "width", "height", "resize_mode"],
+        ["path", "folder_fps", "previous_clips"],
+        ["IMAGE", "FLOAT", "MD_CLIPS"],
+    ),
+    "MDImagesToClips": (["images", "caption", "fps"], ["previous_clips"], ["MD_CLIPS"]),
+}
+
+
+def _load_prompt(name, width=64, height=48, frame_cap=10, path=""):
+    return {
+        "1": {"class_type": "MDLoadReferenceVideo", "inputs": {
+            "video": name, "caption": "a red square moves right", "start_frame": 0, "frame_cap": frame_cap,
+            "min_frames": 1, "every_nth": 1, "target_fps": 0.0, "width": width, "height": height, "resize_mode": "crop",
+            "path": path, "folder_fps": 8.0}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    }
+
+
+def test_pack_loads_without_import_errors(comfy):
+    log = comfy.log()
+    assert PACK_NAME in log, "the pack was not found in custom_nodes"
+    bad = [line for line in log.splitlines() if PACK_NAME in line and ("IMPORT FAILED" in line or "Cannot import" in line)]
+    assert bad == []
+    import_times = log.split("Import times for custom nodes:")[-1].split("\n\n")[0]
+    assert PACK_NAME in import_times and "(IMPORT FAILED)" not in import_times
+
+
+def test_object_info_lists_every_node_with_declared_inputs(comfy):
+    info = comfy.object_info()
+    for node_id, (required, optional, outputs) in EXPECTED_NODES.items():
+        assert node_id in info, f"{node_id} missing from /object_info"
+        node = info[node_id]
+        assert list(node["input"]["required"]) == required
+        assert list(node["input"].get("optional", {})) == optional
+        assert node["output"] == outputs
+        assert node["category"].startswith("Motion LoRA")
+        for section in ("required", "optional"):
+            for name, spec in node["input"].get(section, {}).items():
+                assert len(spec) > 1 and spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+    assert info["MDLoadReferenceVideo"]["input"]["required"]["video"][1].get("video_upload") is True
+
+
+def test_load_reference_video_returns_requested_frames_and_size(comfy):
+    write_sample_video(comfy.input_dir / "e2e_clip.mp4", frames=14, width=80, height=60, fps=8)
+    result = comfy.run(_load_prompt("e2e_clip.mp4", width=64, height=48, frame_cap=10), timeout=300)
+    assert result.status == "success", result.error
+    images = result.outputs["2"]["images"]
+    assert len(images) == 10
+    first = Image.open(io.BytesIO(comfy.fetch_output(images[0])))
+    assert first.size == (64, 48)
+
+
+def test_bad_file_is_a_node_error_and_server_keeps_serving(comfy):
+    (comfy.input_dir / "not_a_video.mp4").write_text("this is text, not a video")
+    result = comfy.run(_load_prompt("not_a_video.mp4"), timeout=300)
+    assert result.status == "error"
+    assert result.error["node_type"] == "MDLoadReferenceVideo"
+    assert "not_a_video.mp4" in result.error["exception_message"]
+    assert comfy.alive()
+    write_sample_video(comfy.input_dir / "after_error.gif", frames=6, width=32, height=24, fps=8)
+    again = comfy.run(_load_prompt("after_error.gif", width=32, height=24, frame_cap=0), timeout=300)
+    assert again.status == "success", again.error
+    assert len(again.outputs["2"]["images"]) == 6
+
+
+def test_missing_path_names_the_path(comfy):
+    result = comfy.run(_load_prompt("", path="/nonexistent/dance.mp4"), timeout=300)
+    assert result.status == "error"
+    assert "/nonexistent/dance.mp4" in result.error["exception_message"]
+
+
+def test_images_to_clips_chains_after_a_video_loader(comfy):
+    write_sample_video(comfy.input_dir / "chain.webm", frames=8, width=32, height=32, fps=8)
+    prompt = _load_prompt("chain.webm", width=32, height=32, frame_cap=8)
+    prompt["3"] = {"class_type": "MDImagesToClips",
+                   "inputs": {"images": ["1", 0], "caption": "again", "fps": ["1", 1], "previous_clips": ["1", 2]}}
+    prompt["4"] = {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}}
+    result = comfy.run(prompt, timeout=300)
+    assert result.status == "success", result.error
+
+
+@pytest.mark.parametrize("workflow", sorted((ROOT / "workflows").glob("*.json")), ids=lambda p: p.name)
+def test_every_shared_workflow_validates_against_object_info(comfy, workflow):
+    to_api_prompt(json.loads(workflow.read_text()), comfy.object_info(), check_combos=False)
+
+
+def test_roundtrip_workflow_runs_and_writes_a_video(comfy):
+    write_sample_video(comfy.input_dir / "md_demo_reference.mp4", frames=16, width=96, height=64, fps=8)
+    workflow = json.loads((ROOT / "workflows" / "reference_clip_roundtrip.json").read_text())
+    result = comfy.run(to_api_prompt(workflow, comfy.object_info()), timeout=300)
+    assert result.status == "success", result.error
+    saved = [item for out in result.outputs.values() for key in ("images", "videos", "animated") for item in
+             out.get(key, []) if isinstance(item, dict) and item.get("filename", "").endswith(".mp4")]
+    assert saved, result.outputs
+    assert len(comfy.fetch_output(saved[0])) > 1000
