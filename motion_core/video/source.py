@@ -1,0 +1,72 @@
+"""The common shape every reader returns: metadata known up front plus a lazy, streaming frame iterator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import VideoReadError
+
+
+class SourceFrame(NamedTuple):
+    """One decoded frame. `to_rgb` converts on demand, so skipped frames never pay for colour conversion."""
+
+    index: int
+    time: float
+    to_rgb: Callable[[], np.ndarray]
+
+
+class DecodeStopped(Exception):
+    """Raised by a reader's frame generator when the file turns out truncated or corrupt mid-stream."""
+
+
+@dataclass
+class FrameSource:
+    """An opened video. `frames()` streams SourceFrames in order and stops as soon as the caller stops pulling.
+
+    A file that breaks after some frames decoded ends early (the reason is kept in `stopped_early`, so a too-short
+    result can say why); one that breaks before any frame is a VideoReadError.
+    """
+
+    path: Path
+    kind: str
+    width: int
+    height: int
+    fps: float
+    frame_count: int | None
+    _frames: Iterator[SourceFrame] = field(repr=False)
+    _close: Callable[[], None] = field(default=lambda: None, repr=False)
+    stopped_early: str = ""
+
+    def frames(self) -> Iterator[SourceFrame]:
+        decoded = 0
+        try:
+            for frame in self._frames:
+                decoded += 1
+                yield frame
+        except DecodeStopped as stop:
+            if decoded == 0:
+                raise VideoReadError(
+                    f"{str(self.path)!r} is corrupt or truncated: no frame could be decoded ({stop}). Re-export or "
+                    "re-download it, or re-encode with `ffmpeg -i input -c:v libx264 -pix_fmt yuv420p output.mp4`."
+                ) from None
+            self.stopped_early = f"decoding stopped after frame {decoded}: the file is truncated or corrupt ({stop})"
+        if 0 < decoded < (self.frame_count or 0) and not self.stopped_early:
+            self.stopped_early = f"the file ends after frame {decoded} of the {self.frame_count} its header states"
+        if decoded == 0:
+            raise VideoReadError(
+                f"{str(self.path)!r} contains no video frames. Check that the export finished, or pick another file."
+            )
+
+    def close(self) -> None:
+        self._close()
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
