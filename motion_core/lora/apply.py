@@ -1,0 +1,118 @@
+"""Between MotionLora values and adapters inside a model: attach a LoRA (checked first), take one out as a value.
+
+The checks run before anything is injected, so a LoRA that does not fit leaves the model untouched and the error
+says which keys failed and what to load instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import torch.nn as nn
+
+from ..errors import LoraMismatchError
+from .config import AdapterSpec
+from .inject import SUPPORTED_LAYERS, add_adapter, adapter_state, base_layer, remove_adapter
+from .motion_lora import MotionLora
+from .state import adapter_state_dict, canonical_key, load_adapter_state
+
+
+def _expected_shapes(layer: nn.Module, rank: int) -> tuple[tuple, tuple]:
+    """lora_A / lora_B shapes peft builds for ``layer`` at ``rank`` (conv: A carries the kernel, B is 1x1)."""
+    if isinstance(layer, nn.Linear):
+        return (rank, layer.in_features), (layer.out_features, rank)
+    ones = (1,) * len(layer.kernel_size)
+    return (rank, layer.in_channels, *layer.kernel_size), (layer.out_channels, rank, *ones)
+
+
+def check_lora_fits(model: nn.Module, lora: MotionLora, *, family: str | None = None,
+                    fingerprint: str | None = None, strict_base: bool = True) -> None:
+    """Raise LoraMismatchError unless every weight of ``lora`` has a matching place in ``model``."""
+    hint = f"It was trained for family '{lora.family}'; load a {lora.family} model." if lora.family else (
+        "Load the model family it was trained for.")
+    if family and lora.family and family != lora.family:
+        raise LoraMismatchError(
+            f"LoRA '{lora.name}' was trained for family '{lora.family}' but the loaded model is '{family}'. "
+            f"Load a {lora.family} model, or use a LoRA trained for {family}."
+        )
+    if strict_base and fingerprint and lora.base_fingerprint and fingerprint != lora.base_fingerprint:
+        raise LoraMismatchError(
+            f"LoRA '{lora.name}' was trained on base model {lora.base_fingerprint}, this model is {fingerprint}. "
+            "Load that base model; if you know both share the architecture, turn off the strict base check."
+        )
+    found = dict(model.named_modules())
+    missing = [m for m in lora.modules() if m not in found]
+    if missing:
+        keys = [canonical_key(m, "A") for m in missing[:3]]
+        raise LoraMismatchError(
+            f"{len(missing)} of {len(lora.modules())} modules of LoRA '{lora.name}' are not in this model, e.g. "
+            f"{', '.join(keys)}. {hint}"
+        )
+    for module in lora.modules():
+        layer = base_layer(found[module])
+        if not isinstance(layer, SUPPORTED_LAYERS):
+            raise LoraMismatchError(
+                f"LoRA '{lora.name}' targets {module}, a {type(layer).__name__}, which cannot carry a LoRA. {hint}"
+            )
+        a, b = lora.weights(module)
+        want_a, want_b = _expected_shapes(layer, lora.module_rank(module))
+        if tuple(a.shape) != want_a or tuple(b.shape) != want_b:
+            raise LoraMismatchError(
+                f"LoRA '{lora.name}' does not fit {canonical_key(module, 'A')}: file shapes {tuple(a.shape)} / "
+                f"{tuple(b.shape)}, model needs {want_a} / {want_b}. The LoRA was made for a model of another "
+                f"size. {hint}"
+            )
+
+
+def spec_for(lora: MotionLora, adapter_name: str, *, dropout: float = 0.0) -> AdapterSpec:
+    """An AdapterSpec that reproduces ``lora`` exactly (mixed ranks and alphas via per-module patterns)."""
+    modules = lora.modules()
+    ranks = {m: lora.module_rank(m) for m in modules}
+    rank = lora.rank if lora.rank in ranks.values() else Counter(ranks.values()).most_common(1)[0][0]
+    return AdapterSpec(
+        name=adapter_name,
+        target_modules=tuple(modules),
+        rank=rank,
+        alpha=lora.alpha,
+        dropout=dropout,
+        kind=lora.kind,
+        target_sets=tuple(lora.target_sets),
+        rank_pattern={m: r for m, r in ranks.items() if r != rank},
+        alpha_pattern={m: lora.module_alpha(m) for m in modules if lora.module_alpha(m) != lora.alpha},
+    )
+
+
+def adapter_name_for(lora: MotionLora) -> str:
+    """A peft-safe adapter name from the LoRA's name (peft forbids dots)."""
+    return re.sub(r"[^0-9A-Za-z_-]+", "_", lora.name).strip("_") or "lora"
+
+
+def attach_lora(model: nn.Module, lora: MotionLora, adapter_name: str | None = None, *, family: str | None = None,
+                fingerprint: str | None = None, strength: float = 1.0, enabled: bool = True,
+                trainable: bool = False, dropout: float = 0.0, strict_base: bool = True) -> str:
+    """Check, inject and load ``lora`` as a new adapter; returns the adapter name. Frozen unless ``trainable``."""
+    name = adapter_name or adapter_name_for(lora)
+    check_lora_fits(model, lora, family=family, fingerprint=fingerprint, strict_base=strict_base)
+    add_adapter(model, spec_for(lora, name, dropout=dropout), enabled=enabled, scale=strength, trainable=trainable)
+    try:
+        load_adapter_state(model, name, lora.tensors)
+    except Exception:
+        remove_adapter(model, name)
+        raise
+    return name
+
+
+def lora_from_adapter(model: nn.Module, adapter_name: str, **metadata) -> MotionLora:
+    """Adapter ``adapter_name``'s current weights as a MotionLora; ``metadata`` fills in the description."""
+    spec = adapter_state(model, adapter_name).spec
+    described = {
+        "name": adapter_name,
+        "kind": spec.kind,
+        "rank": spec.rank,
+        "alpha": spec.alpha,
+        "alpha_pattern": {m: spec.alpha_of(m) for m in spec.target_modules},
+        "target_sets": list(spec.target_sets),
+    }
+    described.update(metadata)
+    return MotionLora(adapter_state_dict(model, adapter_name), described)

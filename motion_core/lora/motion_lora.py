@@ -1,0 +1,100 @@
+"""MotionLora: one trained adapter as a value (weights + description), the thing that flows as MD_LORA.
+
+It holds no model and no file handle: nodes pass it around, the sampler attaches it, the file layer writes it.
+Weights are in canonical keys (see state.py); per-module rank comes from the shapes, per-module alpha from
+``metadata["alpha_pattern"]`` falling back to ``metadata["alpha"]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import InvalidInputError
+from .metadata import normalise
+from .state import canonical_key, split_canonical_key
+
+
+@dataclass(frozen=True, eq=False)
+class MotionLora:
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        tensors = {k: v.detach() for k, v in self.tensors.items()}
+        pairs: dict[str, dict[str, torch.Tensor]] = {}
+        bad = [k for k in tensors if split_canonical_key(k) is None]
+        if bad:
+            raise InvalidInputError(
+                f"LoRA weights must use canonical keys 'unet.<module>.lora_A.weight' / '.lora_B.weight'; got "
+                f"{', '.join(sorted(bad)[:3])}. Import foreign files through motion_core.lora.load_lora."
+            )
+        for key, tensor in tensors.items():
+            module, which = split_canonical_key(key)
+            pairs.setdefault(module, {})[which] = tensor
+        if not pairs:
+            raise InvalidInputError("A LoRA needs at least one module's weights; this one is empty.")
+        for module, pair in pairs.items():
+            if set(pair) != {"A", "B"}:
+                raise InvalidInputError(
+                    f"LoRA module {module} has only its lora_{''.join(pair)} weight; both A and B are needed."
+                )
+            if pair["A"].shape[0] != pair["B"].shape[1]:
+                raise InvalidInputError(
+                    f"LoRA module {module}: lora_A has rank {pair['A'].shape[0]} but lora_B has {pair['B'].shape[1]}."
+                )
+        meta = normalise(self.metadata)
+        if meta["kind"] not in ("motion", "appearance"):
+            raise InvalidInputError(f"LoRA kind must be 'motion' or 'appearance'; got {meta['kind']!r}.")
+        if meta["rank"] <= 0:
+            meta["rank"] = max(int(p["A"].shape[0]) for p in pairs.values())
+        if meta["alpha"] <= 0:
+            meta["alpha"] = float(meta["rank"])
+        meta["alpha_pattern"] = {m: float(a) for m, a in meta["alpha_pattern"].items() if float(a) != meta["alpha"]}
+        unknown = set(meta["alpha_pattern"]) - set(pairs)
+        if unknown:
+            raise InvalidInputError(f"LoRA alpha_pattern names modules without weights: {sorted(unknown)[:3]}.")
+        object.__setattr__(self, "tensors", tensors)
+        object.__setattr__(self, "metadata", meta)
+
+    # descriptive fields, read-only views of the metadata
+    name = property(lambda self: self.metadata["name"])
+    kind = property(lambda self: self.metadata["kind"])
+    family = property(lambda self: self.metadata["family"])
+    recipe = property(lambda self: self.metadata["recipe"])
+    rank = property(lambda self: self.metadata["rank"])
+    alpha = property(lambda self: self.metadata["alpha"])
+    target_sets = property(lambda self: list(self.metadata["target_sets"]))
+    trigger = property(lambda self: self.metadata["trigger"])
+    caption = property(lambda self: self.metadata["caption"])
+    frames = property(lambda self: self.metadata["frames"])
+    resolution = property(lambda self: list(self.metadata["resolution"]))
+    steps = property(lambda self: self.metadata["steps"])
+    base_fingerprint = property(lambda self: self.metadata["base_fingerprint"])
+    format_version = property(lambda self: self.metadata["format_version"])
+
+    def modules(self) -> list[str]:
+        """Module names (inside the denoiser) this LoRA adapts, sorted."""
+        return sorted({split_canonical_key(k)[0] for k in self.tensors})
+
+    def weights(self, module: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lora_A, lora_B) of one module."""
+        return self.tensors[canonical_key(module, "A")], self.tensors[canonical_key(module, "B")]
+
+    def module_rank(self, module: str) -> int:
+        return int(self.weights(module)[0].shape[0])
+
+    def module_alpha(self, module: str) -> float:
+        return float(self.metadata["alpha_pattern"].get(module, self.metadata["alpha"]))
+
+    def with_metadata(self, **updates) -> "MotionLora":
+        """A copy with some descriptive fields changed (e.g. a new name or trigger before saving)."""
+        return MotionLora(self.tensors, {**self.metadata, **updates})
+
+    def __repr__(self) -> str:
+        return (
+            f"MotionLora(name={self.name!r}, kind={self.kind}, family={self.family!r}, "
+            f"modules={len(self.modules())}, rank={self.rank}, alpha={self.alpha})"
+        )
