@@ -1,0 +1,203 @@
+"""The Backbone interface: the one door through which recipes, the trainer and the sampler reach a video model.
+
+A backbone bundles a family's denoiser, VAE, text encoder, tokenizer and noise scheduler and knows three things the
+rest of the engine must not hard-code: the latent layout, how to run the denoiser on a whole clip or on chosen frames,
+and which of the denoiser's modules form each *target set* (the named groups LoRA adapters are injected into).
+
+Target sets (exact names; the LoRA module and the LoRA files speak them):
+
+- ``spatial_self_attn``      to_q, to_k, to_v, to_out.0 of the per-frame self-attention (attn1 of the spatial
+                             transformers).
+- ``spatial_cross_attn_q``   to_q of the per-frame text cross-attention (attn2 of the spatial transformers).
+- ``spatial_cross_attn_kv``  to_k, to_v of that cross-attention (what NewMove tunes: the text-to-image binding).
+- ``spatial_cross_attn``     to_q, to_k, to_v, to_out.0 of that cross-attention (a superset of the two above).
+- ``spatial_ff``             the two linear layers of the spatial transformers' feed-forward (ff.net.0.proj, ff.net.2).
+- ``temporal_attn``          to_q, to_k, to_v, to_out.0 of every attention inside the temporal transformers
+                             (both attn1 and attn2: in ModelScope and AnimateDiff both are self-attention over frames).
+- ``temporal_attn_qkv``      to_q, to_k, to_v only of those (VMC's choice: the output projection stays frozen).
+- ``temporal_ff``            the feed-forward linears of the temporal transformers (MotionDirector's "+ ff").
+- ``temporal_conv``          the temporal (frame-axis) convolutions; only families that have them (UNet3D).
+- family extras, e.g. ``transformer_in`` (UNet3D): every attention projection and ff linear of the input temporal
+                             transformer, so MotionDirector's "transformer_in included" is one set.
+
+Why attention sets include to_out.0: MotionDirector (whose reference code adapts every linear of an attention block)
+and Customize-A-Video adapt all four projections; leaving the output projection out would weaken them. The one
+method that wants q/k/v only (VMC) gets ``temporal_attn_qkv``. The projections in and out of a transformer
+(proj_in/proj_out) are in no set: no method adapts them.
+
+Spatial sets and temporal sets never share a module, so a spatial LoRA and a temporal LoRA can be switched
+independently (MotionDirector's dual path, Customize-A-Video's absorber).
+
+Diffusion transformers (joint space-time attention, e.g. CogVideoX, Wan, LTX) would map as follows when added:
+their single self-attention mixes space and time, so it is exposed as ``temporal_attn`` (motion lives there) and
+``spatial_*`` sets are whatever is frame-local (text cross-attention, ff); a family without a frame-local self
+attention simply does not list ``spatial_self_attn`` in ``target_sets``. Their latents may be temporally compressed
+(F_latent != F_video), which ``encode_video``'s contract already allows, and ``text_states`` may be a dict (tokens
+plus masks) rather than one tensor: recipes only pass it along.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from abc import ABC, abstractmethod
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import InvalidInputError, ModelLoadError
+
+SHARED_TARGET_SETS = (
+    "spatial_self_attn",
+    "spatial_cross_attn_q",
+    "spatial_cross_attn_kv",
+    "spatial_cross_attn",
+    "spatial_ff",
+    "temporal_attn",
+    "temporal_attn_qkv",
+    "temporal_ff",
+    "temporal_conv",
+)
+"""Set names every family uses with the same meaning (a family lists the ones it has in ``target_sets``)."""
+
+ATTN_ALL = r"(to_q|to_k|to_v|to_out\.0)"
+ATTN_QKV = r"(to_q|to_k|to_v)"
+FF = r"ff\.net\.(0\.proj|2)"
+
+
+class Backbone(ABC):
+    """A loaded text-to-video model, seen through the operations that training and sampling need.
+
+    Attributes: ``family`` (e.g. "unet3d", "animatediff"), ``denoiser`` (the nn.Module LoRAs go into), ``vae``,
+    ``text_encoder``, ``tokenizer``, ``scheduler`` (a diffusers scheduler carrying the training noise schedule),
+    ``prediction_type`` ("epsilon" or "v_prediction", read from the scheduler), ``device`` and ``dtype``.
+
+    Latents are always [B, C, F, h, w]; frames are float [B, F, H, W, 3] in 0..1 (ComfyUI's IMAGE layout, batched).
+    """
+
+    family: str = ""
+    target_patterns: dict[str, Sequence[str]] = {}
+    """Set name -> regexes matched (re.search) against full module names of ``denoiser``; subclasses fill it."""
+
+    def __init__(self, *, denoiser: nn.Module, vae: Any, text_encoder: Any, tokenizer: Any, scheduler: Any,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, source: str = ""):
+        self.denoiser = denoiser
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        self.scheduler = scheduler
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.source = source
+        self.prediction_type = str(scheduler.config.get("prediction_type", "epsilon"))
+        if self.prediction_type not in ("epsilon", "v_prediction"):
+            raise ModelLoadError(
+                f"The scheduler's prediction_type is {self.prediction_type!r}; only 'epsilon' and 'v_prediction' "
+                "models can be trained. Fix scheduler/scheduler_config.json of the model folder."
+            )
+
+    # ---- encoding -------------------------------------------------------------------------------------------
+    @abstractmethod
+    def encode_video(self, frames: torch.Tensor, *, sample_posterior: bool = False,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        """Frames float [B, F, H, W, 3] or [F, H, W, 3] in 0..1 -> latents [B, C, F', h, w], already multiplied by
+        the VAE's scaling factor. The posterior mean by default (deterministic, so cached latents are reproducible)."""
+
+    @abstractmethod
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents [B, C, F', h, w] (scaled) -> frames float32 [B, F, H, W, 3] in 0..1 on the CPU."""
+
+    @abstractmethod
+    def encode_prompt(self, prompts: Sequence[str]) -> Any:
+        """Prompts -> text states for ``denoise`` (a tensor [B, tokens, dim] for CLIP families)."""
+
+    # ---- denoising ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def denoise(self, latents: torch.Tensor, timesteps: torch.Tensor | int, text_states: Any,
+                frame_indices: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+        """The model's prediction (ε or v, see ``prediction_type``) for noisy latents [B, C, F, h, w].
+
+        ``timesteps``: an int or a tensor [] / [B]. ``text_states`` of batch B or 1 (broadcast). With
+        ``frame_indices`` the denoiser sees only those frames, in that order, as a clip of their own (a single index
+        gives MotionDirector's one-frame spatial path); the result then has len(frame_indices) frames.
+        The result is in the backbone's dtype; no grad mode is imposed (training needs grads to reach the LoRAs).
+        """
+
+    @abstractmethod
+    def enable_gradient_checkpointing(self) -> None:
+        """Trade compute for memory in training: activations of each layer are recomputed in the backward pass.
+        Has no effect under torch.no_grad (sampling), so it may stay on."""
+
+    @abstractmethod
+    def disable_gradient_checkpointing(self) -> None:
+        """Undo ``enable_gradient_checkpointing``."""
+
+    # ---- adapter targets ------------------------------------------------------------------------------------
+    @property
+    def target_sets(self) -> tuple[str, ...]:
+        """Names of the target sets this family offers (see the module docstring for their meaning)."""
+        return tuple(self.target_patterns)
+
+    def target_modules(self, set_name: str) -> list[str]:
+        """Full module names within ``denoiser`` (as named_modules() gives them) for one target set, in model
+        order; ready for peft's ``LoraConfig(target_modules=...)``."""
+        return find_target_modules(self.denoiser, self.target_patterns, set_name, self.family)
+
+    def fingerprint(self) -> str:
+        """A short hash of the denoiser's architecture (its config, not its weights): LoRA files record it so a LoRA
+        can be checked against the model it is applied to. Stable across runs, devices and dtypes."""
+        return architecture_fingerprint(self.family, self.denoiser)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(family={self.family!r}, source={self.source!r}, dtype={self.dtype})"
+
+
+def find_target_modules(module: nn.Module, patterns: dict[str, Sequence[str]], set_name: str,
+                        family: str) -> list[str]:
+    """Names of the Linear/Conv leaves of ``module`` matching the regexes of ``set_name``."""
+    if set_name not in patterns:
+        raise InvalidInputError(
+            f"Target set {set_name!r} does not exist for the {family} family; available: "
+            f"{', '.join(patterns)}. Pick one of those in the recipe's options."
+        )
+    compiled = [re.compile(p) for p in patterns[set_name]]
+    names = []
+    for name, sub in module.named_modules():
+        # A layer peft already wrapped keeps its name and holds the original as .base_layer: it still counts, so a
+        # second adapter on the same set (one spatial LoRA per clip) finds the same modules.
+        leaf = getattr(sub, "base_layer", sub)
+        if isinstance(leaf, _LEAF_TYPES) and any(c.search(name) for c in compiled):
+            names.append(name)
+    return names
+
+
+_LEAF_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def architecture_fingerprint(family: str, denoiser: nn.Module) -> str:
+    """sha256 over the family and the denoiser's public config entries (keys starting with '_' hold versions and
+    paths, which do not change the architecture), first 16 hex digits."""
+    config = getattr(denoiser, "config", None)
+    if config is None:
+        raise InvalidInputError(f"The {family} denoiser has no config to fingerprint.")
+    public = {k: _jsonable(v) for k, v in dict(config).items() if not k.startswith("_")}
+    blob = json.dumps({"family": family, "class": type(denoiser).__name__, "config": public}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def move(module: nn.Module, device=None, dtype: torch.dtype | None = None) -> nn.Module:
+    """module.to(device, dtype) through torch's own Module.to: diffusers' override logs a misleading "should be kept
+    in float32: []" warning on every dtype cast of a model that keeps nothing in float32."""
+    return nn.Module.to(module, device=device, dtype=dtype)

@@ -1,0 +1,122 @@
+"""What the UNet video families share: a per-frame image VAE (AutoencoderKL) and a CLIP text encoder.
+
+ModelScope/ZeroScope and AnimateDiff both encode each frame independently with a Stable-Diffusion-style VAE and
+condition on CLIP's last hidden state; they differ only in the denoiser. Keeping the shared half here means a new
+UNet family (e.g. a LaVie-like model) writes only its denoiser call and its target patterns.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Sequence
+
+import torch
+
+from ..errors import InvalidInputError
+from .base import Backbone
+
+VAE_FRAMES_PER_CALL = 8
+"""Frames sent through the VAE at once: bounds the VAE's activation memory on long clips (SD's VAE decoder needs
+about 1.5 GB per 512x512 frame in fp16), while still batching short clips in one call."""
+
+
+class ClipUNetBackbone(Backbone):
+    """A Backbone whose VAE is a 2D AutoencoderKL applied frame by frame and whose text encoder is CLIP."""
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.latent_channels)
+
+    # ---- video <-> latents ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_video(self, frames, *, sample_posterior=False, generator=None):
+        video = _as_batched_frames(frames)
+        b, f, h, w, _ = video.shape
+        s = self.vae_scale_factor
+        if h % s or w % s:
+            raise InvalidInputError(
+                f"Frame size {w}x{h} is not a multiple of {s}, which this model's VAE needs. Resize or crop the clip "
+                f"to a multiple of {s} (e.g. {w - w % s}x{h - h % s})."
+            )
+        vae_dtype = next(self.vae.parameters()).dtype
+        pixels = video.to(self.device, vae_dtype).permute(0, 1, 4, 2, 3).reshape(b * f, 3, h, w) * 2.0 - 1.0
+        latents = []
+        for chunk in pixels.split(VAE_FRAMES_PER_CALL):
+            dist = self.vae.encode(chunk).latent_dist
+            latents.append(dist.sample(generator) if sample_posterior else dist.mean)
+        z = torch.cat(latents) * self.vae.config.scaling_factor
+        return z.reshape(b, f, *z.shape[1:]).permute(0, 2, 1, 3, 4).to(self.dtype)
+
+    @torch.no_grad()
+    def decode_latents(self, latents):
+        if latents.ndim != 5:
+            raise InvalidInputError(f"Latents must be [batch, channels, frames, h, w]; got {tuple(latents.shape)}.")
+        b, c, f, h, w = latents.shape
+        vae_dtype = next(self.vae.parameters()).dtype
+        z = latents.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w).to(self.device, vae_dtype)
+        z = z / self.vae.config.scaling_factor
+        images = torch.cat([self.vae.decode(chunk).sample for chunk in z.split(VAE_FRAMES_PER_CALL)])
+        images = (images.float() / 2.0 + 0.5).clamp(0.0, 1.0)
+        return images.reshape(b, f, 3, *images.shape[-2:]).permute(0, 1, 3, 4, 2).cpu()
+
+    # ---- text -------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
+        """CLIP's last hidden state for prompts padded to the tokenizer's full length (77 for real models): the
+        length the denoisers were trained with, so padding tokens carry the same signal as in training."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        # A tokenizer folder without tokenizer_config.json reports an "unlimited" length; the text encoder's position
+        # table is the real limit.
+        length = min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
+        tokens = self.tokenizer(list(prompts), padding="max_length", max_length=length, truncation=True,
+                                return_tensors="pt")
+        states = self.text_encoder(tokens.input_ids.to(self.device))[0]
+        return states.to(self.dtype)
+
+    # ---- denoising --------------------------------------------------------------------------------------------
+    def denoise(self, latents, timesteps, text_states, frame_indices=None):
+        if latents.ndim != 5:
+            raise InvalidInputError(f"Latents must be [batch, channels, frames, h, w]; got {tuple(latents.shape)}.")
+        if frame_indices is not None:
+            index = torch.as_tensor(frame_indices, dtype=torch.long, device=latents.device).reshape(-1)
+            num_frames = latents.shape[2]
+            if index.numel() == 0 or int(index.min()) < -num_frames or int(index.max()) >= num_frames:
+                raise InvalidInputError(
+                    f"frame_indices {index.tolist()} do not fit a clip of {num_frames} latent frames."
+                )
+            latents = latents.index_select(2, index % num_frames)
+        batch = latents.shape[0]
+        if text_states.shape[0] == 1 and batch > 1:
+            text_states = text_states.expand(batch, *text_states.shape[1:])
+        elif text_states.shape[0] != batch:
+            raise InvalidInputError(
+                f"Got text states for {text_states.shape[0]} prompts but {batch} clips; pass one prompt or one per "
+                "clip."
+            )
+        t = torch.as_tensor(timesteps, device=latents.device)
+        t = t.expand(batch) if t.ndim == 0 else t.reshape(-1)
+        return self._run_denoiser(latents.to(self.dtype), t, text_states.to(self.dtype))
+
+    @abstractmethod
+    def _run_denoiser(self, latents: torch.Tensor, timesteps: torch.Tensor, text_states: torch.Tensor) -> torch.Tensor:
+        """One denoiser call on [B, C, F, h, w] latents with per-sample timesteps [B] and text states [B, T, D]."""
+
+
+def _as_batched_frames(frames: torch.Tensor) -> torch.Tensor:
+    if not isinstance(frames, torch.Tensor) or frames.ndim not in (4, 5) or frames.shape[-1] not in (3, 4):
+        raise InvalidInputError(
+            "Frames must be a float tensor [frames, height, width, 3] or [batch, frames, height, width, 3] in 0..1; "
+            f"got shape {tuple(getattr(frames, 'shape', ()))}."
+        )
+    if not frames.is_floating_point():
+        raise InvalidInputError(
+            f"Frames must be float in 0..1 (ComfyUI IMAGE); got {frames.dtype}. Convert uint8 clips with "
+            "Clip.as_image()."
+        )
+    video = frames if frames.ndim == 5 else frames[None]
+    return video[..., :3]

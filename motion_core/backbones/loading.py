@@ -1,0 +1,233 @@
+"""Local-only loading of backbones from a diffusers folder or a single-file SD1.5 checkpoint plus a motion module.
+
+Nothing here touches the network: every from_pretrained call is local_files_only, and configs that diffusers would
+fetch from the hub for single-file checkpoints ship in ``configs/`` (see configs/README.md). Pickled files are only
+read through ``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers. Every
+failure is a ModelLoadError that says what was expected where.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelLoadError
+from .base import Backbone, move
+from .motion_module import CONFIGS_DIR, load_motion_adapter, read_state_dict
+
+__all__ = ["load_backbone", "detect_family", "CONFIGS_DIR"]
+
+UNET_FAMILIES = {"UNet3DConditionModel": "unet3d", "UNetMotionModel": "animatediff",
+                 "UNet2DConditionModel": "animatediff"}
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
+_NOT_A_MODEL = ("pick a diffusers folder like zeroscope_v2_576w or text-to-video-ms-1.7b, or a Stable Diffusion 1.5 "
+                ".safetensors checkpoint together with an AnimateDiff motion module")
+
+
+def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", motion_module=None,
+                  tokenizer_dir=None) -> Backbone:
+    """Load a model from disk and return its Backbone, on ``device`` in ``dtype``, all weights frozen.
+
+    path: a diffusers folder (ModelScope/ZeroScope TextToVideoSDPipeline, AnimateDiffPipeline, or an SD1.5
+    StableDiffusionPipeline folder used with ``motion_module``), or an SD1.5 single-file checkpoint.
+    motion_module: an AnimateDiff motion module file (v1/v2/v3 .ckpt/.safetensors) or diffusers MotionAdapter folder;
+    required for SD1.5 models, overrides a folder's own motion_adapter. tokenizer_dir: a CLIP tokenizer folder
+    (vocab.json + merges.txt, or tokenizer.json; e.g. ComfyUI's comfy/sd1_tokenizer) used when the model has none.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"{path} does not exist: {_NOT_A_MODEL}.")
+    if path.is_dir():
+        family = detect_family(path)
+        if family == "unet3d":
+            return _load_unet3d_folder(path, dtype, device, tokenizer_dir)
+        return _load_animatediff_folder(path, dtype, device, motion_module, tokenizer_dir)
+    if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
+        from .single_file import load_sd15_single_file
+
+        return load_sd15_single_file(path, dtype=dtype, device=device, motion_module=motion_module,
+                                     tokenizer_dir=tokenizer_dir)
+    raise ModelLoadError(f"{path.name} is not a model file (expected .safetensors or .ckpt): {_NOT_A_MODEL}.")
+
+
+def detect_family(folder) -> str:
+    """The backbone family of a diffusers folder, from its unet's config class name ("unet3d" or "animatediff")."""
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file():
+        raise ModelLoadError(f"model_index.json not found in {folder}: {_NOT_A_MODEL}.")
+    config = _read_json(folder / "unet" / "config.json", "the denoiser's config (unet/config.json)")
+    class_name = config.get("_class_name", "")
+    if class_name not in UNET_FAMILIES:
+        raise ModelLoadError(
+            f"{folder} holds a {class_name or 'unknown'} denoiser; supported are UNet3DConditionModel "
+            "(ModelScope/ZeroScope) and SD1.5 UNets with an AnimateDiff motion module."
+        )
+    # SD2 (1024-wide text) and SDXL (added time embedding) UNets would accept SD1.5 motion modules shape-wise and
+    # then produce noise, so they are refused by name here.
+    if class_name == "UNet2DConditionModel" and (config.get("cross_attention_dim") in (1024, 2048)
+                                                 or config.get("addition_embed_type")):
+        raise ModelLoadError(
+            f"{folder} is a Stable Diffusion 2 or SDXL model; AnimateDiff here works with SD1.5 models only."
+        )
+    return UNET_FAMILIES[class_name]
+
+
+def _load_unet3d_folder(folder, dtype, device, tokenizer_dir):
+    from diffusers import UNet3DConditionModel
+
+    from .unet3d import UNet3DBackbone
+
+    unet = _from_pretrained(UNet3DConditionModel, folder, "unet", dtype)
+    return _assemble(UNet3DBackbone, folder, unet, _load_scheduler(folder / "scheduler"), dtype, device,
+                     tokenizer_dir)
+
+
+def _load_animatediff_folder(folder, dtype, device, motion_module, tokenizer_dir):
+    from diffusers import UNet2DConditionModel, UNetMotionModel
+
+    from .animatediff import AnimateDiffBackbone
+
+    unet_class = _read_json(folder / "unet" / "config.json", "unet/config.json")["_class_name"]
+    if unet_class == "UNetMotionModel" and motion_module is None:
+        unet = _from_pretrained(UNetMotionModel, folder, "unet", dtype)
+    else:
+        if unet_class == "UNetMotionModel":
+            raise ModelLoadError(
+                f"{folder} already contains a motion module (its unet is a UNetMotionModel); leave motion_module "
+                "empty, or pick the plain SD1.5 folder to use another motion module."
+            )
+        if motion_module is None and not (folder / "motion_adapter").is_dir():
+            raise ModelLoadError(
+                f"{folder} is a Stable Diffusion 1.5 model without a motion module: choose an AnimateDiff motion "
+                "module (e.g. v3_sd15_mm.ckpt or mm_sd_v15_v2.ckpt from models/animatediff_models) as motion_module."
+            )
+        unet2d = _from_pretrained(UNet2DConditionModel, folder, "unet", dtype)
+        adapter = load_motion_adapter(motion_module or folder / "motion_adapter", unet2d.config, dtype)
+        unet = combine_unet_and_motion_adapter(unet2d, adapter)
+    # Motion modules were trained with linear betas; an SD folder's own scheduler (scaled_linear PNDM) would give
+    # them the wrong noise levels, so only an AnimateDiff pipeline folder's scheduler is trusted.
+    index = _read_json(folder / "model_index.json", "model_index.json")
+    scheduler_dir = folder / "scheduler" if index.get("_class_name", "").startswith("AnimateDiff") else None
+    scheduler = _load_scheduler(scheduler_dir or CONFIGS_DIR / "animatediff" / "scheduler")
+    return _assemble(AnimateDiffBackbone, folder, unet, scheduler, dtype, device, tokenizer_dir)
+
+
+def combine_unet_and_motion_adapter(unet2d, adapter):
+    """UNetMotionModel from an SD1.5 UNet and a MotionAdapter without a random-init pass over ~1.3B parameters:
+    the architecture is built on the meta device, then both state dicts (whose keys UNetMotionModel shares
+    verbatim) are assigned; the sinusoidal frame-position tables, when absent from the adapter, are recomputed."""
+    from diffusers import UNetMotionModel
+
+    try:
+        with torch.device("meta"):
+            unet = UNetMotionModel.from_unet2d(unet2d, adapter, load_weights=False)
+    except ValueError as error:
+        raise ModelLoadError(f"The motion module does not fit this UNet: {error}") from error
+    weights = {**unet2d.state_dict(), **{k: v for k, v in adapter.state_dict().items() if not k.startswith("conv_in")}}
+    result = unet.load_state_dict(weights, strict=False, assign=True)
+    if result.unexpected_keys:
+        raise ModelLoadError(
+            f"The motion module does not fit this UNet; unexpected weights {result.unexpected_keys[:5]}."
+        )
+    restore_position_tables(unet)
+    missing = [n for n, t in [*unet.named_parameters(), *unet.named_buffers()] if t.is_meta]
+    if missing:
+        raise ModelLoadError(f"The UNet or motion module is incomplete; missing weights such as {missing[:5]}.")
+    return move(unet, dtype=next(unet2d.parameters()).dtype)
+
+
+def restore_position_tables(module: torch.nn.Module) -> None:
+    """Recompute diffusers' SinusoidalPositionalEmbedding tables left on the meta device (they are fixed functions
+    of their shape, and original AnimateDiff checkpoints converted by diffusers drop them)."""
+    from diffusers.models.embeddings import SinusoidalPositionalEmbedding
+
+    for sub in module.modules():
+        if isinstance(sub, SinusoidalPositionalEmbedding) and sub.pe.is_meta:
+            _, length, dim = sub.pe.shape
+            sub.pe = SinusoidalPositionalEmbedding(dim, length).pe
+
+
+def _assemble(cls, folder, unet, scheduler, dtype, device, tokenizer_dir):
+    from diffusers import AutoencoderKL
+
+    vae = _from_pretrained(AutoencoderKL, folder, "vae", dtype)
+    text_encoder = load_text_encoder(folder / "text_encoder", dtype)
+    tokenizer = load_tokenizer(folder / "tokenizer", tokenizer_dir)
+    return ready(cls, unet, vae, text_encoder, tokenizer, scheduler, dtype, device, str(folder))
+
+
+def ready(cls, unet, vae, text_encoder, tokenizer, scheduler, dtype, device, source):
+    """Move to device/dtype, freeze everything (adapters add the trainable weights), wrap in ``cls``."""
+    for module in (unet, vae, text_encoder):
+        move(module, device, dtype).requires_grad_(False)
+    vae.eval()
+    text_encoder.eval()
+    return cls(denoiser=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+               device=device, dtype=dtype, source=source)
+
+
+def _from_pretrained(model_class, folder, subfolder, dtype):
+    if not (folder / subfolder / "config.json").is_file():
+        raise ModelLoadError(f"{folder / subfolder} is missing or has no config.json: the model folder is incomplete "
+                             f"(expected subfolders unet, vae, text_encoder, tokenizer, scheduler).")
+    try:
+        return model_class.from_pretrained(folder, subfolder=subfolder, torch_dtype=dtype, local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ModelLoadError(f"Could not load {folder / subfolder} as {model_class.__name__}: {error}") from error
+
+
+def load_text_encoder(directory: Path, dtype):
+    from transformers import CLIPTextModel
+
+    if not (directory / "config.json").is_file():
+        raise ModelLoadError(f"{directory} is missing or has no config.json: the model folder needs its CLIP "
+                             "text_encoder.")
+    try:
+        return CLIPTextModel.from_pretrained(directory, dtype=dtype, local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ModelLoadError(f"Could not load the text encoder in {directory}: {error}") from error
+
+
+def load_tokenizer(directory: Path | None, fallback_dir=None):
+    """A CLIP tokenizer from the model's own folder or, failing that, from ``fallback_dir``."""
+    from transformers import CLIPTokenizer
+
+    for candidate in (directory, fallback_dir):
+        if candidate is None:
+            continue
+        candidate = Path(candidate)
+        if (candidate / "tokenizer.json").is_file() or ((candidate / "vocab.json").is_file()
+                                                         and (candidate / "merges.txt").is_file()):
+            try:
+                return CLIPTokenizer.from_pretrained(candidate, local_files_only=True)
+            except (OSError, ValueError) as error:
+                raise ModelLoadError(f"Could not read the CLIP tokenizer in {candidate}: {error}") from error
+    raise ModelLoadError(
+        f"No CLIP tokenizer found (looked in {directory} and {fallback_dir}): a tokenizer folder needs vocab.json and "
+        "merges.txt (or tokenizer.json). Point tokenizer_dir at ComfyUI's comfy/sd1_tokenizer folder."
+    )
+
+
+def _load_scheduler(directory: Path):
+    import diffusers
+    from diffusers import SchedulerMixin
+
+    config = _read_json(directory / "scheduler_config.json", "the noise schedule (scheduler/scheduler_config.json)")
+    scheduler_class = getattr(diffusers, str(config.get("_class_name", "")), None)
+    if not (isinstance(scheduler_class, type) and issubclass(scheduler_class, SchedulerMixin)):
+        raise ModelLoadError(f"{directory} names an unknown scheduler {config.get('_class_name')!r}.")
+    return scheduler_class.from_config(config)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise ModelLoadError(f"{path} not found: expected {what} there ({_NOT_A_MODEL}).")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{path} is not readable JSON ({error}); re-download that file.") from error
+
+
+__all__ += ["combine_unet_and_motion_adapter", "load_tokenizer", "load_text_encoder", "read_state_dict", "ready"]

@@ -1,0 +1,58 @@
+"""ModelScope text-to-video / ZeroScope: diffusers' UNet3DConditionModel with an SD-style VAE and a CLIP text encoder.
+
+Each UNet3D block interleaves per-frame layers (resnets, spatial transformers ``attentions``) with frame-axis layers
+(``temp_convs``: convolutions along F; ``temp_attentions``: self-attention along F), and an input temporal transformer
+``transformer_in`` sits after conv_in. Those names are what the target sets below are written against.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import checkpointing
+from .base import ATTN_ALL, ATTN_QKV, FF
+from .clip_unet import ClipUNetBackbone
+
+_SPATIAL = r"(^|\.)attentions\.\d+\.transformer_blocks\.\d+\."
+_TEMPORAL = r"(^|\.)temp_attentions\.\d+\.transformer_blocks\.\d+\."
+
+UNET3D_TARGET_PATTERNS = {
+    "spatial_self_attn": [_SPATIAL + r"attn1\." + ATTN_ALL + "$"],
+    "spatial_cross_attn_q": [_SPATIAL + r"attn2\.to_q$"],
+    "spatial_cross_attn_kv": [_SPATIAL + r"attn2\.(to_k|to_v)$"],
+    "spatial_cross_attn": [_SPATIAL + r"attn2\." + ATTN_ALL + "$"],
+    "spatial_ff": [_SPATIAL + FF + "$"],
+    "temporal_attn": [_TEMPORAL + r"attn[12]\." + ATTN_ALL + "$"],
+    "temporal_attn_qkv": [_TEMPORAL + r"attn[12]\." + ATTN_QKV + "$"],
+    "temporal_ff": [_TEMPORAL + FF + "$"],
+    # TemporalConvLayer holds four nn.Sequential (norm, act, [dropout,] Conv3d); the Conv3d is the last entry.
+    "temporal_conv": [r"(^|\.)temp_convs\.\d+\.conv[1-4]\.\d+$"],
+    "transformer_in": [r"^transformer_in\.transformer_blocks\.\d+\.(attn[12]\." + ATTN_ALL + "|" + FF + ")$"],
+}
+
+
+class UNet3DBackbone(ClipUNetBackbone):
+    """ModelScope / ZeroScope (family "unet3d"). Text states: CLIP last hidden state [B, 77, 1024]."""
+
+    family = "unet3d"
+    target_patterns = UNET3D_TARGET_PATTERNS
+
+    def _run_denoiser(self, latents, timesteps, text_states):
+        return self.denoiser(latents, timesteps, encoder_hidden_states=text_states, return_dict=False)[0]
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Checkpoint each resnet, temporal conv, spatial and temporal transformer and transformer_in (see
+        checkpointing.py for why diffusers' own switch cannot be used here)."""
+        checkpointing.enable(_checkpointable_layers(self.denoiser))
+
+    def disable_gradient_checkpointing(self) -> None:
+        checkpointing.disable(_checkpointable_layers(self.denoiser))
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return checkpointing.is_enabled(_checkpointable_layers(self.denoiser))
+
+
+def _checkpointable_layers(unet: torch.nn.Module):
+    yield unet.transformer_in
+    yield from checkpointing.block_layers(unet, ("resnets", "temp_convs", "attentions", "temp_attentions"))
