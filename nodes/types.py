@@ -6,3 +6,6 @@ CATEGORY = "Motion LoRA"
 
 # A set of reference clips for training (motion_core.clips.ClipSet); chainable through `previous_clips`.
 ClipsType = io.Custom("MD_CLIPS")
+
+# A loaded text-to-video model (motion_core.backbones.Backbone).
+ModelType = io.Custom("MD_MODEL")

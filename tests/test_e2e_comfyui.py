@@ -22,6 +22,7 @@ EXPECTED_NODES = {
         ["IMAGE", "FLOAT", "MD_CLIPS"],
     ),
     "MDImagesToClips": (["images", "caption", "fps"], ["previous_clips"], ["MD_CLIPS"]),
+    "MDLoadVideoModel": (["model", "motion_module", "dtype", "device"], [], ["MD_MODEL"]),
 }
 
 
@@ -112,3 +113,33 @@ def test_roundtrip_workflow_runs_and_writes_a_video(comfy):
              out.get(key, []) if isinstance(item, dict) and item.get("filename", "").endswith(".mp4")]
     assert saved, result.outputs
     assert len(comfy.fetch_output(saved[0])) > 1000
+
+
+def test_load_video_model_opens_a_diffusers_folder_from_models_dir(comfy):
+    from motion_core.backbones import save_tiny_diffusers_folder
+
+    save_tiny_diffusers_folder(comfy.models_dir / "diffusers" / "tiny_unet3d", family="unet3d")
+    info = comfy.object_info()["MDLoadVideoModel"]
+    assert info["output"] == ["MD_MODEL"]
+    prompt = {
+        "1": {"class_type": "MDLoadVideoModel", "inputs": {
+            "model": "diffusers: tiny_unet3d", "motion_module": "none", "dtype": "auto", "device": "auto"}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+    }
+    result = comfy.run(prompt, timeout=300)
+    assert result.status == "success", result.error
+    shown = json.dumps(result.outputs["2"])
+    assert "family='unet3d'" in shown and "tiny_unet3d" in shown and "float32" in shown
+
+
+def test_load_video_model_reports_a_broken_folder(comfy):
+    broken = comfy.models_dir / "diffusers" / "broken_model"
+    broken.mkdir(parents=True, exist_ok=True)
+    (broken / "model_index.json").write_text('{"_class_name": "TextToVideoSDPipeline"}')
+    prompt = {"1": {"class_type": "MDLoadVideoModel", "inputs": {
+        "model": "diffusers: broken_model", "motion_module": "none", "dtype": "auto", "device": "auto"}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+    result = comfy.run(prompt, timeout=300)
+    assert result.status == "error"
+    assert result.error["node_type"] == "MDLoadVideoModel"
+    assert "broken_model" in result.error["exception_message"]

@@ -145,6 +145,10 @@ class Backbone(ABC):
         order; ready for peft's ``LoraConfig(target_modules=...)``."""
         return find_target_modules(self.denoiser, self.target_patterns, set_name, self.family)
 
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(family={self.family!r}, source={self.source!r}, "
+                f"prediction_type={self.prediction_type!r}, device={self.device}, dtype={self.dtype})")
+
     def fingerprint(self) -> str:
         """A short hash of the denoiser's architecture (its config, not its weights): LoRA files record it so a LoRA
         can be checked against the model it is applied to. Stable across runs, devices and dtypes."""

@@ -89,7 +89,8 @@ class ComfyServer:
         env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
         cmd = [
             sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-            "--base-directory", str(self.base_dir), "--disable-auto-launch", *self.extra_args,
+            "--base-directory", str(self.base_dir), "--disable-auto-launch",
+            "--database-url", "sqlite:///:memory:", *self.extra_args,
         ]
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(cmd, cwd=self.comfy_dir, stdout=self._log, stderr=subprocess.STDOUT, env=env)

@@ -1,0 +1,71 @@
+"""Load Video Model: opens a text-to-video model from ComfyUI's models folders as an MD_MODEL.
+
+Caching between prompts is ComfyUI's own node-output cache (same inputs, same object); when the user frees models
+and node cache, that cache drops the only reference and the model's memory is released with it.
+"""
+
+from __future__ import annotations
+
+import folder_paths
+import torch
+from comfy_api.latest import io
+
+import comfy.model_management
+
+from ..motion_core.backbones import load_backbone
+from . import paths
+from .types import CATEGORY, ModelType
+
+DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _device(choice: str) -> torch.device:
+    return comfy.model_management.get_torch_device() if choice == "auto" else torch.device(choice)
+
+
+def _dtype(choice: str, device: torch.device) -> torch.dtype:
+    if DTYPES[choice] is not None:
+        return DTYPES[choice]
+    if device.type == "cuda":
+        return torch.bfloat16 if comfy.model_management.should_use_bf16(device) else torch.float16
+    return torch.float32
+
+
+class LoadVideoModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        paths.register_folders()
+        return io.Schema(
+            node_id="MDLoadVideoModel",
+            display_name="Load Video Model",
+            category=f"{CATEGORY}/model",
+            description="Load a text-to-video model for motion-LoRA training and sampling: a ModelScope/ZeroScope "
+            "or AnimateDiff diffusers folder (models/diffusers), an SD1.5 checkpoint plus an AnimateDiff motion "
+            "module, or the built-in ShapesT2V demo model.",
+            inputs=[
+                io.Combo.Input("model", options=paths.model_choices(),
+                               tooltip="diffusers folders from models/diffusers, SD1.5 checkpoints from "
+                               "models/checkpoints (need a motion module), or the built-in ShapesT2V."),
+                io.Combo.Input("motion_module", options=["none", *folder_paths.get_filename_list(
+                               paths.ANIMATEDIFF_MODELS)], default="none",
+                               tooltip="AnimateDiff motion module (v2/v3) from models/animatediff_models; needed "
+                               "for SD1.5 checkpoints, overrides an AnimateDiff folder's own."),
+                io.Combo.Input("dtype", options=list(DTYPES), default="auto",
+                               tooltip="Weight precision. auto: bf16/fp16 on GPU, fp32 on CPU."),
+                io.Combo.Input("device", options=["auto", "cpu", "cuda"], default="auto",
+                               tooltip="auto: the device ComfyUI uses."),
+            ],
+            outputs=[ModelType.Output("video_model", tooltip="The loaded model, for training and sampling nodes.")],
+        )
+
+    @classmethod
+    def execute(cls, model, motion_module, dtype, device) -> io.NodeOutput:
+        target = _device(device)
+        module = None if motion_module == "none" else folder_paths.get_full_path_or_raise(
+            paths.ANIMATEDIFF_MODELS, motion_module)
+        backbone = load_backbone(paths.resolve_model(model), dtype=_dtype(dtype, target), device=target,
+                                 motion_module=module, tokenizer_dir=paths.comfy_tokenizer_dir())
+        return io.NodeOutput(backbone)
+
+
+NODES = [LoadVideoModel]
