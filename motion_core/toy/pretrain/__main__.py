@@ -1,0 +1,69 @@
+"""python -m motion_core.toy.pretrain: reproducible (seeded) pretraining of the ShapesT2V default model."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import CLIPTokenizer
+
+from ..vocab import write_vocab
+from .architecture import MAX_TOKENS
+from .card import model_card
+from .data import pretraining_specs, render_dataset
+from .save import save_model_folder
+from .t2v_stage import train_t2v
+from .vae_stage import encode_clips, reconstruction_error, train_vae
+
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "shapes_t2v"
+
+
+def build_tokenizer(directory: Path) -> CLIPTokenizer:
+    vocab, merges = write_vocab(directory)
+    return CLIPTokenizer(vocab, merges, model_max_length=MAX_TOKENS)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m motion_core.toy.pretrain", description=__doc__)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model folder to write (replaced atomically)")
+    p.add_argument("--clips", type=int, default=3000, help="rendered training clips (basic motions only)")
+    p.add_argument("--vae-steps", type=int, default=500)
+    p.add_argument("--t2v-steps", type=int, default=100000, help="upper bound; --minutes usually stops first")
+    p.add_argument("--minutes", type=float, default=45.0, help="time budget of the text-to-video stage")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.monotonic()
+
+    def log(msg):
+        print(f"[{time.monotonic() - started:6.0f}s] {msg}", flush=True)
+
+    specs = pretraining_specs(args.clips, args.seed)
+    frames, captions = render_dataset(specs)
+    log(f"rendered {len(specs)} clips")
+    vae, scaling = train_vae(frames, args.vae_steps, seed=args.seed, log=log)
+    recon = reconstruction_error(vae, frames, scaling)
+    log(f"vae: scaling factor {scaling:.3f}, mean abs reconstruction error {recon:.4f}")
+    latents = encode_clips(vae, frames, scaling)
+    del frames
+    log(f"encoded latents {tuple(latents.shape)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = build_tokenizer(Path(tmp))
+        unet, text_encoder, scheduler, steps = train_t2v(
+            latents, captions, tokenizer, steps=args.t2v_steps, max_minutes=args.minutes, batch=args.batch,
+            lr=args.lr, seed=args.seed, log=log)
+        card = model_card(args=vars(args), t2v_steps=steps, vae_error=recon, minutes=(time.monotonic() - started) / 60)
+        out = save_model_folder(args.out, unet=unet, vae=vae, vae_scaling=scaling, text_encoder=text_encoder,
+                                tokenizer=tokenizer, scheduler=scheduler, card=card)
+    log(f"saved {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""The model card written next to the ShapesT2V weights: data, steps, time; base quality is appended by evaluation."""
+
+from __future__ import annotations
+
+import json
+
+from ..motions import BASIC_MOTIONS, HELD_OUT_MOTIONS
+from .architecture import FRAME_SIZE, NUM_FRAMES, SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG
+
+
+def model_card(*, args: dict, t2v_steps: int, vae_error: float, minutes: float) -> str:
+    shown = {k: str(v) for k, v in args.items()}
+    return f"""# ShapesT2V
+
+A small text-to-video model of a procedural world of coloured shapes, shipped as the embedded default model of the
+motion-customization node pack. Diffusers folder in the ZeroScope layout (UNet3DConditionModel, AutoencoderKL,
+CLIPTextModel + CLIPTokenizer, DDIM scheduler); weights stored in float16.
+
+- Clips: {NUM_FRAMES} frames of {FRAME_SIZE}x{FRAME_SIZE} pixels, 8 fps; latents 4x{FRAME_SIZE // 4}x{FRAME_SIZE // 4}.
+- Pretraining motions: {', '.join(BASIC_MOTIONS)}.
+- Held-out motion families (never seen in pretraining; for customization): {', '.join(HELD_OUT_MOTIONS)}.
+- Command: `python -m motion_core.toy.pretrain` with {json.dumps(shown)}
+- Text-to-video steps: {t2v_steps}; VAE reconstruction error (mean abs, 0..1): {vae_error:.4f};
+  wall time {minutes:.1f} min on the 2-core reference machine.
+- Prediction: {SCHEDULER_CONFIG['prediction_type']}, {SCHEDULER_CONFIG['beta_schedule']} schedule.
+- UNet: {json.dumps({k: v for k, v in UNET_CONFIG.items() if k != 'sample_size'})}
+- VAE: {json.dumps(VAE_CONFIG)}
+"""

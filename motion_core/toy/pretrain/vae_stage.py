@@ -1,0 +1,61 @@
+"""Stage 1: teach the tiny AutoencoderKL the world's frames (single frames, L1 + MSE + a light KL)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .architecture import build_vae
+
+KL_WEIGHT = 1e-6
+
+
+def train_vae(frames: torch.Tensor, steps: int, batch: int = 32, lr: float = 1e-3, seed: int = 0, log=print):
+    """frames: [N, F, H, W, 3] in 0..1. Returns the trained VAE (eval mode) and its scaling factor (1 / latent std)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    vae = build_vae()
+    flat = frames.reshape(-1, *frames.shape[2:])
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    started = time.monotonic()
+    for step in range(steps):
+        idx = torch.randint(0, flat.shape[0], (batch,), generator=g)
+        x = flat[idx].float().permute(0, 3, 1, 2) * 2.0 - 1.0
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=g)).sample
+        loss = (recon - x).abs().mean() + (recon - x).pow(2).mean() + KL_WEIGHT * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"vae step {step + 1}/{steps} loss {loss.item():.4f} ({time.monotonic() - started:.0f}s)")
+    vae.eval().requires_grad_(False)
+    with torch.no_grad():
+        sample = flat[torch.randint(0, flat.shape[0], (256,), generator=g)].float().permute(0, 3, 1, 2) * 2 - 1
+        std = vae.encode(sample).latent_dist.mean.std().item()
+    return vae, 1.0 / std
+
+
+@torch.no_grad()
+def encode_clips(vae, frames: torch.Tensor, scaling: float, batch: int = 64) -> torch.Tensor:
+    """[N, F, H, W, 3] -> scaled posterior-mean latents [N, C, F, h, w] (float32)."""
+    n, f = frames.shape[:2]
+    flat = frames.reshape(n * f, *frames.shape[2:])
+    out = []
+    for i in range(0, flat.shape[0], batch):
+        x = flat[i:i + batch].float().permute(0, 3, 1, 2) * 2.0 - 1.0
+        out.append(vae.encode(x).latent_dist.mean * scaling)
+    lat = torch.cat(out)
+    return lat.reshape(n, f, *lat.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
+
+
+@torch.no_grad()
+def reconstruction_error(vae, frames: torch.Tensor, scaling: float, count: int = 64) -> float:
+    """Mean absolute pixel error (0..1 scale) of encode -> decode on `count` frames."""
+    flat = frames.reshape(-1, *frames.shape[2:])[:count].float()
+    x = flat.permute(0, 3, 1, 2) * 2.0 - 1.0
+    recon = vae.decode(vae.encode(x).latent_dist.mean).sample
+    return ((recon.clamp(-1, 1) - x).abs().mean() / 2.0).item()

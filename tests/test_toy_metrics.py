@@ -1,0 +1,122 @@
+"""ShapesT2V metrics: motion fidelity (pairwise and per family), appearance accuracy, leakage."""
+
+import dataclasses
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from motion_core.toy import (
+    HELD_OUT_MOTIONS, ClipSpec, MotionParams, appearance_accuracy, family_fidelity, leakage, motion_fidelity,
+    render_frames, sample_spec, score_sample, summarize, track_object,
+)
+from motion_core.toy.tracking import ObjectTrack
+
+
+def _track(spec, sigma=0.0, seed=0):
+    frames = render_frames(spec)
+    if sigma:
+        g = torch.Generator().manual_seed(seed)
+        frames = (frames + torch.randn(frames.shape, generator=g) * sigma).clamp(0, 1)
+    return track_object(frames)
+
+
+@pytest.fixture(scope="module")
+def held_out_tracks():
+    """Three noisy members (random start, rate, phase, colour, shape) of each held-out family plus still."""
+    rng = random.Random(5)
+    families = list(HELD_OUT_MOTIONS) + ["still"]
+    return {m: [_track(sample_spec(rng, motions=[m]), 0.05, i) for i in range(3)] for m in families}
+
+
+def test_fidelity_of_a_reference_with_itself_is_one():
+    track = _track(ClipSpec("blue", "circle", "zigzag", MotionParams(0.5, 0.4, 2.0, 0.1, 0.2)))
+    assert motion_fidelity(track, track) == pytest.approx(1.0)
+
+
+def test_fidelity_ignores_start_position_colour_shape_and_background():
+    params = MotionParams(0.35, 0.4, 1.0, 0.3, 0.18)
+    a = _track(ClipSpec("blue", "circle", "circle", params), 0.05, 1)
+    moved = dataclasses.replace(params, x0=0.62, y0=0.58)
+    b = _track(ClipSpec("yellow", "triangle", "circle", moved, background="texture"), 0.05, 2)
+    assert motion_fidelity(b, a) >= 0.9
+
+
+@pytest.mark.parametrize("motion", list(HELD_OUT_MOTIONS) + ["left", "down_right"])
+def test_same_family_same_rate_different_start_scores_high(motion):
+    rng = random.Random(motion)
+    first = sample_spec(rng, motions=[motion])
+    second = sample_spec(rng, motions=[motion])
+    second = dataclasses.replace(second, motion=motion, params=dataclasses.replace(
+        first.params, x0=second.params.x0, y0=second.params.y0), object_size=first.object_size)
+    assert motion_fidelity(_track(second, 0.05, 1), _track(first, 0.05, 2)) >= 0.8
+
+
+def test_still_object_against_moving_reference_scores_low_and_still_against_still_high(held_out_tracks):
+    still = held_out_tracks["still"]
+    for motion in HELD_OUT_MOTIONS:
+        for moving in held_out_tracks[motion]:
+            assert motion_fidelity(still[0], moving) <= 0.1
+            assert motion_fidelity(moving, still[0]) <= 0.3
+    assert motion_fidelity(still[0], still[1]) >= 0.7
+
+
+def test_opposite_directions_score_zero():
+    left = _track(ClipSpec("red", "square", "left", MotionParams(0.8, 0.5, 0.5)))
+    right = _track(ClipSpec("red", "square", "right", MotionParams(0.2, 0.5, 0.5)))
+    assert motion_fidelity(left, right) == 0.0
+
+
+def test_fidelity_handles_different_frame_counts():
+    params = MotionParams(0.5, 0.5, 1.0, 0.0, 0.2)
+    a = _track(ClipSpec("red", "square", "circle", params, frames=16))
+    b = _track(ClipSpec("red", "square", "circle", params, frames=12))
+    assert motion_fidelity(b, a) >= 0.9
+
+
+def test_held_out_family_fidelity_matrix_separates_families(held_out_tracks):
+    families = list(held_out_tracks)
+    matrix = np.array([[np.mean([family_fidelity(t, ref) for t in held_out_tracks[gen]]) for ref in families]
+                       for gen in families])
+    print("\nfamily fidelity (rows: generated family, columns: reference family)")
+    print("            " + " ".join(f"{f:>11}" for f in families))
+    for gen, row in zip(families, matrix):
+        print(f"{gen:>11} " + " ".join(f"{v:11.2f}" for v in row))
+    diagonal = np.diag(matrix)
+    off = matrix[~np.eye(len(families), dtype=bool)]
+    assert diagonal.min() >= 0.85
+    assert off.max() <= 0.3
+
+
+def test_appearance_accuracy_and_leakage_on_constructed_tracks():
+    def fake(colour, shape):
+        nan = torch.full((2,), math.nan)
+        return ObjectTrack(nan, nan, nan, torch.ones(2, dtype=torch.bool), (shape, shape), colour, shape)
+
+    assert appearance_accuracy(fake("red", "circle"), "red", "circle") == 1.0
+    assert appearance_accuracy(fake("red", "square"), "red", "circle") == 0.0
+    # Reference was a blue square; the prompt asked for a red circle.
+    assert leakage(fake("red", "circle"), "blue", "square", "red", "circle") == 0.0
+    assert leakage(fake("blue", "circle"), "blue", "square", "red", "circle") == 1.0
+    assert leakage(fake("red", "square"), "blue", "square", "red", "circle") == 1.0
+    # Prompt keeps the reference's shape: producing that shape is not leakage.
+    assert leakage(fake("red", "square"), "blue", "square", "red", "square") == 0.0
+    assert math.isnan(leakage(fake("blue", "square"), "blue", "square", "blue", "square"))
+
+
+def test_score_and_summary_over_a_batch():
+    reference = _track(ClipSpec("blue", "square", "bounce", MotionParams(0.5, 0.5, 2.5, 0.0, 0.4)))
+    good = _track(ClipSpec("red", "circle", "bounce", MotionParams(0.3, 0.6, 2.5, 0.0, 0.4)))
+    leaky = _track(ClipSpec("blue", "circle", "still", MotionParams(0.5, 0.5)))
+    kwargs = dict(prompt_colour="red", prompt_shape="circle", reference=reference, motion="bounce",
+                  reference_colour="blue", reference_shape="square")
+    s_good, s_leaky = score_sample(good, **kwargs), score_sample(leaky, **kwargs)
+    assert s_good.appearance_accuracy == 1.0 and s_good.leakage == 0.0 and s_good.motion_fidelity >= 0.95
+    assert s_good.family_fidelity >= 0.9
+    assert s_leaky.appearance_accuracy == 0.0 and s_leaky.leakage == 1.0 and s_leaky.motion_fidelity <= 0.1
+    summary = summarize([s_good, s_leaky])
+    assert summary["count"] == 2
+    assert summary["appearance_accuracy"] == 0.5 and summary["leakage"] == 0.5 and summary["colour_accuracy"] == 0.5
+    assert summary["shape_accuracy"] == 1.0
