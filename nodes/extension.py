@@ -2,9 +2,9 @@
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import models, video
+from . import loras, models, video
 
 
 class MotionCustomizationExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [*video.NODES, *models.NODES]
+        return [*video.NODES, *models.NODES, *loras.NODES]

@@ -23,6 +23,11 @@ EXPECTED_NODES = {
     ),
     "MDImagesToClips": (["images", "caption", "fps"], ["previous_clips"], ["MD_CLIPS"]),
     "MDLoadVideoModel": (["model", "motion_module", "dtype", "device"], [], ["MD_MODEL"]),
+    "MDLoadMotionLoRA": (["lora_name", "strength", "start_percent", "end_percent"],
+                         ["previous_stack", "trained_lora"], ["MD_LORA_STACK", "MD_LORA"]),
+    "MDLoadAppearanceLoRA": (["lora_name", "strength", "start_percent", "end_percent"],
+                             ["previous_stack", "trained_lora", "video_model"], ["MD_LORA_STACK", "MD_LORA"]),
+    "MDSaveMotionLoRA": (["lora", "filename_prefix", "format"], [], ["STRING"]),
 }
 
 
@@ -143,3 +148,57 @@ def test_load_video_model_reports_a_broken_folder(comfy):
     assert result.status == "error"
     assert result.error["node_type"] == "MDLoadVideoModel"
     assert "broken_model" in result.error["exception_message"]
+
+
+def _write_random_motion_lora(path):
+    import torch
+    from motion_core.backbones import tiny_unet3d_backbone
+    from motion_core.lora import AdapterSpec, add_adapter, adapter_parameters, lora_from_adapter, save_lora
+
+    backbone = tiny_unet3d_backbone(seed=0)
+    add_adapter(backbone.denoiser, AdapterSpec("temporal", backbone.target_modules("temporal_attn"), rank=4,
+                                               alpha=2.0, target_sets=("temporal_attn",)))
+    with torch.no_grad():
+        for p in adapter_parameters(backbone.denoiser, "temporal"):
+            p.normal_()
+    lora = lora_from_adapter(backbone.denoiser, "temporal", family=backbone.family,
+                             base_fingerprint=backbone.fingerprint(), recipe="motion_director", name="wave")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_lora(lora, path)
+    return lora
+
+
+def test_load_motion_lora_then_save_writes_a_new_file_with_metadata(comfy):
+    from motion_core.lora import load_lora
+
+    original = _write_random_motion_lora(comfy.models_dir / "motion_loras" / "wave.safetensors")
+    prompt = {
+        "1": {"class_type": "MDLoadMotionLoRA", "inputs": {
+            "lora_name": "wave.safetensors", "strength": 0.8, "start_percent": 0.0, "end_percent": 0.5}},
+        "2": {"class_type": "MDSaveMotionLoRA", "inputs": {
+            "lora": ["1", 1], "filename_prefix": "converted/wave", "format": "canonical"}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+    }
+    result = comfy.run(prompt, timeout=300)
+    assert result.status == "success", result.error
+    written = comfy.models_dir / "motion_loras" / "converted" / "wave_00001.safetensors"
+    assert written.exists()
+    again = load_lora(written)
+    assert again.alpha == original.alpha == 2.0 and again.rank == 4 and again.family == "unet3d"
+    assert all((again.tensors[k] == v).all() for k, v in original.tensors.items())
+    shown = json.dumps(result.outputs)
+    assert "rank 4" in shown and "x0.8" in shown and "steps 0%..50%" in shown
+
+
+def test_saving_a_unet3d_lora_in_animatediff_layout_is_a_clear_node_error(comfy):
+    _write_random_motion_lora(comfy.models_dir / "motion_loras" / "wave2.safetensors")
+    prompt = {
+        "1": {"class_type": "MDLoadMotionLoRA", "inputs": {
+            "lora_name": "wave2.safetensors", "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}},
+        "2": {"class_type": "MDSaveMotionLoRA", "inputs": {
+            "lora": ["1", 1], "filename_prefix": "ade/wave", "format": "animatediff"}},
+    }
+    result = comfy.run(prompt, timeout=300)
+    assert result.status == "error" and result.error["node_type"] == "MDSaveMotionLoRA"
+    assert "canonical" in result.error["exception_message"]
+    assert not list((comfy.models_dir / "motion_loras").glob("ade/*.safetensors"))

@@ -93,6 +93,22 @@ class MotionLora:
         """A copy with some descriptive fields changed (e.g. a new name or trigger before saving)."""
         return MotionLora(self.tensors, {**self.metadata, **updates})
 
+    def describe(self) -> str:
+        """A few human lines (shown on the Save node): what it is, what it was trained on and for which model."""
+        w, h = (self.resolution + [0, 0])[:2] if self.resolution else (0, 0)
+        lines = [
+            f"{self.name or 'unnamed'}: {self.kind} LoRA for {self.family or 'any'} models"
+            f" ({self.recipe or 'imported'}), rank {self.rank}, alpha {self.alpha:g}, {len(self.modules())} modules",
+            f"target sets: {', '.join(self.target_sets) or 'unknown'}",
+        ]
+        if self.steps or self.frames:
+            lines.append(f"trained {self.steps} steps on {self.frames} frames at {w}x{h}")
+        if self.trigger or self.caption:
+            lines.append(f"trigger: {self.trigger or '-'}; caption: {self.caption or '-'}")
+        if self.base_fingerprint:
+            lines.append(f"base model fingerprint: {self.base_fingerprint}")
+        return "\n".join(lines)
+
     def __repr__(self) -> str:
         return (
             f"MotionLora(name={self.name!r}, kind={self.kind}, family={self.family!r}, "
