@@ -1,0 +1,162 @@
+"""Benchmark: what a LoRA stack costs per sampling step, merged (ours) versus diffusers/peft run-time adapters.
+
+``python -m motion_core.bench sampling`` prints a table and, as its last line, JSON with
+stack4_ratio (4 stacked LoRAs, one step range: per-step time / base), stack4_ranges_ratio (the same 4 LoRAs with
+overlapping step ranges, so the weights are re-merged at every segment switch) and diffusers_runtime_ratio (the
+same 4 LoRAs attached as peft adapters and mixed at run time, the reference). Goals: stack4 <= 1.05, ranges <= 1.10.
+
+All variants run in one process on one model, interleaved repeat by repeat so a busy machine slows them alike,
+with one torch thread; each figure is the median over repeats of the step loop's time (merges included, prompt
+encoding and VAE decoding excluded). The model is a UNet3D with ModelScope's layer structure (four levels, two
+layers per block, spatial and temporal transformers, temporal convs, transformer_in) and small channels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+
+import torch
+
+from ..backbones import tiny_unet3d_backbone
+from ..backbones.base import move
+from ..backbones.tiny import TINY_TEXT_DIM
+from ..lora import MotionLora, attach_lora, canonical_key, remove_all_adapters, set_adapter_scale
+from ..lora.inject import base_layer
+from ..sampling import LoraStack, SampleRequest, sample_video
+
+LORAS = (  # name, kind, target sets, rank, (start, end) in the ranged variant
+    ("dance", "motion", ("temporal_attn", "temporal_conv", "transformer_in"), 32, (0.0, 0.6)),
+    ("pan", "motion", ("temporal_attn",), 16, (0.0, 0.4)),
+    ("sway", "motion", ("temporal_ff",), 8, (0.2, 0.8)),
+    ("watercolour", "appearance", ("spatial_self_attn", "spatial_cross_attn"), 16, (0.3, 1.0)),
+)
+
+
+def bench_backbone(channels=(32, 64, 128, 128), seed: int = 0):
+    """A tiny backbone (VAE, text encoder, scheduler) with a ModelScope-shaped, small-channel UNet3D denoiser."""
+    from diffusers import UNet3DConditionModel
+
+    backbone = tiny_unet3d_backbone(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet3DConditionModel(
+            sample_size=32, block_out_channels=tuple(channels), layers_per_block=2, norm_num_groups=32,
+            down_block_types=("CrossAttnDownBlock3D",) * 3 + ("DownBlock3D",),
+            up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * 3,
+            cross_attention_dim=TINY_TEXT_DIM, attention_head_dim=8,
+        )
+    backbone.denoiser = move(unet, backbone.device, backbone.dtype).requires_grad_(False).eval()
+    return backbone
+
+
+def random_lora(backbone, name: str, kind: str, target_sets, rank: int, seed: int) -> MotionLora:
+    """A LoRA with random A and B on ``target_sets`` (the cost does not depend on the values)."""
+    g = torch.Generator().manual_seed(seed)
+    modules = dict(backbone.denoiser.named_modules())
+    tensors = {}
+    for set_name in target_sets:
+        for module in backbone.target_modules(set_name):
+            layer = base_layer(modules[module])
+            if isinstance(layer, torch.nn.Linear):
+                shapes = (rank, layer.in_features), (layer.out_features, rank)
+            else:
+                ones = (1,) * len(layer.kernel_size)
+                shapes = (rank, layer.in_channels, *layer.kernel_size), (layer.out_channels, rank, *ones)
+            tensors[canonical_key(module, "A")] = torch.randn(shapes[0], generator=g) * 0.01
+            tensors[canonical_key(module, "B")] = torch.randn(shapes[1], generator=g) * 0.01
+    return MotionLora(tensors, dict(name=name, kind=kind, rank=rank, alpha=rank, family=backbone.family,
+                                    base_fingerprint=backbone.fingerprint(), target_sets=list(target_sets)))
+
+
+def _step_seconds(backbone, request: SampleRequest) -> tuple[float, int]:
+    result = sample_video(backbone, request)
+    return result.seconds["denoise"] / request.steps, result.merge_count
+
+
+def _runtime_step_seconds(backbone, request: SampleRequest, loras) -> tuple[float, int]:
+    try:
+        for lora in loras:
+            name = attach_lora(backbone.denoiser, lora, family=backbone.family, fingerprint=backbone.fingerprint())
+            set_adapter_scale(backbone.denoiser, name, 0.8)
+        return _step_seconds(backbone, request)
+    finally:
+        remove_all_adapters(backbone.denoiser)
+
+
+def main(argv=None) -> int:
+    """The subcommand entry (the bench package's convention: table, last-line JSON, exit status 0)."""
+    run(argv)
+    return 0
+
+
+def run(argv=None) -> dict:
+    """Measure and print; returns the JSON figures as a dict (for callers and tests)."""
+    parser = argparse.ArgumentParser(prog="python -m motion_core.bench sampling", description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", type=int, default=32, help="width = height in pixels (latents are half)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    backbone = bench_backbone()
+    loras = [random_lora(backbone, name, kind, sets, rank, seed)
+             for seed, (name, kind, sets, rank, _) in enumerate(LORAS)]
+    stack4 = LoraStack()
+    ranged = LoraStack()
+    for lora, (_, _, _, _, (start, end)) in zip(loras, LORAS):
+        stack4 = stack4.add(lora, 0.8)
+        ranged = ranged.add(lora, 0.8, start, end)
+    base = SampleRequest("a bear dancing", "blurry", seed=1, steps=args.steps, cfg=7.5, frames=args.frames,
+                         width=args.size, height=args.size, scheduler="dpmpp_2m")
+    variants = {
+        "base": lambda: _step_seconds(backbone, base),
+        "stack4": lambda: _step_seconds(backbone, _with(base, stack4)),
+        "stack4_ranges": lambda: _step_seconds(backbone, _with(base, ranged)),
+        "diffusers_runtime": lambda: _runtime_step_seconds(backbone, base, loras),
+    }
+    for run in variants.values():  # warm-up: first calls allocate and pick kernels
+        run()
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    merges: dict[str, int] = {}
+    for _ in range(args.repeats):
+        for key, run in variants.items():
+            seconds, merges[key] = run()
+            times[key].append(seconds)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    report = {f"{k}_ratio": round(median[k] / median["base"], 4) for k in variants if k != "base"}
+    report.update({
+        "base_ms_per_step": round(median["base"] * 1e3, 2),
+        "stack4_merges": merges["stack4"], "stack4_ranges_merges": merges["stack4_ranges"],
+        "lora_modules": sum(len(lora.modules()) for lora in loras),
+        "steps": args.steps, "frames": args.frames, "size": args.size, "repeats": args.repeats,
+        "threads": args.threads, "scheduler": base.scheduler,
+    })
+    _print_table(report, median, merges, times)
+    print(json.dumps(report, sort_keys=True))
+    return report
+
+
+def _with(request: SampleRequest, stack: LoraStack) -> SampleRequest:
+    from dataclasses import replace
+
+    return replace(request, lora_stack=stack)
+
+
+def _print_table(report: dict, median: dict, merges: dict, times: dict) -> None:
+    print(f"Sampling cost per step: ModelScope-shaped UNet3D, {report['frames']} frames {report['size']}px, "
+          f"{report['steps']} {report['scheduler']} steps with CFG, {report['threads']} thread(s), median of "
+          f"{report['repeats']}; 4 LoRAs on {report['lora_modules']} modules")
+    print(f"{'variant':<22}{'ms/step':>10}{'spread':>10}{'ratio':>8}{'merges':>8}")
+    for key in median:
+        spread = (max(times[key]) - min(times[key])) * 1e3
+        ratio = median[key] / median["base"]
+        print(f"{key:<22}{median[key] * 1e3:>10.2f}{spread:>10.2f}{ratio:>8.3f}{merges.get(key, 0):>8}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,121 @@
+"""Merging stack entries into the denoiser's weights for a sampling run, and putting the base weights back exactly.
+
+Why merge instead of running adapters: a merged stack costs nothing per step (the forward pass is the base model's),
+while run-time adapters add two small matmuls per adapted layer per LoRA, on every step and every CFG branch.
+
+Why restore by copying, never by subtracting: W + Δ − Δ is not W in floating point (and not at all in fp16), and a
+base model that drifts a little after every prompt would break the "no leaks between queued prompts" promise. So
+the merger keeps a copy of the original weight of every module it touched (only those: a motion LoRA touches a
+small part of the model) and copies it back. Each merge starts from that pristine copy too, so switching active
+sets many times never accumulates rounding.
+
+The delta of one module is Σ strength · (alpha / rank) · B @ A, computed in float32 and added to the float32 view of
+the original before casting to the weight's dtype once. Convolutions follow peft's layout (A carries the kernel,
+B is 1x1), so B @ A over flattened shapes reshaped to the kernel gives peft's delta.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn as nn
+
+from ..errors import LoraMismatchError
+from .inject import base_layer
+from .motion_lora import MotionLora
+from .stack import LoraStack, LoraStackEntry
+
+
+def lora_delta(lora: MotionLora, module: str, weight: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    """strength · (alpha/rank) · B @ A for one module, float32, shaped like ``weight`` and on its device."""
+    a, b = lora.weights(module)
+    a = a.to(weight.device, torch.float32).flatten(1)
+    b = b.to(weight.device, torch.float32).flatten(1)
+    scale = float(strength) * lora.module_alpha(module) / lora.module_rank(module)
+    if b.shape[0] * a.shape[1] != weight.numel():
+        raise LoraMismatchError(
+            f"LoRA '{lora.name}' cannot merge into {module}: its delta has {b.shape[0]}x{a.shape[1]} elements, the "
+            f"weight {tuple(weight.shape)}. Grouped convolutions cannot carry a LoRA; use a LoRA made for this model."
+        )
+    return (b @ a).reshape(weight.shape) * scale
+
+
+class StackMerger:
+    """Merges any subset of a stack's entries into ``model`` and restores the base weights exactly.
+
+    Use as a context manager so the base comes back even when sampling fails or is cancelled::
+
+        with StackMerger(denoiser, stack) as merger:
+            merger.apply(segment.active)   # indices of the entries to merge, in stack order
+            ...
+
+    Works on layers that already carry peft adapters (it writes the wrapped base layer), so a trainer's preview can
+    stack LoRAs on top of the adapters it is training.
+    """
+
+    def __init__(self, model: nn.Module, entries: LoraStack | Sequence[LoraStackEntry]):
+        self.model = model
+        self.entries: tuple[LoraStackEntry, ...] = tuple(entries)
+        found = dict(model.named_modules())
+        self._layers: dict[str, nn.Module] = {}
+        for entry in self.entries:
+            for module in entry.lora.modules():
+                if module not in found:
+                    raise LoraMismatchError(
+                        f"LoRA '{entry.lora.name}' targets {module}, which this model lacks. Check the LoRA against "
+                        "the model (motion_core.lora.check_lora_fits) before merging."
+                    )
+                self._layers[module] = base_layer(found[module])
+        self._originals: dict[str, torch.Tensor] = {}
+        self.active: tuple[int, ...] = ()
+        self.merge_count = 0
+        """How many times a new active set was written into the weights (the benchmark and tests read it)."""
+
+    def _modules_of(self, active: Iterable[int]) -> dict[str, list[LoraStackEntry]]:
+        by_module: dict[str, list[LoraStackEntry]] = {}
+        for index in active:
+            entry = self.entries[index]
+            for module in entry.lora.modules():
+                by_module.setdefault(module, []).append(entry)
+        return by_module
+
+    @torch.no_grad()
+    def apply(self, active: Sequence[int]) -> None:
+        """Make the weights base + the deltas of the entries at ``active``; a no-op when that set is already in."""
+        active = tuple(active)
+        if active == self.active:
+            return
+        before = self._modules_of(self.active)
+        after = self._modules_of(active)
+        for module, entries in after.items():
+            # A module whose contributing entries did not change keeps its merged weight: at a step-range switch
+            # only the modules of the LoRAs that start or stop are rewritten.
+            if [id(e) for e in before.get(module, ())] == [id(e) for e in entries]:
+                continue
+            weight = self._layers[module].weight
+            original = self._originals.setdefault(module, weight.detach().clone())
+            merged = original.to(torch.float32)
+            for entry in entries:
+                merged = merged + lora_delta(entry.lora, module, weight, entry.strength)
+            weight.copy_(merged.to(weight.dtype))
+        for module in before.keys() - after.keys():
+            self._layers[module].weight.copy_(self._originals[module])
+        self.active = active
+        self.merge_count += 1
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Copy every touched weight back from its saved original: the model is bit-identical to before."""
+        # Originals stay on the weight's device: restoring is then a device-local copy, and only touched modules
+        # are kept (for a motion LoRA a small share of the model).
+        for module, original in self._originals.items():
+            self._layers[module].weight.copy_(original)
+        self._originals.clear()
+        self.active = ()
+
+    def __enter__(self) -> "StackMerger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()

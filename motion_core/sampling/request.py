@@ -1,0 +1,110 @@
+"""What a sampling run is asked to do (SampleRequest), what it gives back (SampleResult), and the checks that run
+before the model is touched: a bad size, an unknown scheduler or a LoRA for another model fails here, with the
+model still clean, instead of halfway through a merge or after minutes of sampling."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..clips import Clip
+from ..errors import InvalidInputError, LoraMismatchError
+from ..lora import check_lora_fits
+from ..lora.stack import LoraStack
+from .schedulers import SCHEDULERS, SCHEDULER_NAMES
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """One text-to-video run.
+
+    cfg: classifier-free guidance scale; 1.0 runs only the prompt branch (half the cost, the negative prompt is
+    unused). lora_stack: merged into the weights per step range and removed afterwards. noise_prior_clip /
+    noise_prior_p: start from the reference clip's DDIM inversion blended with fresh noise (p = 0: off).
+    strict_base: refuse LoRAs trained on another base model (by architecture fingerprint). fps: only passed through
+    to the result for video writers (the denoiser has no frame-rate input).
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 25
+    cfg: float = 7.5
+    frames: int = 16
+    width: int = 256
+    height: int = 256
+    scheduler: str = "ddim"
+    lora_stack: LoraStack = field(default_factory=LoraStack)
+    noise_prior_clip: Clip | torch.Tensor | None = None
+    noise_prior_p: float = 0.0
+    strict_base: bool = True
+    fps: float = 8.0
+
+
+@dataclass
+class SampleResult:
+    """frames: float32 [F, H, W, 3] in 0..1 on the CPU (ComfyUI IMAGE). latents: the final latents [1, C, F, h, w]
+    (float32, CPU, scaled as the denoiser sees them). merge_count: how often the stack's active set was merged into
+    the weights (one per step-range segment with LoRAs). seconds: wall time of "prepare" (prompts, noise prior),
+    "denoise" (the step loop) and "decode"."""
+
+    frames: torch.Tensor
+    latents: torch.Tensor
+    fps: float
+    merge_count: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        raise InvalidInputError(f"{name} must be a whole number of at least 1; got {value!r}.")
+    return int(value)
+
+
+def validate_request(backbone, request: SampleRequest) -> None:
+    """Raise a MotionCoreError describing the first problem with ``request`` for ``backbone``; touches nothing."""
+    steps = _positive_int(request.steps, "steps")
+    frames = _positive_int(request.frames, "frames")
+    _positive_int(request.width, "width")
+    _positive_int(request.height, "height")
+    if not math.isfinite(float(request.cfg)) or request.cfg < 0:
+        raise InvalidInputError(f"CFG must be a finite number >= 0 (1 disables guidance); got {request.cfg}.")
+    multiple = int(getattr(backbone, "vae_scale_factor", 8))
+    if request.width % multiple or request.height % multiple:
+        raise InvalidInputError(
+            f"Width and height must be multiples of {multiple} for this model's VAE; got {request.width}x"
+            f"{request.height}. Try {request.width - request.width % multiple or multiple}x"
+            f"{request.height - request.height % multiple or multiple}."
+        )
+    max_frames = getattr(backbone, "max_frames", None)
+    if max_frames is not None and frames > max_frames:
+        raise InvalidInputError(
+            f"This {backbone.family} model handles at most {max_frames} frames in one window; asked for {frames}."
+        )
+    if str(request.scheduler).strip().lower() not in SCHEDULERS:
+        raise InvalidInputError(
+            f"Unknown scheduler {request.scheduler!r}; choose one of {', '.join(SCHEDULER_NAMES)}.")
+    p = float(request.noise_prior_p)
+    if not 0.0 <= p <= 1.0:
+        raise InvalidInputError(f"noise_prior_p must be between 0 and 1; got {p}.")
+    if p > 0 and request.noise_prior_clip is None:
+        raise InvalidInputError(
+            f"noise_prior_p is {p} but no reference clip was given; connect the reference video or set p to 0.")
+    if not isinstance(request.lora_stack, LoraStack):
+        raise InvalidInputError(f"lora_stack must be a LoraStack; got {type(request.lora_stack).__name__}.")
+    validate_stack(backbone, request.lora_stack, strict_base=request.strict_base)
+    request.lora_stack.segments(steps)
+
+
+def validate_stack(backbone, stack: LoraStack, *, strict_base: bool = True) -> None:
+    """Every LoRA in ``stack`` must fit ``backbone`` (family, base model, module names and shapes)."""
+    fingerprint = backbone.fingerprint()
+    for position, entry in enumerate(stack, start=1):
+        try:
+            check_lora_fits(backbone.denoiser, entry.lora, family=backbone.family, fingerprint=fingerprint,
+                            strict_base=strict_base)
+        except LoraMismatchError as err:
+            raise LoraMismatchError(f"LoRA stack entry {position} of {len(stack)}: {err}") from None
