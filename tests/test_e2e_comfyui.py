@@ -28,6 +28,9 @@ EXPECTED_NODES = {
     "MDLoadAppearanceLoRA": (["lora_name", "strength", "start_percent", "end_percent"],
                              ["previous_stack", "trained_lora", "video_model"], ["MD_LORA_STACK", "MD_LORA"]),
     "MDSaveMotionLoRA": (["lora", "filename_prefix", "format"], [], ["STRING"]),
+    "MDSampleVideo": (["video_model", "prompt", "negative_prompt", "seed", "steps", "cfg", "frames", "width",
+                       "height", "scheduler", "frame_rate"], ["lora_stack", "noise_prior_clips", "noise_prior_p"],
+                      ["IMAGE", "FLOAT"]),
 }
 
 
@@ -45,7 +48,7 @@ def test_pack_loads_without_import_errors(comfy):
     log = comfy.log()
     assert PACK_NAME in log, "the pack was not found in custom_nodes"
     bad = [line for line in log.splitlines() if PACK_NAME in line and ("IMPORT FAILED" in line or "Cannot import" in line)]
-    assert bad == []
+    assert bad == [], log[-6000:]
     import_times = log.split("Import times for custom nodes:")[-1].split("\n\n")[0]
     assert PACK_NAME in import_times and "(IMPORT FAILED)" not in import_times
 
@@ -202,3 +205,64 @@ def test_saving_a_unet3d_lora_in_animatediff_layout_is_a_clear_node_error(comfy)
     assert result.status == "error" and result.error["node_type"] == "MDSaveMotionLoRA"
     assert "canonical" in result.error["exception_message"]
     assert not list((comfy.models_dir / "motion_loras").glob("ade/*.safetensors"))
+
+
+def _sample_prompt(model_name, seed=3, stack=None):
+    prompt = {
+        "1": {"class_type": "MDLoadVideoModel", "inputs": {
+            "model": f"diffusers: {model_name}", "motion_module": "none", "dtype": "fp32", "device": "cpu"}},
+        "2": {"class_type": "MDSampleVideo", "inputs": {
+            "video_model": ["1", 0], "prompt": "a red circle", "negative_prompt": "", "seed": seed, "steps": 2,
+            "cfg": 2.0, "frames": 4, "width": 32, "height": 32, "scheduler": "ddim", "frame_rate": 8.0}},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+    }
+    if stack:
+        prompt.update(stack)
+        prompt["2"]["inputs"]["lora_stack"] = ["10", 0]
+    return prompt
+
+
+def _frames(comfy, result, node="3"):
+    return [comfy.fetch_output(image) for image in result.outputs[node]["images"]]
+
+
+def test_sample_video_with_a_motion_lora_and_no_leak_into_the_next_prompt(comfy):
+    from motion_core.backbones import save_tiny_diffusers_folder
+
+    save_tiny_diffusers_folder(comfy.models_dir / "diffusers" / "tiny_sampler", family="unet3d")
+    _write_random_motion_lora(comfy.models_dir / "motion_loras" / "sampler_wave.safetensors")
+    base = comfy.run(_sample_prompt("tiny_sampler"), timeout=300)
+    assert base.status == "success", base.error
+    base_frames = _frames(comfy, base)
+    assert len(base_frames) == 4
+    assert Image.open(io.BytesIO(base_frames[0])).size == (32, 32)
+    stack = {"10": {"class_type": "MDLoadMotionLoRA", "inputs": {
+        "lora_name": "sampler_wave.safetensors", "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}}}
+    with_lora = comfy.run(_sample_prompt("tiny_sampler", stack=stack), timeout=300)
+    assert with_lora.status == "success", with_lora.error
+    assert _frames(comfy, with_lora) != base_frames
+    # the cached model must come back to its base weights: same seed, same frames as before the LoRA run
+    again = comfy.run(_sample_prompt("tiny_sampler", seed=3), timeout=300)
+    assert again.status == "success", again.error
+    assert _frames(comfy, again) == base_frames
+
+
+def test_sampling_with_a_lora_of_another_family_is_refused(comfy):
+    import torch
+    from motion_core.backbones import save_tiny_diffusers_folder, tiny_animatediff_backbone
+    from motion_core.lora import AdapterSpec, add_adapter, lora_from_adapter, save_lora
+
+    save_tiny_diffusers_folder(comfy.models_dir / "diffusers" / "tiny_refuse", family="unet3d")
+    other = tiny_animatediff_backbone(seed=0)
+    add_adapter(other.denoiser, AdapterSpec("t", other.target_modules("temporal_attn"), rank=2))
+    with torch.no_grad():
+        for name, p in other.denoiser.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    save_lora(lora_from_adapter(other.denoiser, "t", family=other.family, base_fingerprint=other.fingerprint()),
+              comfy.models_dir / "motion_loras" / "animatediff_wave.safetensors")
+    stack = {"10": {"class_type": "MDLoadMotionLoRA", "inputs": {
+        "lora_name": "animatediff_wave.safetensors", "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}}}
+    result = comfy.run(_sample_prompt("tiny_refuse", stack=stack), timeout=300)
+    assert result.status == "error" and result.error["node_type"] == "MDSampleVideo"
+    assert "animatediff" in result.error["exception_message"]
