@@ -2,9 +2,9 @@
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import loras, models, sampling, video
+from . import loras, models, sampling, training, video
 
 
 class MotionCustomizationExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [*video.NODES, *models.NODES, *loras.NODES, *sampling.NODES]
+        return [*video.NODES, *models.NODES, *loras.NODES, *sampling.NODES, *training.NODES]

@@ -63,8 +63,10 @@ class LoadVideoModel(io.ComfyNode):
         target = _device(device)
         module = None if motion_module == "none" else folder_paths.get_full_path_or_raise(
             paths.ANIMATEDIFF_MODELS, motion_module)
-        backbone = load_backbone(paths.resolve_model(model), dtype=_dtype(dtype, target), device=target,
-                                 motion_module=module, tokenizer_dir=paths.comfy_tokenizer_dir())
+        # ComfyUI runs nodes under inference mode; weights created there could never take part in training.
+        with torch.inference_mode(False):
+            backbone = load_backbone(paths.resolve_model(model), dtype=_dtype(dtype, target), device=target,
+                                     motion_module=module, tokenizer_dir=paths.comfy_tokenizer_dir())
         return io.NodeOutput(backbone)
 
 

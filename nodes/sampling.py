@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 import comfy.model_management
 
@@ -78,7 +78,14 @@ class SampleVideo(io.ComfyNode):
             **({"lora_stack": lora_stack} if lora_stack is not None else {}),
         )
         result = run_sampling(video_model, request)
-        return io.NodeOutput(result.frames, float(result.fps))
+        return io.NodeOutput(result.frames, float(result.fps), ui=animated_preview(result.frames, result.fps, cls))
+
+
+def animated_preview(frames, fps: float, cls) -> ui.SavedImages:
+    """An animated WebP in ComfyUI's temp folder, so the node itself plays the result (the frontend animates it)."""
+    saved = ui.ImageSaveHelper.save_animated_webp(frames, "md_preview", io.FolderType.temp, cls, fps=fps,
+                                                  lossless=False, quality=85, method=4)
+    return ui.SavedImages([saved], is_animated=frames.shape[0] > 1)
 
 
 NODES = [SampleVideo]

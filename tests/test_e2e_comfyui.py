@@ -28,6 +28,10 @@ EXPECTED_NODES = {
     "MDLoadAppearanceLoRA": (["lora_name", "strength", "start_percent", "end_percent"],
                              ["previous_stack", "trained_lora", "video_model"], ["MD_LORA_STACK", "MD_LORA"]),
     "MDSaveMotionLoRA": (["lora", "filename_prefix", "format"], [], ["STRING"]),
+    "MDTrainMotionLoRA": (["video_model", "clips", "recipe", "steps", "learning_rate", "rank", "width", "height",
+                           "frames", "seed", "checkpoint_every", "validate_every", "name"],
+                          ["training_caption", "preview_prompt", "regularisation_clips", "resume_from"],
+                          ["MD_LORA", "MD_LORA", "IMAGE"]),
     "MDSampleVideo": (["video_model", "prompt", "negative_prompt", "seed", "steps", "cfg", "frames", "width",
                        "height", "scheduler", "frame_rate"], ["lora_stack", "noise_prior_clips", "noise_prior_p"],
                       ["IMAGE", "FLOAT"]),
@@ -71,7 +75,7 @@ def test_object_info_lists_every_node_with_declared_inputs(comfy):
 def test_load_reference_video_returns_requested_frames_and_size(comfy):
     write_sample_video(comfy.input_dir / "e2e_clip.mp4", frames=14, width=80, height=60, fps=8)
     result = comfy.run(_load_prompt("e2e_clip.mp4", width=64, height=48, frame_cap=10), timeout=300)
-    assert result.status == "success", result.error
+    assert result.status == "success", result.error_text
     images = result.outputs["2"]["images"]
     assert len(images) == 10
     first = Image.open(io.BytesIO(comfy.fetch_output(images[0])))
@@ -87,7 +91,7 @@ def test_bad_file_is_a_node_error_and_server_keeps_serving(comfy):
     assert comfy.alive()
     write_sample_video(comfy.input_dir / "after_error.gif", frames=6, width=32, height=24, fps=8)
     again = comfy.run(_load_prompt("after_error.gif", width=32, height=24, frame_cap=0), timeout=300)
-    assert again.status == "success", again.error
+    assert again.status == "success", again.error_text
     assert len(again.outputs["2"]["images"]) == 6
 
 
@@ -104,7 +108,7 @@ def test_images_to_clips_chains_after_a_video_loader(comfy):
                    "inputs": {"images": ["1", 0], "caption": "again", "fps": ["1", 1], "previous_clips": ["1", 2]}}
     prompt["4"] = {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}}
     result = comfy.run(prompt, timeout=300)
-    assert result.status == "success", result.error
+    assert result.status == "success", result.error_text
 
 
 @pytest.mark.parametrize("workflow", sorted((ROOT / "workflows").glob("*.json")), ids=lambda p: p.name)
@@ -116,7 +120,7 @@ def test_roundtrip_workflow_runs_and_writes_a_video(comfy):
     write_sample_video(comfy.input_dir / "md_demo_reference.mp4", frames=16, width=96, height=64, fps=8)
     workflow = json.loads((ROOT / "workflows" / "reference_clip_roundtrip.json").read_text())
     result = comfy.run(to_api_prompt(workflow, comfy.object_info()), timeout=300)
-    assert result.status == "success", result.error
+    assert result.status == "success", result.error_text
     saved = [item for out in result.outputs.values() for key in ("images", "videos", "animated") for item in
              out.get(key, []) if isinstance(item, dict) and item.get("filename", "").endswith(".mp4")]
     assert saved, result.outputs
@@ -135,7 +139,7 @@ def test_load_video_model_opens_a_diffusers_folder_from_models_dir(comfy):
         "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
     }
     result = comfy.run(prompt, timeout=300)
-    assert result.status == "success", result.error
+    assert result.status == "success", result.error_text
     shown = json.dumps(result.outputs["2"])
     assert "family='unet3d'" in shown and "tiny_unet3d" in shown and "float32" in shown
 
@@ -183,7 +187,7 @@ def test_load_motion_lora_then_save_writes_a_new_file_with_metadata(comfy):
         "3": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
     }
     result = comfy.run(prompt, timeout=300)
-    assert result.status == "success", result.error
+    assert result.status == "success", result.error_text
     written = comfy.models_dir / "motion_loras" / "converted" / "wave_00001.safetensors"
     assert written.exists()
     again = load_lora(written)
@@ -232,18 +236,18 @@ def test_sample_video_with_a_motion_lora_and_no_leak_into_the_next_prompt(comfy)
     save_tiny_diffusers_folder(comfy.models_dir / "diffusers" / "tiny_sampler", family="unet3d")
     _write_random_motion_lora(comfy.models_dir / "motion_loras" / "sampler_wave.safetensors")
     base = comfy.run(_sample_prompt("tiny_sampler"), timeout=300)
-    assert base.status == "success", base.error
+    assert base.status == "success", base.error_text
     base_frames = _frames(comfy, base)
     assert len(base_frames) == 4
     assert Image.open(io.BytesIO(base_frames[0])).size == (32, 32)
     stack = {"10": {"class_type": "MDLoadMotionLoRA", "inputs": {
         "lora_name": "sampler_wave.safetensors", "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}}}
     with_lora = comfy.run(_sample_prompt("tiny_sampler", stack=stack), timeout=300)
-    assert with_lora.status == "success", with_lora.error
+    assert with_lora.status == "success", with_lora.error_text
     assert _frames(comfy, with_lora) != base_frames
     # the cached model must come back to its base weights: same seed, same frames as before the LoRA run
     again = comfy.run(_sample_prompt("tiny_sampler", seed=3), timeout=300)
-    assert again.status == "success", again.error
+    assert again.status == "success", again.error_text
     assert _frames(comfy, again) == base_frames
 
 
@@ -266,3 +270,44 @@ def test_sampling_with_a_lora_of_another_family_is_refused(comfy):
     result = comfy.run(_sample_prompt("tiny_refuse", stack=stack), timeout=300)
     assert result.status == "error" and result.error["node_type"] == "MDSampleVideo"
     assert "animatediff" in result.error["exception_message"]
+
+
+def test_train_motion_lora_then_save_and_sample_with_it(comfy):
+    from motion_core.backbones import save_tiny_diffusers_folder
+    from motion_core.lora import load_lora
+
+    save_tiny_diffusers_folder(comfy.models_dir / "diffusers" / "tiny_train", family="unet3d")
+    write_sample_video(comfy.input_dir / "train_clip.mp4", frames=8, width=32, height=32, fps=8)
+    prompt = {
+        "1": {"class_type": "MDLoadVideoModel", "inputs": {
+            "model": "diffusers: tiny_train", "motion_module": "none", "dtype": "fp32", "device": "cpu"}},
+        "2": {"class_type": "MDLoadReferenceVideo", "inputs": {
+            "video": "train_clip.mp4", "caption": "a red square moves right", "start_frame": 0, "frame_cap": 8,
+            "min_frames": 4, "every_nth": 1, "target_fps": 0.0, "width": 32, "height": 32, "resize_mode": "crop"}},
+        "3": {"class_type": "MDTrainMotionLoRA", "inputs": {
+            "video_model": ["1", 0], "clips": ["2", 2], "recipe": "motion_director", "steps": 4,
+            "learning_rate": 0.0, "rank": 4, "width": 32, "height": 32, "frames": 4, "seed": 0,
+            "checkpoint_every": 2, "validate_every": 2, "name": "e2e_motion"}},
+        "4": {"class_type": "MDSaveMotionLoRA", "inputs": {
+            "lora": ["3", 0], "filename_prefix": "e2e/trained", "format": "canonical"}},
+        "5": {"class_type": "PreviewImage", "inputs": {"images": ["3", 2]}},
+        "6": {"class_type": "MDLoadMotionLoRA", "inputs": {
+            "lora_name": "none", "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0,
+            "trained_lora": ["3", 0]}},
+        "7": {"class_type": "MDSampleVideo", "inputs": {
+            "video_model": ["1", 0], "prompt": "a blue circle", "negative_prompt": "", "seed": 1, "steps": 2,
+            "cfg": 1.0, "frames": 4, "width": 32, "height": 32, "scheduler": "euler", "frame_rate": 8.0,
+            "lora_stack": ["6", 0]}},
+        "8": {"class_type": "PreviewImage", "inputs": {"images": ["7", 0]}},
+    }
+    result = comfy.run(prompt, timeout=600)
+    assert result.status == "success", result.error_text
+    saved = comfy.models_dir / "motion_loras" / "e2e" / "trained_00001.safetensors"
+    lora = load_lora(saved)
+    assert lora.kind == "motion" and lora.recipe == "motion_director" and lora.steps == 4 and lora.rank == 4
+    assert lora.family == "unet3d"
+    plot = Image.open(io.BytesIO(comfy.fetch_output(result.outputs["5"]["images"][0])))
+    assert plot.size[0] > 100
+    assert result.outputs["7"]["animated"] == [True]
+    checkpoints = list((comfy.output_dir / "motion_lora_checkpoints" / "e2e_motion").glob("*.pt"))
+    assert checkpoints, "checkpoint_every=2 should have written checkpoints"

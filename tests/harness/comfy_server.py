@@ -43,6 +43,15 @@ class PromptResult:
                 return data
         return None
 
+    @property
+    def error_text(self) -> str:
+        """The failing node, its message and traceback, for assertion messages."""
+        err = self.error
+        if not err:
+            return f"status {self.status}, no execution_error message"
+        trace = "".join(err.get("traceback") or [])
+        return f"{err.get('node_type')} (node {err.get('node_id')}): {err.get('exception_message')}\n{trace}"
+
 
 def free_port() -> int:
     with socket.socket() as s:

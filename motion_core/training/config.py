@@ -1,0 +1,109 @@
+"""TrainingConfig: the run's knobs as data, shared by the node, the CLI and the tests.
+
+Optimiser knobs left as None take the recipe's METHODS.md defaults (``resolve``), so "MotionDirector with defaults"
+means the paper's lr, rank and steps without the caller knowing them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from ..errors import InvalidInputError
+from .precision import PRECISIONS
+
+LR_SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("auto", "adamw", "adamw8bit")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """One training run. steps/lr/rank/alpha/weight_decay/dropout/grad_clip/lr_schedule: None = recipe default.
+
+    width/height: training resolution in pixels (multiples of 8; clips are resized and center-cropped to it).
+    frames: frames per clip (taken with an even integer stride from the start of the clip). checkpoint_every /
+    validate_every: 0 = never (a checkpoint is still written on cancel). checkpoint_dir: None = a folder under
+    the system temp dir. mixed_precision: auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16.
+    optimizer: auto (8-bit AdamW when bitsandbytes is importable and the device is CUDA, else AdamW). device:
+    None = where the backbone is; another device moves the backbone there.
+    """
+
+    steps: int | None = None
+    lr: float | None = None
+    rank: int | None = None
+    alpha: float | None = None
+    weight_decay: float | None = None
+    dropout: float | None = None
+    grad_clip: float | None = None
+    lr_schedule: str | None = None
+    warmup_steps: int = 0
+    width: int = 256
+    height: int = 256
+    frames: int = 16
+    seed: int = 0
+    batch_size: int = 1
+    checkpoint_every: int = 0
+    checkpoint_dir: str | None = None
+    validate_every: int = 0
+    mixed_precision: str = "auto"
+    gradient_checkpointing: bool = True
+    optimizer: str = "auto"
+    device: str | None = None
+    name: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainingConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def resolve(self, recipe_config) -> "ResolvedSettings":
+        """The optimiser settings of this run: ours where set, the recipe's otherwise; validated."""
+        pick = {name: getattr(self, name) if getattr(self, name) is not None else getattr(recipe_config, name)
+                for name in ("steps", "lr", "rank", "weight_decay", "dropout", "grad_clip", "lr_schedule")}
+        alpha = self.alpha if self.alpha is not None else recipe_config.alpha
+        settings = ResolvedSettings(**pick, alpha=float(alpha if alpha is not None else pick["rank"]))
+        self.validate(settings)
+        return settings
+
+    def validate(self, s: "ResolvedSettings") -> None:
+        checks = [
+            (s.steps >= 1, f"steps must be at least 1; got {s.steps}. Set steps to e.g. 150."),
+            (s.lr > 0, f"lr must be positive; got {s.lr}. Try 1e-4 to 5e-4."),
+            (s.rank >= 1, f"rank must be at least 1; got {s.rank}. Try 16 or 32."),
+            (s.alpha > 0, f"alpha must be positive; got {s.alpha}. Leave it unset to use alpha = rank."),
+            (s.weight_decay >= 0, f"weight_decay must be >= 0; got {s.weight_decay}."),
+            (0 <= s.dropout < 1, f"dropout must be in [0, 1); got {s.dropout}."),
+            (s.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables clipping); got {s.grad_clip}."),
+            (s.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}; got {s.lr_schedule!r}."),
+            (0 <= self.warmup_steps < s.steps,
+             f"warmup_steps must be in [0, steps); got {self.warmup_steps} for {s.steps} steps."),
+            (self.frames >= 1, f"frames must be at least 1; got {self.frames}."),
+            (self.batch_size >= 1, f"batch_size must be at least 1; got {self.batch_size}."),
+            (self.checkpoint_every >= 0, f"checkpoint_every must be >= 0 (0 = never); got {self.checkpoint_every}."),
+            (self.validate_every >= 0, f"validate_every must be >= 0 (0 = never); got {self.validate_every}."),
+            (self.mixed_precision in PRECISIONS,
+             f"mixed_precision must be one of {PRECISIONS}; got {self.mixed_precision!r}."),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}."),
+        ]
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            checks.append((value >= 8 and value % 8 == 0,
+                           f"{name}={value} must be a positive multiple of 8 (video models work on 8x smaller "
+                           f"latents); use {max(8, value // 8 * 8)}."))
+        for ok, message in checks:
+            if not ok:
+                raise InvalidInputError(message)
+
+
+@dataclass(frozen=True)
+class ResolvedSettings:
+    steps: int
+    lr: float
+    rank: int
+    alpha: float
+    weight_decay: float
+    dropout: float
+    grad_clip: float
+    lr_schedule: str

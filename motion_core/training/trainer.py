@@ -1,0 +1,290 @@
+"""train_motion_lora: the one training loop all recipes share.
+
+Per run: prepare and cache the clips (latents and text states, once), inject the recipe's adapters under a
+private prefix, then step: the recipe computes its loss terms and backward passes, the loop clips gradients,
+steps AdamW and the LR schedule, reports progress, checkpoints, validates and honours cancel. The caller's global
+RNG is left untouched and the model gets back exactly the adapters it had before, whatever happens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..backbones.base import move
+from ..clips import Clip, ClipSet
+from ..errors import CancelledError, InvalidInputError, TrainingError
+from ..lora import MotionLora, add_adapter, adapter_parameters, remove_adapter
+from ..lora.control import sync_adapters
+from ..lora.inject import registry
+from ..lora.state import adapter_state_dict, load_adapter_state
+from ..recipes import Recipe, get_recipe
+from . import checkpoint as ckpt
+from .callbacks import ProgressInfo, TrainingCallbacks
+from .config import TrainingConfig
+from .context import StepContext
+from .data import cache_samples
+from .optim import build_optimizer, build_scheduler, stage_at
+from .outputs import build_loras
+from .precision import Precision
+
+ADAPTER_PREFIX = "train_"
+
+
+@dataclass
+class TrainingResult:
+    motion_lora: MotionLora
+    appearance_loras: list[MotionLora]
+    history: list[dict]
+    """One dict per step: step (1-based), stage, lr, and the recipe's loss terms including "total"."""
+    checkpoint: Path | None
+    """The last checkpoint written (None when checkpoint_every is 0)."""
+    steps_done: int
+
+
+def train_motion_lora(backbone, clips: ClipSet, recipe: "str | Recipe", config: TrainingConfig | None = None,
+                      callbacks: TrainingCallbacks | None = None, *, regularisation_clips: ClipSet | None = None,
+                      training_caption: str | None = None, resume_from=None) -> TrainingResult:
+    """Train ``recipe`` on ``clips`` and return the motion LoRA (plus appearance by-products) as values.
+
+    recipe: a name from ``motion_core.recipes.RECIPES`` (METHODS.md defaults) or a configured Recipe.
+    training_caption: the prompt used instead of each clip's caption (VMC's appearance-invariant caption);
+    regularisation_clips: NewMove's related-motion clips, trained with their own captions. resume_from: a
+    checkpoint of an earlier run with the same clips, recipe and config; the result equals an uninterrupted run's.
+    Raises InvalidInputError (bad config or data), TrainingError (NaN/inf loss), CancelledError (after a checkpoint).
+    """
+    recipe = get_recipe(recipe)
+    config = config or TrainingConfig()
+    clips = ClipSet(tuple(clips)) if not isinstance(clips, ClipSet) else clips
+    if len(clips) == 0 or not all(isinstance(c, Clip) for c in clips):
+        raise InvalidInputError("Training needs at least one reference clip; connect a video loader.")
+    if regularisation_clips is not None and len(regularisation_clips) and not recipe.uses_regularisation_clips:
+        raise InvalidInputError(f"Recipe {recipe.name!r} does not use regularisation clips; use 'newmove' or "
+                                "disconnect them.")
+    settings = config.resolve(recipe.config.for_clip_count(len(clips)))
+    run = _Run(backbone, clips, recipe, config, settings, callbacks or TrainingCallbacks(),
+               regularisation_clips or ClipSet(), training_caption)
+    return run.execute(resume_from)
+
+
+class _Run:
+    def __init__(self, backbone, clips, recipe, config, settings, callbacks, regularisation_clips, caption):
+        self.backbone, self.clips, self.recipe = backbone, clips, recipe
+        self.config, self.settings, self.callbacks = config, settings, callbacks
+        self.regularisation_clips, self.training_caption = regularisation_clips, caption
+        self.stages = recipe.stages(settings.steps)
+        self.history: list[dict] = []
+        self.last_checkpoint: Path | None = None
+        self.checkpoint_step = -1
+        self.written: list[Path] = []
+
+    # ---- set-up and tear-down ---------------------------------------------------------------------------------
+    def execute(self, resume_from) -> TrainingResult:
+        device = torch.device(self.config.device) if self.config.device else self.backbone.device
+        devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.config.seed)
+            self.generator = torch.Generator().manual_seed(self.config.seed)
+            self._use_device(device)
+            self.precision = Precision(self.config.mixed_precision, device)
+            cache = dict(frames=self.config.frames, width=self.config.width, height=self.config.height)
+            self.samples = cache_samples(self.backbone, self.recipe, self.clips,
+                                         training_caption=self.training_caption, **cache)
+            self.regularisation = cache_samples(self.backbone, self.recipe, self.regularisation_clips,
+                                                regularisation=True, **cache)
+            self._offload_encoders(True)
+            denoiser = self.backbone.denoiser
+            had_checkpointing = bool(getattr(self.backbone, "gradient_checkpointing", False))
+            was_training = denoiser.training
+            self.names: dict[str, str] = {}
+            try:
+                self._add_adapters()
+                if self.config.gradient_checkpointing:
+                    self.backbone.enable_gradient_checkpointing()
+                denoiser.train()
+                start = self._restore(resume_from) if resume_from else 0
+                self._loop(start)
+                steps_done = self.settings.steps
+                if self.config.checkpoint_every and self.checkpoint_step != steps_done:
+                    self._save(steps_done)
+                motion, appearance = build_loras(
+                    self.backbone, self.recipe, adapter_names=self.names, captions=[s.caption for s in self.samples],
+                    config=self.config, settings=self.settings, steps_done=steps_done, name=self.config.name)
+                return TrainingResult(motion, appearance, list(self.history), self.last_checkpoint, steps_done)
+            finally:
+                for name in self.names.values():
+                    if name in registry(denoiser):
+                        remove_adapter(denoiser, name)
+                if self.config.gradient_checkpointing and not had_checkpointing:
+                    self.backbone.disable_gradient_checkpointing()
+                denoiser.train(was_training)
+                self._offload_encoders(False)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+    def _use_device(self, device: torch.device) -> None:
+        if device != self.backbone.device:
+            for part in (self.backbone.denoiser, self.backbone.vae, self.backbone.text_encoder):
+                move(part, device)
+            self.backbone.device = device
+
+    def _offload_encoders(self, offload: bool) -> None:
+        """On CUDA the VAE and text encoder wait on the CPU while the denoiser trains (their outputs are cached)."""
+        if self.backbone.device.type != "cuda":
+            return
+        target = torch.device("cpu") if offload else self.backbone.device
+        for part in (self.backbone.vae, self.backbone.text_encoder):
+            move(part, target)
+        if offload:
+            torch.cuda.empty_cache()
+
+    def _add_adapters(self) -> None:
+        s = self.settings
+        specs = self.recipe.adapters(self.backbone, len(self.clips), rank=s.rank, alpha=s.alpha, dropout=s.dropout)
+        denoiser = self.backbone.denoiser
+        taken = set(registry(denoiser))
+        for spec in specs:
+            name = ADAPTER_PREFIX + spec.name
+            if name in taken:
+                raise InvalidInputError(f"The model already carries an adapter named {name!r} from another run; "
+                                        "reload the model.")
+            add_adapter(denoiser, dataclasses.replace(spec, name=name), enabled=False, trainable=False)
+            self.names[spec.name] = name
+        self.params = [p for name in self.names.values() for p in adapter_parameters(denoiser, name)]
+        self.optimizer, self.optimizer_name = build_optimizer(
+            self.params, lr=s.lr, weight_decay=s.weight_decay, choice=self.config.optimizer,
+            device=self.backbone.device)
+        self.scheduler = build_scheduler(self.optimizer, self.stages, s.lr_schedule, self.config.warmup_steps)
+
+    # ---- checkpoints ------------------------------------------------------------------------------------------
+    def _checkpoint_dir(self) -> Path:
+        if self.config.checkpoint_dir:
+            return Path(self.config.checkpoint_dir)
+        if not hasattr(self, "_default_dir"):
+            self._default_dir = Path(tempfile.mkdtemp(prefix=f"{self.recipe.name}-", dir=_temp_root()))
+        return self._default_dir
+
+    def _save(self, steps_done: int) -> Path:
+        path = ckpt.save_checkpoint(
+            ckpt.checkpoint_path(self._checkpoint_dir(), steps_done), step=steps_done, recipe=self.recipe.name,
+            recipe_config=self.recipe.config.to_dict(), training_config=self.config.to_dict(),
+            adapters={n: adapter_state_dict(self.backbone.denoiser, p) for n, p in self.names.items()},
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            scaler=self.precision.state_dict(), rng=ckpt.capture_rng(self.generator), history=self.history,
+            fingerprint=self.backbone.fingerprint())
+        # Keep only the newest checkpoint of this run (each is complete); never delete one we resumed from.
+        for old in self.written:
+            if old != path and old.exists():
+                old.unlink()
+        self.written = [path]
+        self.last_checkpoint, self.checkpoint_step = path, steps_done
+        if self.callbacks.on_checkpoint:
+            self.callbacks.on_checkpoint(path)
+        return path
+
+    def _restore(self, resume_from) -> int:
+        state = ckpt.load_checkpoint(resume_from)
+        if state["recipe"] != self.recipe.name or set(state["adapters"]) != set(self.names):
+            raise InvalidInputError(
+                f"{resume_from} was written by a {state['recipe']!r} run with adapters {sorted(state['adapters'])}; "
+                f"this run is {self.recipe.name!r} with {sorted(self.names)}. Resume with the same recipe and clips.")
+        if state["fingerprint"] != self.backbone.fingerprint():
+            raise InvalidInputError(f"{resume_from} was trained on another base model; load that model to resume.")
+        for name, tensors in state["adapters"].items():
+            load_adapter_state(self.backbone.denoiser, self.names[name], tensors)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.precision.load_state_dict(state["scaler"])
+        ckpt.restore_rng(state["rng"], self.generator)
+        self.history = list(state["history"])
+        self.last_checkpoint, self.checkpoint_step = Path(resume_from), int(state["step"])
+        if self.config.checkpoint_dir is None:
+            self._default_dir = Path(resume_from).parent
+        return int(state["step"])
+
+    # ---- the loop -----------------------------------------------------------------------------------------------
+    def _loop(self, start: int) -> None:
+        total, began = self.settings.steps, time.perf_counter()
+        for step in range(start, total):
+            if self.callbacks.should_cancel and self.callbacks.should_cancel():
+                path = self._save(step)
+                raise CancelledError(f"Training cancelled after {step} of {total} steps; checkpoint saved to {path}. "
+                                     "Resume from it to continue.")
+            stage, _ = stage_at(self.stages, step)
+            values = self._one_step(step, stage.name)
+            lr = self.scheduler.get_last_lr()[0]
+            self.scheduler.step()
+            self.history.append({"step": step + 1, "stage": stage.name, "lr": lr, **values})
+            done = step + 1
+            if self.callbacks.on_progress:
+                elapsed = time.perf_counter() - began
+                rate = (done - start) / elapsed if elapsed > 0 else 0.0
+                eta = (total - done) / rate if rate > 0 else 0.0
+                self.callbacks.on_progress(ProgressInfo(done, total, stage.name, values, lr, rate, eta, elapsed))
+            if self.config.checkpoint_every and done % self.config.checkpoint_every == 0:
+                self._save(done)
+            if self.config.validate_every and done % self.config.validate_every == 0 and self.callbacks.on_validation:
+                self._validate(done)
+
+    def _one_step(self, step: int, stage: str) -> dict[str, float]:
+        self.optimizer.zero_grad(set_to_none=True)
+        batch, sums = self.config.batch_size, {}
+        for _ in range(batch):
+            ctx = StepContext(self.backbone, self.recipe, self.generator, self._pick_sample(), stage=stage, step=step,
+                              loss_scale=1.0 / batch, precision=self.precision, adapter_names=self.names)
+            for key, value in self.recipe.step(ctx).items():
+                sums[key] = sums.get(key, 0.0) + float(value) / batch
+        if not all(math.isfinite(v) for v in sums.values()):
+            self._fail(step, f"the loss became {sums.get('total')}", sums)
+        self.precision.unscale(self.optimizer)
+        with_grad = [p for p in self.params if p.grad is not None]
+        if self.settings.grad_clip > 0 and with_grad:
+            norm = torch.nn.utils.clip_grad_norm_(with_grad, self.settings.grad_clip)
+            if self.precision.scaler is None and not math.isfinite(float(norm)):
+                self._fail(step, "the gradients became infinite or NaN", sums)
+        self.precision.step(self.optimizer)
+        return sums
+
+    def _fail(self, step: int, what: str, terms: dict) -> None:
+        kept = f"The last good checkpoint is kept: {self.last_checkpoint}." if self.last_checkpoint else (
+            "No checkpoint was written yet (set checkpoint_every to keep one).")
+        detail = ", ".join(f"{k}={v}" for k, v in terms.items())
+        raise TrainingError(f"Training stopped at step {step + 1}: {what} ({detail}). Lower the learning rate "
+                            f"(now {self.settings.lr:g}, try {self.settings.lr / 10:g}) or the resolution and train "
+                            f"again. {kept}")
+
+    def _pick_sample(self):
+        ratio = self.recipe.regularisation_ratio
+        if self.regularisation and ratio > 0 and float(torch.rand((1,), generator=self.generator)) < ratio:
+            pool = self.regularisation
+        else:
+            pool = self.samples
+        return pool[int(torch.randint(0, len(pool), (1,), generator=self.generator))] if len(pool) > 1 else pool[0]
+
+    def _validate(self, step: int) -> None:
+        denoiser = self.backbone.denoiser
+        motion = self.names[self.recipe.motion_adapter]
+        devices = [self.backbone.device.index or 0] if self.backbone.device.type == "cuda" else []
+        for name, state in registry(denoiser).items():
+            state.enabled, state.trainable = name == motion, False
+        sync_adapters(denoiser)
+        self._offload_encoders(False)
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                denoiser.eval()
+                self.callbacks.on_validation(step, self.backbone)
+        finally:
+            denoiser.train()
+            self._offload_encoders(True)
+
+
+def _temp_root() -> str:
+    root = Path(tempfile.gettempdir()) / "motion_core_checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    return str(root)
