@@ -12,22 +12,10 @@ import torch
 
 from ..errors import InvalidInputError
 from . import checkpointing
-from .base import ATTN_ALL, ATTN_QKV, FF
+from .base import unet_target_patterns
 from .clip_unet import ClipUNetBackbone
 
-_SPATIAL = r"(^|\.)attentions\.\d+\.transformer_blocks\.\d+\."
-_TEMPORAL = r"(^|\.)motion_modules\.\d+\.transformer_blocks\.\d+\."
-
-ANIMATEDIFF_TARGET_PATTERNS = {
-    "spatial_self_attn": [_SPATIAL + r"attn1\." + ATTN_ALL + "$"],
-    "spatial_cross_attn_q": [_SPATIAL + r"attn2\.to_q$"],
-    "spatial_cross_attn_kv": [_SPATIAL + r"attn2\.(to_k|to_v)$"],
-    "spatial_cross_attn": [_SPATIAL + r"attn2\." + ATTN_ALL + "$"],
-    "spatial_ff": [_SPATIAL + FF + "$"],
-    "temporal_attn": [_TEMPORAL + r"attn[12]\." + ATTN_ALL + "$"],
-    "temporal_attn_qkv": [_TEMPORAL + r"attn[12]\." + ATTN_QKV + "$"],
-    "temporal_ff": [_TEMPORAL + FF + "$"],
-}
+ANIMATEDIFF_TARGET_PATTERNS = unet_target_patterns(r"(^|\.)motion_modules\.\d+\.transformer_blocks\.\d+\.")
 
 
 class AnimateDiffBackbone(ClipUNetBackbone):

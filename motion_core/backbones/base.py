@@ -65,6 +65,22 @@ SHARED_TARGET_SETS = (
 ATTN_ALL = r"(to_q|to_k|to_v|to_out\.0)"
 ATTN_QKV = r"(to_q|to_k|to_v)"
 FF = r"ff\.net\.(0\.proj|2)"
+SPATIAL_BLOCK = r"(^|\.)attentions\.\d+\.transformer_blocks\.\d+\."
+
+
+def unet_target_patterns(temporal_block: str) -> dict[str, list[str]]:
+    """The shared target sets of UNet families whose spatial transformers live in ``attentions.N`` and whose
+    temporal transformers match ``temporal_block`` (a regex prefix ending in a dot); families add their extras."""
+    return {
+        "spatial_self_attn": [SPATIAL_BLOCK + r"attn1\." + ATTN_ALL + "$"],
+        "spatial_cross_attn_q": [SPATIAL_BLOCK + r"attn2\.to_q$"],
+        "spatial_cross_attn_kv": [SPATIAL_BLOCK + r"attn2\.(to_k|to_v)$"],
+        "spatial_cross_attn": [SPATIAL_BLOCK + r"attn2\." + ATTN_ALL + "$"],
+        "spatial_ff": [SPATIAL_BLOCK + FF + "$"],
+        "temporal_attn": [temporal_block + r"attn[12]\." + ATTN_ALL + "$"],
+        "temporal_attn_qkv": [temporal_block + r"attn[12]\." + ATTN_QKV + "$"],
+        "temporal_ff": [temporal_block + FF + "$"],
+    }
 
 
 class Backbone(ABC):

@@ -10,21 +10,11 @@ from __future__ import annotations
 import torch
 
 from . import checkpointing
-from .base import ATTN_ALL, ATTN_QKV, FF
+from .base import ATTN_ALL, FF, unet_target_patterns
 from .clip_unet import ClipUNetBackbone
 
-_SPATIAL = r"(^|\.)attentions\.\d+\.transformer_blocks\.\d+\."
-_TEMPORAL = r"(^|\.)temp_attentions\.\d+\.transformer_blocks\.\d+\."
-
 UNET3D_TARGET_PATTERNS = {
-    "spatial_self_attn": [_SPATIAL + r"attn1\." + ATTN_ALL + "$"],
-    "spatial_cross_attn_q": [_SPATIAL + r"attn2\.to_q$"],
-    "spatial_cross_attn_kv": [_SPATIAL + r"attn2\.(to_k|to_v)$"],
-    "spatial_cross_attn": [_SPATIAL + r"attn2\." + ATTN_ALL + "$"],
-    "spatial_ff": [_SPATIAL + FF + "$"],
-    "temporal_attn": [_TEMPORAL + r"attn[12]\." + ATTN_ALL + "$"],
-    "temporal_attn_qkv": [_TEMPORAL + r"attn[12]\." + ATTN_QKV + "$"],
-    "temporal_ff": [_TEMPORAL + FF + "$"],
+    **unet_target_patterns(r"(^|\.)temp_attentions\.\d+\.transformer_blocks\.\d+\."),
     # TemporalConvLayer holds four nn.Sequential (norm, act, [dropout,] Conv3d); the Conv3d is the last entry.
     "temporal_conv": [r"(^|\.)temp_convs\.\d+\.conv[1-4]\.\d+$"],
     "transformer_in": [r"^transformer_in\.transformer_blocks\.\d+\.(attn[12]\." + ATTN_ALL + "|" + FF + ")$"],
