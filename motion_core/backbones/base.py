@@ -170,9 +170,6 @@ class Backbone(ABC):
         can be checked against the model it is applied to. Stable across runs, devices and dtypes."""
         return architecture_fingerprint(self.family, self.denoiser)
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(family={self.family!r}, source={self.source!r}, dtype={self.dtype})"
-
 
 def find_target_modules(module: nn.Module, patterns: dict[str, Sequence[str]], set_name: str,
                         family: str) -> list[str]:

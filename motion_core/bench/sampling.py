@@ -23,8 +23,8 @@ import torch
 from ..backbones import tiny_unet3d_backbone
 from ..backbones.base import move
 from ..backbones.tiny import TINY_TEXT_DIM
-from ..lora import MotionLora, attach_lora, canonical_key, remove_all_adapters, set_adapter_scale
-from ..lora.inject import base_layer
+from ..lora import attach_lora, remove_all_adapters, set_adapter_scale
+from ..lora.synthetic import random_lora
 from ..sampling import LoraStack, SampleRequest, sample_video
 
 LORAS = (  # name, kind, target sets, rank, (start, end) in the ranged variant
@@ -50,25 +50,6 @@ def bench_backbone(channels=(32, 64, 128, 128), seed: int = 0):
         )
     backbone.denoiser = move(unet, backbone.device, backbone.dtype).requires_grad_(False).eval()
     return backbone
-
-
-def random_lora(backbone, name: str, kind: str, target_sets, rank: int, seed: int) -> MotionLora:
-    """A LoRA with random A and B on ``target_sets`` (the cost does not depend on the values)."""
-    g = torch.Generator().manual_seed(seed)
-    modules = dict(backbone.denoiser.named_modules())
-    tensors = {}
-    for set_name in target_sets:
-        for module in backbone.target_modules(set_name):
-            layer = base_layer(modules[module])
-            if isinstance(layer, torch.nn.Linear):
-                shapes = (rank, layer.in_features), (layer.out_features, rank)
-            else:
-                ones = (1,) * len(layer.kernel_size)
-                shapes = (rank, layer.in_channels, *layer.kernel_size), (layer.out_channels, rank, *ones)
-            tensors[canonical_key(module, "A")] = torch.randn(shapes[0], generator=g) * 0.01
-            tensors[canonical_key(module, "B")] = torch.randn(shapes[1], generator=g) * 0.01
-    return MotionLora(tensors, dict(name=name, kind=kind, rank=rank, alpha=rank, family=backbone.family,
-                                    base_fingerprint=backbone.fingerprint(), target_sets=list(target_sets)))
 
 
 def _step_seconds(backbone, request: SampleRequest) -> tuple[float, int]:
@@ -104,7 +85,7 @@ def run(argv=None) -> dict:
     torch.set_num_threads(args.threads)
 
     backbone = bench_backbone()
-    loras = [random_lora(backbone, name, kind, sets, rank, seed)
+    loras = [random_lora(backbone, sets, rank=rank, alpha=rank, seed=seed, std=0.01, name=name, kind=kind)
              for seed, (name, kind, sets, rank, _) in enumerate(LORAS)]
     stack4 = LoraStack()
     ranged = LoraStack()

@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from tests.harness.comfy_server import ComfyServer
 from tests.harness.provision import REPO_ROOT
