@@ -15,10 +15,12 @@ from .types import CATEGORY, LoraStackType, LoraType, ModelType
 
 NONE = "none"
 
-FORMAT_HELP = ("canonical: this pack's format (PEFT/diffusers keys + metadata), loads everywhere in the pack; "
-               "animatediff: original AnimateDiff motion-LoRA layout for AnimateDiff-Evolved's Load AnimateDiff "
-               "LoRA (temporal LoRAs of AnimateDiff models only); kohya: for appearance (spatial) LoRAs in other "
-               "tools.")
+FORMAT_HELP = (
+    "canonical: this pack's format (PEFT/diffusers keys + metadata), loads everywhere in the pack; "
+    "animatediff: original AnimateDiff motion-LoRA layout for AnimateDiff-Evolved's Load AnimateDiff "
+    "LoRA (temporal LoRAs of AnimateDiff models only); kohya: for appearance (spatial) LoRAs in other "
+    "tools."
+)
 
 
 def _next_free_path(folder: str, prefix: str) -> str:
@@ -46,12 +48,16 @@ class SaveMotionLoRA(io.ComfyNode):
             "overwritten). Shows the LoRA's metadata once saved.",
             inputs=[
                 LoraType.Input("lora", tooltip="A LoRA from Train Motion LoRA."),
-                io.String.Input("filename_prefix", default="motion_lora/my_motion",
-                                tooltip="File name under models/motion_loras; a number and .safetensors are added."),
-                io.Combo.Input("format", options=["canonical", "animatediff", "kohya"], default="canonical",
-                               tooltip=FORMAT_HELP),
+                io.String.Input(
+                    "filename_prefix",
+                    default="motion_lora/my_motion",
+                    tooltip="File name under models/motion_loras; a number and .safetensors are added.",
+                ),
+                io.Combo.Input(
+                    "format", options=["canonical", "animatediff", "kohya"], default="canonical", tooltip=FORMAT_HELP
+                ),
             ],
-            outputs=[io.String.Output("path", tooltip="Where the file was written.")],
+            outputs=[io.String.Output("path", display_name="path", tooltip="Where the file was written.")],
             is_output_node=True,
         )
 
@@ -66,24 +72,48 @@ class SaveMotionLoRA(io.ComfyNode):
 
 def _stack_inputs(folder_label: str, files: list[str], kind: str) -> list:
     return [
-        io.Combo.Input("lora_name", options=[NONE, *files], default=NONE,
-                       tooltip=f"A {kind} LoRA file from {folder_label} (any of: this pack's files, diffusers/PEFT, "
-                       "kohya, original AnimateDiff). Ignored when `trained_lora` is connected."),
-        io.Float.Input("strength", default=1.0, min=-5.0, max=5.0, step=0.05,
-                       tooltip="How strongly the LoRA acts; 0 turns it off, negative values push away from it."),
-        io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
-                       tooltip="Share of the denoising steps done before the LoRA starts acting (motion forms "
-                       "early: keep motion LoRAs from 0)."),
-        io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
-                       tooltip="Share of the steps done when the LoRA stops acting (1 = to the end)."),
+        io.Combo.Input(
+            "lora_name",
+            options=[NONE, *files],
+            default=NONE,
+            tooltip=f"A {kind} LoRA file from {folder_label} (any of: this pack's files, diffusers/PEFT, "
+            "kohya, original AnimateDiff). Ignored when `trained_lora` is connected.",
+        ),
+        io.Float.Input(
+            "strength",
+            default=1.0,
+            min=-5.0,
+            max=5.0,
+            step=0.05,
+            tooltip="How strongly the LoRA acts; 0 turns it off, negative values push away from it.",
+        ),
+        io.Float.Input(
+            "start_percent",
+            default=0.0,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip="Share of the denoising steps done before the LoRA starts acting (motion forms "
+            "early: keep motion LoRAs from 0).",
+        ),
+        io.Float.Input(
+            "end_percent",
+            default=1.0,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip="Share of the steps done when the LoRA stops acting (1 = to the end).",
+        ),
         LoraStackType.Input("previous_stack", optional=True, tooltip="Chain LoRA loaders to stack several LoRAs."),
-        LoraType.Input("trained_lora", optional=True,
-                       tooltip="A LoRA straight from Train Motion LoRA, used instead of a file."),
+        LoraType.Input(
+            "trained_lora", optional=True, tooltip="A LoRA straight from Train Motion LoRA, used instead of a file."
+        ),
     ]
 
 
-def _add_to_stack(folder: str, lora_name, strength, start_percent, end_percent, previous_stack, trained_lora,
-                  module_names=None):
+def _add_to_stack(
+    folder: str, lora_name, strength, start_percent, end_percent, previous_stack, trained_lora, module_names=None
+):
     if trained_lora is not None:
         lora = trained_lora
     elif lora_name == NONE:
@@ -104,18 +134,26 @@ class LoadMotionLoRA(io.ComfyNode):
             category=f"{CATEGORY}/lora",
             description="Add a motion LoRA (from models/motion_loras, or freshly trained) to a LoRA stack with a "
             "strength and a step range. Stack several to combine motions.",
-            inputs=_stack_inputs("models/motion_loras", folder_paths.get_filename_list(paths.MOTION_LORAS),
-                                 "motion"),
-            outputs=[LoraStackType.Output("lora_stack", tooltip="The stack with this LoRA added."),
-                     LoraType.Output("lora", tooltip="The loaded LoRA itself (e.g. to re-save it in another "
-                                     "format).")],
+            inputs=_stack_inputs("models/motion_loras", folder_paths.get_filename_list(paths.MOTION_LORAS), "motion"),
+            outputs=[
+                LoraStackType.Output(
+                    "lora_stack", display_name="lora_stack", tooltip="The stack with this LoRA added."
+                ),
+                LoraType.Output(
+                    "lora",
+                    display_name="lora",
+                    tooltip="The loaded LoRA itself (e.g. to re-save it in another format).",
+                ),
+            ],
         )
 
     @classmethod
-    def execute(cls, lora_name, strength, start_percent, end_percent, previous_stack=None,
-                trained_lora=None) -> io.NodeOutput:
-        return _add_to_stack(paths.MOTION_LORAS, lora_name, strength, start_percent, end_percent, previous_stack,
-                             trained_lora)
+    def execute(
+        cls, lora_name, strength, start_percent, end_percent, previous_stack=None, trained_lora=None
+    ) -> io.NodeOutput:
+        return _add_to_stack(
+            paths.MOTION_LORAS, lora_name, strength, start_percent, end_percent, previous_stack, trained_lora
+        )
 
 
 class LoadAppearanceLoRA(io.ComfyNode):
@@ -127,20 +165,31 @@ class LoadAppearanceLoRA(io.ComfyNode):
             category=f"{CATEGORY}/lora",
             description="Add an appearance (spatial) LoRA from models/loras to a LoRA stack, e.g. to give the "
             "moving subject a trained look. Late step ranges (e.g. 0.3..1.0) keep it off the motion.",
-            inputs=[*_stack_inputs("models/loras", folder_paths.get_filename_list("loras"), "appearance"),
-                    ModelType.Input("video_model", optional=True,
-                                    tooltip="Needed only for kohya-layout files, whose flattened names are "
-                                    "matched against this model's layers.")],
-            outputs=[LoraStackType.Output("lora_stack", tooltip="The stack with this LoRA added."),
-                     LoraType.Output("lora", tooltip="The loaded LoRA itself.")],
+            inputs=[
+                *_stack_inputs("models/loras", folder_paths.get_filename_list("loras"), "appearance"),
+                ModelType.Input(
+                    "video_model",
+                    optional=True,
+                    tooltip="Needed only for kohya-layout files, whose flattened names are "
+                    "matched against this model's layers.",
+                ),
+            ],
+            outputs=[
+                LoraStackType.Output(
+                    "lora_stack", display_name="lora_stack", tooltip="The stack with this LoRA added."
+                ),
+                LoraType.Output("lora", display_name="lora", tooltip="The loaded LoRA itself."),
+            ],
         )
 
     @classmethod
-    def execute(cls, lora_name, strength, start_percent, end_percent, previous_stack=None, trained_lora=None,
-                video_model=None) -> io.NodeOutput:
+    def execute(
+        cls, lora_name, strength, start_percent, end_percent, previous_stack=None, trained_lora=None, video_model=None
+    ) -> io.NodeOutput:
         names = None if video_model is None else [n for n, _ in video_model.denoiser.named_modules()]
-        return _add_to_stack("loras", lora_name, strength, start_percent, end_percent, previous_stack,
-                             trained_lora, names)
+        return _add_to_stack(
+            "loras", lora_name, strength, start_percent, end_percent, previous_stack, trained_lora, names
+        )
 
 
 NODES = [LoadMotionLoRA, LoadAppearanceLoRA, SaveMotionLoRA]

@@ -43,30 +43,55 @@ class LoadVideoModel(io.ComfyNode):
             "or AnimateDiff diffusers folder (models/diffusers), an SD1.5 checkpoint plus an AnimateDiff motion "
             "module, or the built-in ShapesT2V demo model.",
             inputs=[
-                io.Combo.Input("model", options=paths.model_choices(),
-                               tooltip="diffusers folders from models/diffusers, SD1.5 checkpoints from "
-                               "models/checkpoints (need a motion module), or the built-in ShapesT2V."),
-                io.Combo.Input("motion_module", options=["none", *folder_paths.get_filename_list(
-                               paths.ANIMATEDIFF_MODELS)], default="none",
-                               tooltip="AnimateDiff motion module (v2/v3) from models/animatediff_models; needed "
-                               "for SD1.5 checkpoints, overrides an AnimateDiff folder's own."),
-                io.Combo.Input("dtype", options=list(DTYPES), default="auto",
-                               tooltip="Weight precision. auto: bf16/fp16 on GPU, fp32 on CPU."),
-                io.Combo.Input("device", options=["auto", "cpu", "cuda"], default="auto",
-                               tooltip="auto: the device ComfyUI uses."),
+                io.Combo.Input(
+                    "model",
+                    options=paths.model_choices(),
+                    tooltip="diffusers folders from models/diffusers, SD1.5 checkpoints from "
+                    "models/checkpoints (need a motion module), or the built-in ShapesT2V.",
+                ),
+                io.Combo.Input(
+                    "motion_module",
+                    options=["none", *folder_paths.get_filename_list(paths.ANIMATEDIFF_MODELS)],
+                    default="none",
+                    tooltip="AnimateDiff motion module (v2/v3) from models/animatediff_models; needed "
+                    "for SD1.5 checkpoints, overrides an AnimateDiff folder's own.",
+                ),
+                io.Combo.Input(
+                    "dtype",
+                    options=list(DTYPES),
+                    default="auto",
+                    tooltip="Weight precision. auto: bf16/fp16 on GPU, fp32 on CPU.",
+                ),
+                io.Combo.Input(
+                    "device", options=["auto", "cpu", "cuda"], default="auto", tooltip="auto: the device ComfyUI uses."
+                ),
             ],
-            outputs=[ModelType.Output("video_model", tooltip="The loaded model, for training and sampling nodes.")],
+            outputs=[
+                ModelType.Output(
+                    "video_model",
+                    display_name="video_model",
+                    tooltip="The loaded model, for training and sampling nodes.",
+                )
+            ],
         )
 
     @classmethod
     def execute(cls, model, motion_module, dtype, device) -> io.NodeOutput:
         target = _device(device)
-        module = None if motion_module == "none" else folder_paths.get_full_path_or_raise(
-            paths.ANIMATEDIFF_MODELS, motion_module)
+        module = (
+            None
+            if motion_module == "none"
+            else folder_paths.get_full_path_or_raise(paths.ANIMATEDIFF_MODELS, motion_module)
+        )
         # ComfyUI runs nodes under inference mode; weights created there could never take part in training.
         with torch.inference_mode(False):
-            backbone = load_backbone(paths.resolve_model(model), dtype=_dtype(dtype, target), device=target,
-                                     motion_module=module, tokenizer_dir=paths.comfy_tokenizer_dir())
+            backbone = load_backbone(
+                paths.resolve_model(model),
+                dtype=_dtype(dtype, target),
+                device=target,
+                motion_module=module,
+                tokenizer_dir=paths.comfy_tokenizer_dir(),
+            )
         return io.NodeOutput(backbone)
 
 

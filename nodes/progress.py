@@ -51,8 +51,9 @@ def filmstrip(frames: torch.Tensor, max_frames: int = 8) -> Image.Image:
 def animated_webp_data_url(frames: torch.Tensor, fps: float = 8.0) -> str:
     images = frames_to_pil(frames)
     buffer = bytes_io.BytesIO()
-    images[0].save(buffer, format="WEBP", save_all=True, append_images=images[1:], duration=int(1000 / fps),
-                   loop=0, quality=80)
+    images[0].save(
+        buffer, format="WEBP", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, quality=80
+    )
     return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -15,8 +15,9 @@ from .types import CATEGORY, ClipsType, LoraStackType, ModelType
 def run_sampling(backbone, request: SampleRequest):
     """Shared by the node and the trainer's previews: ComfyUI progress, preview and interrupt around the sampler."""
     progress = NodeProgress(request.steps)
-    callbacks = SamplingCallbacks(progress=progress.update, should_cancel=interrupted, preview="rgb",
-                                  preview_every=max(1, request.steps // 10))
+    callbacks = SamplingCallbacks(
+        progress=progress.update, should_cancel=interrupted, preview="rgb", preview_every=max(1, request.steps // 10)
+    )
     try:
         return sample_video(backbone, request, callbacks)
     except CancelledError:
@@ -36,43 +37,106 @@ class SampleVideo(io.ComfyNode):
             "noise (the noise prior).",
             inputs=[
                 ModelType.Input("video_model", tooltip="From Load Video Model."),
-                io.String.Input("prompt", multiline=True, default="",
-                                tooltip="What to show; the motion comes from the motion LoRAs (include the "
-                                "trigger word if the LoRA was trained with one)."),
-                io.String.Input("negative_prompt", multiline=True, default="",
-                                tooltip="What to avoid (used when cfg > 1)."),
-                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
-                             tooltip="Noise seed; the same seed and settings give the same video."),
+                io.String.Input(
+                    "prompt",
+                    multiline=True,
+                    default="",
+                    tooltip="What to show; the motion comes from the motion LoRAs (include the "
+                    "trigger word if the LoRA was trained with one).",
+                ),
+                io.String.Input(
+                    "negative_prompt", multiline=True, default="", tooltip="What to avoid (used when cfg > 1)."
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=2**63 - 1,
+                    control_after_generate=True,
+                    tooltip="Noise seed; the same seed and settings give the same video.",
+                ),
                 io.Int.Input("steps", default=25, min=1, max=500, tooltip="Denoising steps."),
-                io.Float.Input("cfg", default=7.5, min=1.0, max=30.0, step=0.1,
-                               tooltip="Classifier-free guidance; 1 disables it (half the cost)."),
+                io.Float.Input(
+                    "cfg",
+                    default=7.5,
+                    min=1.0,
+                    max=30.0,
+                    step=0.1,
+                    tooltip="Classifier-free guidance; 1 disables it (half the cost).",
+                ),
                 io.Int.Input("frames", default=16, min=1, max=256, tooltip="Number of frames to generate."),
                 io.Int.Input("width", default=256, min=8, max=4096, step=8, tooltip="Width in pixels."),
                 io.Int.Input("height", default=256, min=8, max=4096, step=8, tooltip="Height in pixels."),
-                io.Combo.Input("scheduler", options=list(SCHEDULER_NAMES), default="ddim",
-                               tooltip="Sampling solver (diffusers schedulers)."),
-                io.Float.Input("frame_rate", default=8.0, min=0.1, max=120.0, step=0.5,
-                               tooltip="Frame rate passed on to video-saving nodes."),
-                LoraStackType.Input("lora_stack", optional=True,
-                                    tooltip="Motion and appearance LoRAs from Load Motion/Appearance LoRA."),
-                ClipsType.Input("noise_prior_clips", optional=True,
-                                tooltip="A reference clip whose DDIM-inverted noise seeds the sample (first clip "
-                                "is used)."),
-                io.Float.Input("noise_prior_p", default=0.0, min=0.0, max=1.0, step=0.05, optional=True,
-                               tooltip="Share of the inverted reference in the starting noise: 0 off, 0.1-0.5 "
-                               "for one-clip LoRAs (MotionDirector), 1 for VMC."),
+                io.Combo.Input(
+                    "scheduler",
+                    options=list(SCHEDULER_NAMES),
+                    default="ddim",
+                    tooltip="Sampling solver (diffusers schedulers).",
+                ),
+                io.Float.Input(
+                    "frame_rate",
+                    default=8.0,
+                    min=0.1,
+                    max=120.0,
+                    step=0.5,
+                    tooltip="Frame rate passed on to video-saving nodes.",
+                ),
+                LoraStackType.Input(
+                    "lora_stack", optional=True, tooltip="Motion and appearance LoRAs from Load Motion/Appearance LoRA."
+                ),
+                ClipsType.Input(
+                    "noise_prior_clips",
+                    optional=True,
+                    tooltip="A reference clip whose DDIM-inverted noise seeds the sample (first clip is used).",
+                ),
+                io.Float.Input(
+                    "noise_prior_p",
+                    default=0.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.05,
+                    optional=True,
+                    tooltip="Share of the inverted reference in the starting noise: 0 off, 0.1-0.5 "
+                    "for one-clip LoRAs (MotionDirector), 1 for VMC.",
+                ),
             ],
-            outputs=[io.Image.Output("images", tooltip="The frames, float [frames, height, width, 3] in 0..1."),
-                     io.Float.Output("fps", tooltip="Frame rate for video-saving nodes.")],
+            outputs=[
+                io.Image.Output(
+                    "images", display_name="images", tooltip="The frames, float [frames, height, width, 3] in 0..1."
+                ),
+                io.Float.Output("fps", display_name="fps", tooltip="Frame rate for video-saving nodes."),
+            ],
         )
 
     @classmethod
-    def execute(cls, video_model, prompt, negative_prompt, seed, steps, cfg, frames, width, height, scheduler,
-                frame_rate,
-                lora_stack=None, noise_prior_clips=None, noise_prior_p=0.0) -> io.NodeOutput:
+    def execute(
+        cls,
+        video_model,
+        prompt,
+        negative_prompt,
+        seed,
+        steps,
+        cfg,
+        frames,
+        width,
+        height,
+        scheduler,
+        frame_rate,
+        lora_stack=None,
+        noise_prior_clips=None,
+        noise_prior_p=0.0,
+    ) -> io.NodeOutput:
         request = SampleRequest(
-            prompt=prompt, negative_prompt=negative_prompt, seed=seed, steps=steps, cfg=cfg, frames=frames,
-            width=width, height=height, scheduler=scheduler, fps=frame_rate,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            seed=seed,
+            steps=steps,
+            cfg=cfg,
+            frames=frames,
+            width=width,
+            height=height,
+            scheduler=scheduler,
+            fps=frame_rate,
             noise_prior_clip=noise_prior_clips.clips[0] if noise_prior_clips else None,
             noise_prior_p=noise_prior_p,
             **({"lora_stack": lora_stack} if lora_stack is not None else {}),
@@ -83,8 +147,9 @@ class SampleVideo(io.ComfyNode):
 
 def animated_preview(frames, fps: float, cls) -> ui.SavedImages:
     """An animated WebP in ComfyUI's temp folder, so the node itself plays the result (the frontend animates it)."""
-    saved = ui.ImageSaveHelper.save_animated_webp(frames, "md_preview", io.FolderType.temp, cls, fps=fps,
-                                                  lossless=False, quality=85, method=4)
+    saved = ui.ImageSaveHelper.save_animated_webp(
+        frames, "md_preview", io.FolderType.temp, cls, fps=fps, lossless=False, quality=85, method=4
+    )
     return ui.SavedImages([saved], is_animated=frames.shape[0] > 1)
 
 

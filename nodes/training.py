@@ -18,11 +18,13 @@ from ..motion_core.training import TrainingCallbacks, TrainingConfig, plot_loss,
 from .progress import NodeProgress, animated_webp_data_url, interrupted, log, send_event
 from .types import CATEGORY, ClipsType, LoraType, ModelType
 
-RECIPE_HELP = ("motion_director: dual-path spatial/temporal LoRAs (Zhao et al. 2023); vmc: temporal attention with "
-               "a motion-vector loss (Jeong et al. 2023); customize_a_video: appearance absorber then temporal LoRA "
-               "(Ren et al. 2024); motion_crafter: parallel LoRAs with frozen-base appearance normalisation (Zhang "
-               "et al. 2023, our reading); newmove: trigger word, high-noise timesteps, regularisation clips "
-               "(Materzynska et al. 2023, our reading); naive: one LoRA on all attention (baseline).")
+RECIPE_HELP = (
+    "motion_director: dual-path spatial/temporal LoRAs (Zhao et al. 2023); vmc: temporal attention with "
+    "a motion-vector loss (Jeong et al. 2023); customize_a_video: appearance absorber then temporal LoRA "
+    "(Ren et al. 2024); motion_crafter: parallel LoRAs with frozen-base appearance normalisation (Zhang "
+    "et al. 2023, our reading); newmove: trigger word, high-noise timesteps, regularisation clips "
+    "(Materzynska et al. 2023, our reading); naive: one LoRA on all attention (baseline)."
+)
 
 
 def checkpoint_root() -> str:
@@ -45,17 +47,36 @@ class _Reporter:
     def on_progress(self, info) -> None:
         self.progress.update(info.step, info.total_steps, self.last_preview)
         self.last_preview = None
-        send_event("md.training.progress", {"node": self.node_id, "step": info.step, "total": info.total_steps,
-                                            "stage": info.stage, "losses": info.losses, "lr": info.lr,
-                                            "eta_s": info.eta_s, "it_per_s": info.it_per_s})
+        send_event(
+            "md.training.progress",
+            {
+                "node": self.node_id,
+                "step": info.step,
+                "total": info.total_steps,
+                "stage": info.stage,
+                "losses": info.losses,
+                "lr": info.lr,
+                "eta_s": info.eta_s,
+                "it_per_s": info.it_per_s,
+            },
+        )
 
     def on_validation(self, step: int, backbone) -> None:
-        request = SampleRequest(prompt=self.preview_prompt, seed=0, steps=10, cfg=1.0, frames=self.preview_frames,
-                                width=self.preview_width, height=self.preview_height, scheduler="ddim")
+        request = SampleRequest(
+            prompt=self.preview_prompt,
+            seed=0,
+            steps=10,
+            cfg=1.0,
+            frames=self.preview_frames,
+            width=self.preview_width,
+            height=self.preview_height,
+            scheduler="ddim",
+        )
         result = sample_video(backbone, request, SamplingCallbacks(should_cancel=interrupted, preview="none"))
         self.last_preview = result.frames
-        send_event("md.training.preview", {"node": self.node_id, "step": step,
-                                           "image": animated_webp_data_url(result.frames)})
+        send_event(
+            "md.training.preview", {"node": self.node_id, "step": step, "image": animated_webp_data_url(result.frames)}
+        )
 
     def on_checkpoint(self, path) -> None:
         log.info("motion LoRA checkpoint written: %s", path)
@@ -74,64 +95,153 @@ class TrainMotionLoRA(io.ComfyNode):
                 ModelType.Input("video_model", tooltip="From Load Video Model."),
                 ClipsType.Input("clips", tooltip="Reference clips from Load Reference Video."),
                 io.Combo.Input("recipe", options=recipe_names(), default="motion_director", tooltip=RECIPE_HELP),
-                io.Int.Input("steps", default=0, min=0, max=100_000,
-                             tooltip="Optimiser steps; 0 = the recipe's default (e.g. MotionDirector 150 for one "
-                             "clip, 400 for several)."),
-                io.Float.Input("learning_rate", default=0.0, min=0.0, max=1.0, step=1e-5,
-                               tooltip="0 = the recipe's default (MotionDirector 5e-4, VMC 1e-4)."),
+                io.Int.Input(
+                    "steps",
+                    default=0,
+                    min=0,
+                    max=100_000,
+                    tooltip="Optimiser steps; 0 = the recipe's default (e.g. MotionDirector 150 for one "
+                    "clip, 400 for several).",
+                ),
+                io.Float.Input(
+                    "learning_rate",
+                    default=0.0,
+                    min=0.0,
+                    max=1.0,
+                    step=1e-5,
+                    tooltip="0 = the recipe's default (MotionDirector 5e-4, VMC 1e-4).",
+                ),
                 io.Int.Input("rank", default=0, min=0, max=256, tooltip="LoRA rank; 0 = the recipe's default (32)."),
-                io.Int.Input("width", default=256, min=8, max=4096, step=8,
-                             tooltip="Training width; clips are resized and center-cropped to it."),
+                io.Int.Input(
+                    "width",
+                    default=256,
+                    min=8,
+                    max=4096,
+                    step=8,
+                    tooltip="Training width; clips are resized and center-cropped to it.",
+                ),
                 io.Int.Input("height", default=256, min=8, max=4096, step=8, tooltip="Training height."),
                 io.Int.Input("frames", default=16, min=2, max=256, tooltip="Frames per clip used in training."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the run (deterministic on CPU)."),
-                io.Int.Input("checkpoint_every", default=0, min=0, max=100_000,
-                             tooltip="Write a resumable checkpoint every N steps (0 = only on cancel)."),
-                io.Int.Input("validate_every", default=0, min=0, max=100_000,
-                             tooltip="Sample a short preview with the current LoRA every N steps (0 = never)."),
-                io.String.Input("name", default="my_motion",
-                                tooltip="Name stored in the LoRA and used for its checkpoint folder."),
-                io.String.Input("training_caption", default="", optional=True,
-                                tooltip="Use this prompt for every clip instead of its own caption (VMC's "
-                                "appearance-free caption, e.g. 'an object is moving'; NewMove's trigger phrase)."),
-                io.String.Input("preview_prompt", default="", optional=True,
-                                tooltip="Prompt of the validation previews (default: the first clip's caption)."),
-                ClipsType.Input("regularisation_clips", optional=True,
-                                tooltip="NewMove only: clips of related motions with their own captions."),
-                io.String.Input("resume_from", default="", optional=True,
-                                tooltip="A checkpoint .pt file (output/motion_lora_checkpoints/...) to continue."),
+                io.Int.Input(
+                    "seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the run (deterministic on CPU)."
+                ),
+                io.Int.Input(
+                    "checkpoint_every",
+                    default=0,
+                    min=0,
+                    max=100_000,
+                    tooltip="Write a resumable checkpoint every N steps (0 = only on cancel).",
+                ),
+                io.Int.Input(
+                    "validate_every",
+                    default=0,
+                    min=0,
+                    max=100_000,
+                    tooltip="Sample a short preview with the current LoRA every N steps (0 = never).",
+                ),
+                io.String.Input(
+                    "name", default="my_motion", tooltip="Name stored in the LoRA and used for its checkpoint folder."
+                ),
+                io.String.Input(
+                    "training_caption",
+                    default="",
+                    optional=True,
+                    tooltip="Use this prompt for every clip instead of its own caption (VMC's "
+                    "appearance-free caption, e.g. 'an object is moving'; NewMove's trigger phrase).",
+                ),
+                io.String.Input(
+                    "preview_prompt",
+                    default="",
+                    optional=True,
+                    tooltip="Prompt of the validation previews (default: the first clip's caption).",
+                ),
+                ClipsType.Input(
+                    "regularisation_clips",
+                    optional=True,
+                    tooltip="NewMove only: clips of related motions with their own captions.",
+                ),
+                io.String.Input(
+                    "resume_from",
+                    default="",
+                    optional=True,
+                    tooltip="A checkpoint .pt file (output/motion_lora_checkpoints/...) to continue.",
+                ),
             ],
             outputs=[
-                LoraType.Output("motion_lora", tooltip="The motion LoRA: feed Load Motion LoRA or Save Motion LoRA."),
-                LoraType.Output("appearance_lora", tooltip="The appearance LoRA the recipe learned on the side "
-                                "(MotionDirector, Customize-A-Video, MotionCrafter), or nothing."),
-                io.Image.Output("loss_plot", tooltip="Loss terms over the steps."),
+                LoraType.Output(
+                    "motion_lora",
+                    display_name="motion_lora",
+                    tooltip="The motion LoRA: feed Load Motion LoRA or Save Motion LoRA.",
+                ),
+                LoraType.Output(
+                    "appearance_lora",
+                    display_name="appearance_lora",
+                    tooltip="The appearance LoRA the recipe learned on the side "
+                    "(MotionDirector, Customize-A-Video, MotionCrafter), or nothing.",
+                ),
+                io.Image.Output("loss_plot", display_name="loss_plot", tooltip="Loss terms over the steps."),
             ],
             hidden=[io.Hidden.unique_id],
             not_idempotent=True,
         )
 
     @classmethod
-    def execute(cls, video_model, clips, recipe, steps, learning_rate, rank, width, height, frames, seed,
-                checkpoint_every, validate_every, name, training_caption="", preview_prompt="",
-                regularisation_clips=None, resume_from="") -> io.NodeOutput:
+    def execute(
+        cls,
+        video_model,
+        clips,
+        recipe,
+        steps,
+        learning_rate,
+        rank,
+        width,
+        height,
+        frames,
+        seed,
+        checkpoint_every,
+        validate_every,
+        name,
+        training_caption="",
+        preview_prompt="",
+        regularisation_clips=None,
+        resume_from="",
+    ) -> io.NodeOutput:
         config = TrainingConfig(
-            steps=steps or None, lr=learning_rate or None, rank=rank or None, width=width, height=height,
-            frames=frames, seed=seed, checkpoint_every=checkpoint_every, validate_every=validate_every,
-            checkpoint_dir=os.path.join(checkpoint_root(), _slug(name)), name=name,
+            steps=steps or None,
+            lr=learning_rate or None,
+            rank=rank or None,
+            width=width,
+            height=height,
+            frames=frames,
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+            validate_every=validate_every,
+            checkpoint_dir=os.path.join(checkpoint_root(), _slug(name)),
+            name=name,
         )
         total = steps or 1
-        reporter = _Reporter(str(cls.hidden.unique_id), total, preview_prompt or clips.clips[0].caption,
-                             (min(frames, 8), width, height))
-        callbacks = TrainingCallbacks(on_progress=reporter.on_progress, should_cancel=interrupted,
-                                      on_validation=reporter.on_validation, on_checkpoint=reporter.on_checkpoint)
+        reporter = _Reporter(
+            str(cls.hidden.unique_id), total, preview_prompt or clips.clips[0].caption, (min(frames, 8), width, height)
+        )
+        callbacks = TrainingCallbacks(
+            on_progress=reporter.on_progress,
+            should_cancel=interrupted,
+            on_validation=reporter.on_validation,
+            on_checkpoint=reporter.on_checkpoint,
+        )
         comfy.model_management.unload_all_models()
         try:
             with torch.inference_mode(False), torch.enable_grad():
-                result = train_motion_lora(video_model, clips, recipe, config, callbacks,
-                                           regularisation_clips=regularisation_clips,
-                                           training_caption=training_caption or None,
-                                           resume_from=resume_from.strip() or None)
+                result = train_motion_lora(
+                    video_model,
+                    clips,
+                    recipe,
+                    config,
+                    callbacks,
+                    regularisation_clips=regularisation_clips,
+                    training_caption=training_caption or None,
+                    resume_from=resume_from.strip() or None,
+                )
         except CancelledError as err:
             log.warning("%s", err)
             comfy.model_management.throw_exception_if_processing_interrupted()

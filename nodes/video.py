@@ -61,48 +61,131 @@ class LoadReferenceVideo(io.ComfyNode):
             description="Load a reference clip of the motion to learn (mp4, webm, mov, gif, animated webp or a "
             "folder of numbered frames), select and resize its frames, and add it to a training set.",
             inputs=[
-                io.Combo.Input("video", options=_input_choices(), upload=io.UploadType.video,
-                               tooltip="A video or frames folder in ComfyUI's input folder."),
-                io.String.Input("caption", default="", multiline=True,
-                                tooltip="What the clip shows, e.g. 'a man is skateboarding'. Used as its training "
-                                "prompt."),
-                io.Int.Input("start_frame", default=0, min=0, max=1_000_000,
-                             tooltip="Index of the first source frame to use."),
-                io.Int.Input("frame_cap", default=16, min=0, max=4096,
-                             tooltip="Most frames to keep (0 = all). Video models train on 8-24 frames."),
-                io.Int.Input("min_frames", default=1, min=1, max=4096,
-                             tooltip="Fail with a clear message if the clip yields fewer frames than this."),
-                io.Int.Input("every_nth", default=1, min=1, max=100,
-                             tooltip="Keep every n-th source frame (after start_frame)."),
-                io.Float.Input("target_fps", default=0.0, min=0.0, max=240.0, step=0.5,
-                               tooltip="Resample to this frame rate by picking the nearest frames (0 = keep)."),
-                io.Int.Input("width", default=0, min=0, max=8192, step=8,
-                             tooltip="Output width, a multiple of 8 (0 = keep the source size)."),
-                io.Int.Input("height", default=0, min=0, max=8192, step=8,
-                             tooltip="Output height, a multiple of 8 (0 = keep the source size)."),
-                io.Combo.Input("resize_mode", options=["crop", "pad"], default="crop",
-                               tooltip="crop: fill the frame and cut the overhang; pad: fit inside with black bars."),
-                io.String.Input("path", default="", optional=True,
-                                tooltip="Optional file or frames-folder path; overrides the `video` choice."),
-                io.Float.Input("folder_fps", default=8.0, min=0.1, max=240.0, optional=True,
-                               tooltip="Frame rate of a frames folder (videos carry their own)."),
-                ClipsType.Input("previous_clips", optional=True,
-                                tooltip="Chain several Load Reference Video nodes into one training set."),
+                io.Combo.Input(
+                    "video",
+                    options=_input_choices(),
+                    upload=io.UploadType.video,
+                    tooltip="A video or frames folder in ComfyUI's input folder.",
+                ),
+                io.String.Input(
+                    "caption",
+                    default="",
+                    multiline=True,
+                    tooltip="What the clip shows, e.g. 'a man is skateboarding'. Used as its training prompt.",
+                ),
+                io.Int.Input(
+                    "start_frame", default=0, min=0, max=1_000_000, tooltip="Index of the first source frame to use."
+                ),
+                io.Int.Input(
+                    "frame_cap",
+                    default=16,
+                    min=0,
+                    max=4096,
+                    tooltip="Most frames to keep (0 = all). Video models train on 8-24 frames.",
+                ),
+                io.Int.Input(
+                    "min_frames",
+                    default=1,
+                    min=1,
+                    max=4096,
+                    tooltip="Fail with a clear message if the clip yields fewer frames than this.",
+                ),
+                io.Int.Input(
+                    "every_nth", default=1, min=1, max=100, tooltip="Keep every n-th source frame (after start_frame)."
+                ),
+                io.Float.Input(
+                    "target_fps",
+                    default=0.0,
+                    min=0.0,
+                    max=240.0,
+                    step=0.5,
+                    tooltip="Resample to this frame rate by picking the nearest frames (0 = keep).",
+                ),
+                io.Int.Input(
+                    "width",
+                    default=0,
+                    min=0,
+                    max=8192,
+                    step=8,
+                    tooltip="Output width, a multiple of 8 (0 = keep the source size).",
+                ),
+                io.Int.Input(
+                    "height",
+                    default=0,
+                    min=0,
+                    max=8192,
+                    step=8,
+                    tooltip="Output height, a multiple of 8 (0 = keep the source size).",
+                ),
+                io.Combo.Input(
+                    "resize_mode",
+                    options=["crop", "pad"],
+                    default="crop",
+                    tooltip="crop: fill the frame and cut the overhang; pad: fit inside with black bars.",
+                ),
+                io.String.Input(
+                    "path",
+                    default="",
+                    optional=True,
+                    tooltip="Optional file or frames-folder path; overrides the `video` choice.",
+                ),
+                io.Float.Input(
+                    "folder_fps",
+                    default=8.0,
+                    min=0.1,
+                    max=240.0,
+                    optional=True,
+                    tooltip="Frame rate of a frames folder (videos carry their own).",
+                ),
+                ClipsType.Input(
+                    "previous_clips",
+                    optional=True,
+                    tooltip="Chain several Load Reference Video nodes into one training set.",
+                ),
             ],
             outputs=[
-                io.Image.Output("images", tooltip="The selected frames, float [frames, height, width, 3] in 0..1."),
-                io.Float.Output("fps", tooltip="Effective frame rate of the selected frames."),
-                ClipsType.Output("clips", tooltip="The training set: previous clips plus this one."),
+                io.Image.Output(
+                    "images",
+                    display_name="images",
+                    tooltip="The selected frames, float [frames, height, width, 3] in 0..1.",
+                ),
+                io.Float.Output("fps", display_name="fps", tooltip="Effective frame rate of the selected frames."),
+                ClipsType.Output(
+                    "clips", display_name="clips", tooltip="The training set: previous clips plus this one."
+                ),
             ],
         )
 
     @classmethod
-    def execute(cls, video, caption, start_frame, frame_cap, min_frames, every_nth, target_fps, width, height,
-                resize_mode, path="", folder_fps=8.0, previous_clips=None) -> io.NodeOutput:
+    def execute(
+        cls,
+        video,
+        caption,
+        start_frame,
+        frame_cap,
+        min_frames,
+        every_nth,
+        target_fps,
+        width,
+        height,
+        resize_mode,
+        path="",
+        folder_fps=8.0,
+        previous_clips=None,
+    ) -> io.NodeOutput:
         clip = load_reference_video(
-            _resolve(video, path or ""), caption=caption, start_frame=start_frame, frame_cap=frame_cap,
-            min_frames=min_frames, every_nth=every_nth, target_fps=target_fps, width=width, height=height,
-            resize_mode=resize_mode, folder_fps=folder_fps, max_pixels=_max_pixels(),
+            _resolve(video, path or ""),
+            caption=caption,
+            start_frame=start_frame,
+            frame_cap=frame_cap,
+            min_frames=min_frames,
+            every_nth=every_nth,
+            target_fps=target_fps,
+            width=width,
+            height=height,
+            resize_mode=resize_mode,
+            folder_fps=folder_fps,
+            max_pixels=_max_pixels(),
             progress=lambda _count: comfy.model_management.throw_exception_if_processing_interrupted(),
         )
         clips = (previous_clips or ClipSet()).add(clip)
@@ -142,7 +225,11 @@ class ImagesToClips(io.ComfyNode):
                 io.Float.Input("fps", default=8.0, min=0.1, max=240.0, step=0.5, tooltip="Frame rate of the frames."),
                 ClipsType.Input("previous_clips", optional=True, tooltip="Chain clips into one training set."),
             ],
-            outputs=[ClipsType.Output("clips", tooltip="The training set: previous clips plus this one.")],
+            outputs=[
+                ClipsType.Output(
+                    "clips", display_name="clips", tooltip="The training set: previous clips plus this one."
+                )
+            ],
         )
 
     @classmethod

@@ -65,6 +65,7 @@ def test_object_info_lists_every_node_with_declared_inputs(comfy):
         assert list(node["input"]["required"]) == required
         assert list(node["input"].get("optional", {})) == optional
         assert node["output"] == outputs
+        assert len(set(node["output_name"])) == len(outputs), f"{node_id} has ambiguous output labels"
         assert node["category"].startswith("Motion LoRA")
         for section in ("required", "optional"):
             for name, spec in node["input"].get(section, {}).items():
@@ -311,3 +312,59 @@ def test_train_motion_lora_then_save_and_sample_with_it(comfy):
     assert result.outputs["7"]["animated"] == [True]
     checkpoints = list((comfy.output_dir / "motion_lora_checkpoints" / "e2e_motion").glob("*.pt"))
     assert checkpoints, "checkpoint_every=2 should have written checkpoints"
+
+
+TINY_OVERRIDES = {
+    "MDLoadVideoModel": {"model": "diffusers: tiny_workflows", "dtype": "fp32", "device": "cpu"},
+    "MDLoadReferenceVideo": {"width": 32, "height": 32, "frame_cap": 8, "min_frames": 4},
+    "MDTrainMotionLoRA": {"steps": 2, "rank": 4, "width": 32, "height": 32, "frames": 4, "validate_every": 1,
+                          "checkpoint_every": 0},
+    "MDSampleVideo": {"steps": 2, "frames": 4, "width": 32, "height": 32},
+}
+
+
+def _tiny_variant(prompt: dict) -> dict:
+    for node in prompt.values():
+        node["inputs"].update(TINY_OVERRIDES.get(node["class_type"], {}))
+    return prompt
+
+
+def _provide_workflow_files(comfy, prompt):
+    """Put the clips and LoRA files a workflow names where its nodes look for them, made for the tiny model."""
+    import torch
+    from motion_core.backbones import tiny_unet3d_backbone
+    from motion_core.lora import save_lora
+    from motion_core.lora.synthetic import random_lora
+
+    backbone = tiny_unet3d_backbone(seed=0)
+    for node in prompt.values():
+        inputs, kind = node["inputs"], node["class_type"]
+        if kind == "MDLoadReferenceVideo":
+            write_sample_video(comfy.input_dir / inputs["video"], frames=10, width=48, height=40, fps=8)
+        elif kind in ("MDLoadMotionLoRA", "MDLoadAppearanceLoRA") and inputs.get("lora_name", "none") != "none":
+            motion = kind == "MDLoadMotionLoRA"
+            folder = comfy.models_dir / ("motion_loras" if motion else "loras")
+            folder.mkdir(parents=True, exist_ok=True)
+            sets = ["temporal_attn"] if motion else ["spatial_self_attn"]
+            with torch.no_grad():
+                lora = random_lora(backbone, sets, rank=2, std=0.1, name=inputs["lora_name"],
+                                   kind="motion" if motion else "appearance")
+            save_lora(lora, folder / inputs["lora_name"])
+
+
+@pytest.mark.parametrize("name", ["motiondirector_one_clip.json", "motion_concept_several_clips.json",
+                                  "stacked_motions_and_look.json", "vmc_noise_prior.json"])
+def test_shared_workflow_runs_to_completion_on_a_tiny_model(comfy, name):
+    from motion_core.backbones import save_tiny_diffusers_folder
+
+    if not (comfy.models_dir / "diffusers" / "tiny_workflows").exists():
+        save_tiny_diffusers_folder(comfy.models_dir / "diffusers" / "tiny_workflows", family="unet3d")
+    workflow = json.loads((ROOT / "workflows" / name).read_text())
+    assert any(n["type"] == "Note" for n in workflow["nodes"]), "every shared workflow explains itself in a Note"
+    prompt = _tiny_variant(to_api_prompt(workflow, comfy.object_info(), check_combos=False))
+    _provide_workflow_files(comfy, prompt)
+    result = comfy.run(prompt, timeout=600)
+    assert result.status == "success", result.error_text
+    videos = [item for out in result.outputs.values() for item in out.get("images", []) + out.get("videos", [])
+              if isinstance(item, dict) and item.get("filename", "").endswith(".mp4")]
+    assert videos, result.outputs
