@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.md-installed
 ARGS ?=
 
-.PHONY: install test test-fast demo clean-venv
+.PHONY: install chromium test test-fast demo clean-venv
 
 install: $(STAMP)
 
@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml requirements.txt tests/harness/provision.py
 	$(PY) tests/harness/provision.py
 	touch $(STAMP)
 
+# The browser tier drives Debian's Chromium (Playwright's own browser download is not reachable here).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Install Debian's chromium (sudo apt-get install chromium) for the browser tests." >&2; exit 1; fi; }
+
 # Every tier: unit, quality and end-to-end (real ComfyUI). Pass pytest arguments with ARGS='...'.
-test: install
+test: install chromium
 	OMP_NUM_THREADS=1 $(PY) -m pytest $(ARGS)
 
 # The fast tier alone (no ComfyUI server), for development.

@@ -123,7 +123,14 @@ class TrainMotionLoRA(io.ComfyNode):
                 io.Int.Input("height", default=256, min=8, max=4096, step=8, tooltip="Training height."),
                 io.Int.Input("frames", default=16, min=2, max=256, tooltip="Frames per clip used in training."),
                 io.Int.Input(
-                    "seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the run (deterministic on CPU)."
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=2**31 - 1,
+                    # The frontend adds this control to every INT named seed anyway; declaring it keeps saved
+                    # workflows' widget values in the order the frontend reads them.
+                    control_after_generate=True,
+                    tooltip="Seed of the run (deterministic on CPU).",
                 ),
                 io.Int.Input(
                     "checkpoint_every",
