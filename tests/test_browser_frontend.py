@@ -82,6 +82,8 @@ def test_workflow_loads_in_the_frontend_without_missing_nodes(page, path):
     result = _load(page, workflow)
     assert result["missing"] == [] and result["dialog"] == [], result
     assert result["count"] == len(workflow["nodes"])
+    page.evaluate("() => { window.app.canvas.deselectAll?.(); window.app.canvas.fitViewToSelectionAnimated?.(); }")
+    page.wait_for_timeout(800)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"workflow_{path.stem}.png"))
 

@@ -145,7 +145,38 @@ def vmc_noise_prior(info) -> dict:
     return g.to_json()
 
 
+def shapes_demo(info) -> dict:
+    g = Graph(info)
+    g.add("Note", 0, {"text": (
+        "CPU demo on the built-in ShapesT2V model (what `make demo` runs).\n\n"
+        "The reference clip (copy motion_core/toy/assets/shapes_circle_reference.gif into ComfyUI's input folder) "
+        "shows a red square moving in a circle, a motion the base model never saw. MotionDirector learns it in "
+        "150 steps (a minute or two on a CPU) and Sample Video makes a green triangle do it. Open the Train node "
+        "to watch the loss chart and preview clips.")}, height=200)
+    model = g.add("MDLoadVideoModel", 0, {"model": "built-in: ShapesT2V", "dtype": "fp32"}, height=170)
+    clip = g.add("MDLoadReferenceVideo", 0, {"video": "shapes_circle_reference.gif",
+                                              "caption": "a red square moves in a circle", "frame_cap": 8,
+                                              "min_frames": 8, "width": 64, "height": 64}, height=460)
+    train = g.add("MDTrainMotionLoRA", 1, {"recipe": "motion_director", "width": 64, "height": 64, "frames": 8,
+                                           "validate_every": 50, "name": "shapes_circle",
+                                           "preview_prompt": "a green triangle moves in a circle"}, height=620)
+    g.link(model, "video_model", train, "video_model")
+    g.link(clip, "clips", train, "clips")
+    save = g.add("MDSaveMotionLoRA", 2, {"filename_prefix": "shapes_t2v/circle"}, height=150)
+    g.link(train, "motion_lora", save, "lora")
+    stack = g.add("MDLoadMotionLoRA", 2, {}, height=200)
+    g.link(train, "motion_lora", stack, "trained_lora")
+    sample = g.add("MDSampleVideo", 3, {"prompt": "a green triangle moves in a circle", "steps": 25, "cfg": 5.0,
+                                        "frames": 8, "width": 64, "height": 64, "scheduler": "ddim",
+                                        "seed": 1}, height=520)
+    g.link(model, "video_model", sample, "video_model")
+    g.link(stack, "lora_stack", sample, "lora_stack")
+    _save_video(g, 4, sample, "shapes_t2v/green_triangle_circle", fps_from=sample)
+    return g.to_json()
+
+
 WORKFLOWS = {
+    "shapes_t2v_demo.json": shapes_demo,
     "motiondirector_one_clip.json": one_clip,
     "motion_concept_several_clips.json": several_clips,
     "stacked_motions_and_look.json": stacked,
