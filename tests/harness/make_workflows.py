@@ -25,6 +25,25 @@ def _save_video(g: Graph, column: int, images_from: int, prefix: str, fps_from: 
     g.link(create, "VIDEO", save, "video")
 
 
+def _train_and_sample(g: Graph, column: int, model: int, clips: int, train: dict, sample: dict,
+                      save_prefix: str | None, video_prefix: str, noise_prior: bool = False) -> None:
+    """Train Motion LoRA -> (Save Motion LoRA) -> Load Motion LoRA -> Sample Video -> Create/Save Video."""
+    trainer = g.add("MDTrainMotionLoRA", column, train, height=620)
+    g.link(model, "video_model", trainer, "video_model")
+    g.link(clips, "clips", trainer, "clips")
+    if save_prefix:
+        save = g.add("MDSaveMotionLoRA", column + 1, {"filename_prefix": save_prefix}, height=150)
+        g.link(trainer, "motion_lora", save, "lora")
+    stack = g.add("MDLoadMotionLoRA", column + 1, {}, height=200)
+    g.link(trainer, "motion_lora", stack, "trained_lora")
+    sampler = g.add("MDSampleVideo", column + 2, sample, height=520)
+    g.link(model, "video_model", sampler, "video_model")
+    g.link(stack, "lora_stack", sampler, "lora_stack")
+    if noise_prior:
+        g.link(clips, "clips", sampler, "noise_prior_clips")
+    _save_video(g, column + 3, sampler, video_prefix, fps_from=sampler)
+
+
 def one_clip(info) -> dict:
     g = Graph(info)
     g.add("Note", 0, {"text": (
@@ -39,22 +58,13 @@ def one_clip(info) -> dict:
     model = g.add("MDLoadVideoModel", 0, {"model": "diffusers: zeroscope_v2_576w"}, height=170)
     clip = g.add("MDLoadReferenceVideo", 0, {"video": "reference_motion.mp4", "caption": "a man is skateboarding",
                                               "frame_cap": 16, "width": 576, "height": 320}, height=460)
-    train = g.add("MDTrainMotionLoRA", 1, {"recipe": "motion_director", "width": 576, "height": 320, "frames": 16,
-                                           "validate_every": 50, "checkpoint_every": 50, "name": "skateboarding",
-                                           "preview_prompt": "a man is skateboarding"}, height=620)
-    g.link(model, "video_model", train, "video_model")
-    g.link(clip, "clips", train, "clips")
-    save = g.add("MDSaveMotionLoRA", 2, {"filename_prefix": "motion_director/skateboarding"}, height=150)
-    g.link(train, "motion_lora", save, "lora")
-    stack = g.add("MDLoadMotionLoRA", 2, {}, height=200)
-    g.link(train, "motion_lora", stack, "trained_lora")
-    sample = g.add("MDSampleVideo", 3, {"prompt": "a bear is skateboarding in the snow", "steps": 30, "cfg": 9.0,
-                                        "frames": 16, "width": 576, "height": 320, "scheduler": "dpmpp_2m",
-                                        "noise_prior_p": 0.2}, height=520)
-    g.link(model, "video_model", sample, "video_model")
-    g.link(stack, "lora_stack", sample, "lora_stack")
-    g.link(clip, "clips", sample, "noise_prior_clips")
-    _save_video(g, 4, sample, "motion_director/bear", fps_from=sample)
+    _train_and_sample(
+        g, 1, model, clip,
+        {"recipe": "motion_director", "width": 576, "height": 320, "frames": 16, "validate_every": 50,
+         "checkpoint_every": 50, "name": "skateboarding", "preview_prompt": "a man is skateboarding"},
+        {"prompt": "a bear is skateboarding in the snow", "steps": 30, "cfg": 9.0, "frames": 16, "width": 576,
+         "height": 320, "scheduler": "dpmpp_2m", "noise_prior_p": 0.2},
+        "motion_director/skateboarding", "motion_director/bear", noise_prior=True)
     return g.to_json()
 
 
@@ -74,20 +84,13 @@ def several_clips(info) -> dict:
         if previous:
             g.link(previous, "clips", clip, "previous_clips")
         previous = clip
-    train = g.add("MDTrainMotionLoRA", 2, {"recipe": "motion_director", "width": 384, "height": 384, "frames": 16,
-                                           "validate_every": 100, "checkpoint_every": 100, "name": "golf_swing"},
-                  height=620)
-    g.link(model, "video_model", train, "video_model")
-    g.link(previous, "clips", train, "clips")
-    save = g.add("MDSaveMotionLoRA", 3, {"filename_prefix": "concepts/golf_swing"}, height=150)
-    g.link(train, "motion_lora", save, "lora")
-    stack = g.add("MDLoadMotionLoRA", 3, {}, height=200)
-    g.link(train, "motion_lora", stack, "trained_lora")
-    sample = g.add("MDSampleVideo", 4, {"prompt": "a monkey doing a golf swing on the beach", "steps": 30,
-                                        "cfg": 9.0, "frames": 16, "width": 384, "height": 384}, height=520)
-    g.link(model, "video_model", sample, "video_model")
-    g.link(stack, "lora_stack", sample, "lora_stack")
-    _save_video(g, 5, sample, "concepts/golf_monkey", fps_from=sample)
+    _train_and_sample(
+        g, 2, model, previous,
+        {"recipe": "motion_director", "width": 384, "height": 384, "frames": 16, "validate_every": 100,
+         "checkpoint_every": 100, "name": "golf_swing"},
+        {"prompt": "a monkey doing a golf swing on the beach", "steps": 30, "cfg": 9.0, "frames": 16, "width": 384,
+         "height": 384},
+        "concepts/golf_swing", "concepts/golf_monkey")
     return g.to_json()
 
 
@@ -128,20 +131,13 @@ def vmc_noise_prior(info) -> dict:
     model = g.add("MDLoadVideoModel", 0, {"model": "diffusers: zeroscope_v2_576w"}, height=170)
     clip = g.add("MDLoadReferenceVideo", 0, {"video": "car_turning.mp4", "caption": "a red car driving on a road",
                                               "frame_cap": 16, "width": 576, "height": 320}, height=460)
-    train = g.add("MDTrainMotionLoRA", 1, {"recipe": "vmc", "width": 576, "height": 320, "frames": 16,
-                                           "validate_every": 100, "name": "car_turning",
-                                           "training_caption": "a car is moving"}, height=620)
-    g.link(model, "video_model", train, "video_model")
-    g.link(clip, "clips", train, "clips")
-    stack = g.add("MDLoadMotionLoRA", 2, {}, height=200)
-    g.link(train, "motion_lora", stack, "trained_lora")
-    sample = g.add("MDSampleVideo", 2, {"prompt": "a tank driving on a snowy road", "steps": 30, "cfg": 9.0,
-                                        "frames": 16, "width": 576, "height": 320, "scheduler": "ddim",
-                                        "noise_prior_p": 1.0}, height=520)
-    g.link(model, "video_model", sample, "video_model")
-    g.link(stack, "lora_stack", sample, "lora_stack")
-    g.link(clip, "clips", sample, "noise_prior_clips")
-    _save_video(g, 3, sample, "vmc/tank", fps_from=sample)
+    _train_and_sample(
+        g, 1, model, clip,
+        {"recipe": "vmc", "width": 576, "height": 320, "frames": 16, "validate_every": 100, "name": "car_turning",
+         "training_caption": "a car is moving"},
+        {"prompt": "a tank driving on a snowy road", "steps": 30, "cfg": 9.0, "frames": 16, "width": 576,
+         "height": 320, "scheduler": "ddim", "noise_prior_p": 1.0},
+        None, "vmc/tank", noise_prior=True)
     return g.to_json()
 
 
@@ -157,21 +153,13 @@ def shapes_demo(info) -> dict:
     clip = g.add("MDLoadReferenceVideo", 0, {"video": "shapes_circle_reference.gif",
                                               "caption": "a red square moves in a circle", "frame_cap": 8,
                                               "min_frames": 8, "width": 64, "height": 64}, height=460)
-    train = g.add("MDTrainMotionLoRA", 1, {"recipe": "motion_director", "width": 64, "height": 64, "frames": 8,
-                                           "validate_every": 50, "name": "shapes_circle",
-                                           "preview_prompt": "a green triangle moves in a circle"}, height=620)
-    g.link(model, "video_model", train, "video_model")
-    g.link(clip, "clips", train, "clips")
-    save = g.add("MDSaveMotionLoRA", 2, {"filename_prefix": "shapes_t2v/circle"}, height=150)
-    g.link(train, "motion_lora", save, "lora")
-    stack = g.add("MDLoadMotionLoRA", 2, {}, height=200)
-    g.link(train, "motion_lora", stack, "trained_lora")
-    sample = g.add("MDSampleVideo", 3, {"prompt": "a green triangle moves in a circle", "steps": 25, "cfg": 5.0,
-                                        "frames": 8, "width": 64, "height": 64, "scheduler": "ddim",
-                                        "seed": 1}, height=520)
-    g.link(model, "video_model", sample, "video_model")
-    g.link(stack, "lora_stack", sample, "lora_stack")
-    _save_video(g, 4, sample, "shapes_t2v/green_triangle_circle", fps_from=sample)
+    _train_and_sample(
+        g, 1, model, clip,
+        {"recipe": "motion_director", "width": 64, "height": 64, "frames": 8, "validate_every": 50,
+         "name": "shapes_circle", "preview_prompt": "a green triangle moves in a circle"},
+        {"prompt": "a green triangle moves in a circle", "steps": 25, "cfg": 5.0, "frames": 8, "width": 64,
+         "height": 64, "scheduler": "ddim", "seed": 1},
+        "shapes_t2v/circle", "shapes_t2v/green_triangle_circle")
     return g.to_json()
 
 
