@@ -352,7 +352,7 @@ def _provide_workflow_files(comfy, prompt):
             save_lora(lora, folder / inputs["lora_name"])
 
 
-@pytest.mark.parametrize("name", ["motiondirector_one_clip.json", "motion_concept_several_clips.json",
+@pytest.mark.parametrize("name", ["shapes_t2v_demo.json", "motiondirector_one_clip.json", "motion_concept_several_clips.json",
                                   "stacked_motions_and_look.json", "vmc_noise_prior.json"])
 def test_shared_workflow_runs_to_completion_on_a_tiny_model(comfy, name):
     from motion_core.backbones import save_tiny_diffusers_folder
