@@ -65,6 +65,7 @@ app.registerExtension({
       img.style.width = "100%";
       img.style.objectFit = "contain";
       img.alt = "training preview";
+      img.style.display = "none"; // shown once the first validation preview arrives
       this.mdPreview = img;
       this.addDOMWidget?.("md_training_preview", "preview", img, { serialize: false, hideOnZoom: false });
       this.setSize([Math.max(this.size[0], 340), this.size[1] + CHART_HEIGHT + 12]);
@@ -92,6 +93,7 @@ app.registerExtension({
       const node = nodeById(detail.node);
       if (!node?.mdPreview) return;
       node.mdPreview.src = detail.image;
+      node.mdPreview.style.display = "";
       node.mdPreview.title = `preview at step ${detail.step}`;
       node.setDirtyCanvas(true, false);
     });
