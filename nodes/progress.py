@@ -65,4 +65,9 @@ class NodeProgress:
 
     def update(self, step: int, total: int, frames: torch.Tensor | None = None) -> None:
         preview = ("JPEG", filmstrip(frames), PREVIEW_SIZE) if frames is not None else None
-        self.bar.update_absolute(step, total, preview)
+        try:
+            self.bar.update_absolute(step, total, preview)
+        except comfy.model_management.InterruptProcessingException:
+            # ComfyUI's progress hook raises on Cancel and clears the flag. Set it again so the engine's own cancel
+            # check stops the run cleanly: the trainer writes a checkpoint, the sampler restores the base weights.
+            comfy.model_management.interrupt_current_processing(True)

@@ -368,3 +368,41 @@ def test_shared_workflow_runs_to_completion_on_a_tiny_model(comfy, name):
     videos = [item for out in result.outputs.values() for item in out.get("images", []) + out.get("videos", [])
               if isinstance(item, dict) and item.get("filename", "").endswith(".mp4")]
     assert videos, result.outputs
+
+
+def test_cancel_during_training_writes_a_checkpoint_and_the_server_carries_on(comfy):
+    import time
+
+    import requests
+
+    from motion_core.backbones import save_tiny_diffusers_folder
+
+    if not (comfy.models_dir / "diffusers" / "tiny_cancel").exists():
+        save_tiny_diffusers_folder(comfy.models_dir / "diffusers" / "tiny_cancel", family="unet3d")
+    write_sample_video(comfy.input_dir / "cancel_clip.gif", frames=8, width=32, height=32, fps=8)
+    prompt = {
+        "1": {"class_type": "MDLoadVideoModel", "inputs": {
+            "model": "diffusers: tiny_cancel", "motion_module": "none", "dtype": "fp32", "device": "cpu"}},
+        "2": {"class_type": "MDLoadReferenceVideo", "inputs": {
+            "video": "cancel_clip.gif", "caption": "a red square moves right", "start_frame": 0, "frame_cap": 8,
+            "min_frames": 4, "every_nth": 1, "target_fps": 0.0, "width": 32, "height": 32, "resize_mode": "crop"}},
+        "3": {"class_type": "MDTrainMotionLoRA", "inputs": {
+            "video_model": ["1", 0], "clips": ["2", 2], "recipe": "vmc", "steps": 5000, "learning_rate": 0.0,
+            "rank": 2, "width": 32, "height": 32, "frames": 4, "seed": 0, "checkpoint_every": 20,
+            "validate_every": 0, "name": "e2e_cancel"}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 2]}},
+    }
+    prompt_id = comfy.queue(prompt)
+    folder = comfy.output_dir / "motion_lora_checkpoints" / "e2e_cancel"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not list(folder.glob("*.pt")):  # training is running once one exists
+        time.sleep(0.2)
+    requests.post(f"{comfy.url}/interrupt", timeout=10)
+    result = comfy.wait(prompt_id, timeout=300)
+    assert result.status == "error"
+    assert any(kind == "execution_interrupted" for kind, _ in result.messages), result.messages
+    cancelled = [line for line in comfy.log().splitlines() if "Training cancelled after" in line]
+    assert cancelled and str(folder) in cancelled[-1], "cancel must write a checkpoint first and say where"
+    saved = cancelled[-1].split("checkpoint saved to ")[1].split(". Resume")[0]
+    assert Path(saved).exists()
+    assert comfy.alive()
