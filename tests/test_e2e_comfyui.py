@@ -8,11 +8,9 @@ import pytest
 from PIL import Image
 
 from tests.harness.comfy_server import PACK_NAME
-from tests.harness.workflow_api import to_api_prompt
 from tests.video_samples import write_sample_video
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[1]
 
 # The specification of what the pack registers: node id -> (required inputs, optional inputs, output types).
 EXPECTED_NODES = {
@@ -110,22 +108,6 @@ def test_images_to_clips_chains_after_a_video_loader(comfy):
     prompt["4"] = {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}}
     result = comfy.run(prompt, timeout=300)
     assert result.status == "success", result.error_text
-
-
-@pytest.mark.parametrize("workflow", sorted((ROOT / "workflows").glob("*.json")), ids=lambda p: p.name)
-def test_every_shared_workflow_validates_against_object_info(comfy, workflow):
-    to_api_prompt(json.loads(workflow.read_text()), comfy.object_info(), check_combos=False)
-
-
-def test_roundtrip_workflow_runs_and_writes_a_video(comfy):
-    write_sample_video(comfy.input_dir / "md_demo_reference.mp4", frames=16, width=96, height=64, fps=8)
-    workflow = json.loads((ROOT / "workflows" / "reference_clip_roundtrip.json").read_text())
-    result = comfy.run(to_api_prompt(workflow, comfy.object_info()), timeout=300)
-    assert result.status == "success", result.error_text
-    saved = [item for out in result.outputs.values() for key in ("images", "videos", "animated") for item in
-             out.get(key, []) if isinstance(item, dict) and item.get("filename", "").endswith(".mp4")]
-    assert saved, result.outputs
-    assert len(comfy.fetch_output(saved[0])) > 1000
 
 
 def test_load_video_model_opens_a_diffusers_folder_from_models_dir(comfy):
@@ -312,62 +294,6 @@ def test_train_motion_lora_then_save_and_sample_with_it(comfy):
     assert result.outputs["7"]["animated"] == [True]
     checkpoints = list((comfy.output_dir / "motion_lora_checkpoints" / "e2e_motion").glob("*.pt"))
     assert checkpoints, "checkpoint_every=2 should have written checkpoints"
-
-
-TINY_OVERRIDES = {
-    "MDLoadVideoModel": {"model": "diffusers: tiny_workflows", "dtype": "fp32", "device": "cpu"},
-    "MDLoadReferenceVideo": {"width": 32, "height": 32, "frame_cap": 8, "min_frames": 4},
-    "MDTrainMotionLoRA": {"steps": 2, "rank": 4, "width": 32, "height": 32, "frames": 4, "validate_every": 1,
-                          "checkpoint_every": 0},
-    "MDSampleVideo": {"steps": 2, "frames": 4, "width": 32, "height": 32},
-}
-
-
-def _tiny_variant(prompt: dict) -> dict:
-    for node in prompt.values():
-        node["inputs"].update(TINY_OVERRIDES.get(node["class_type"], {}))
-    return prompt
-
-
-def _provide_workflow_files(comfy, prompt):
-    """Put the clips and LoRA files a workflow names where its nodes look for them, made for the tiny model."""
-    import torch
-    from motion_core.backbones import tiny_unet3d_backbone
-    from motion_core.lora import save_lora
-    from motion_core.lora.synthetic import random_lora
-
-    backbone = tiny_unet3d_backbone(seed=0)
-    for node in prompt.values():
-        inputs, kind = node["inputs"], node["class_type"]
-        if kind == "MDLoadReferenceVideo":
-            write_sample_video(comfy.input_dir / inputs["video"], frames=10, width=48, height=40, fps=8)
-        elif kind in ("MDLoadMotionLoRA", "MDLoadAppearanceLoRA") and inputs.get("lora_name", "none") != "none":
-            motion = kind == "MDLoadMotionLoRA"
-            folder = comfy.models_dir / ("motion_loras" if motion else "loras")
-            folder.mkdir(parents=True, exist_ok=True)
-            sets = ["temporal_attn"] if motion else ["spatial_self_attn"]
-            with torch.no_grad():
-                lora = random_lora(backbone, sets, rank=2, std=0.1, name=inputs["lora_name"],
-                                   kind="motion" if motion else "appearance")
-            save_lora(lora, folder / inputs["lora_name"])
-
-
-@pytest.mark.parametrize("name", ["shapes_t2v_demo.json", "motiondirector_one_clip.json", "motion_concept_several_clips.json",
-                                  "stacked_motions_and_look.json", "vmc_noise_prior.json"])
-def test_shared_workflow_runs_to_completion_on_a_tiny_model(comfy, name):
-    from motion_core.backbones import save_tiny_diffusers_folder
-
-    if not (comfy.models_dir / "diffusers" / "tiny_workflows").exists():
-        save_tiny_diffusers_folder(comfy.models_dir / "diffusers" / "tiny_workflows", family="unet3d")
-    workflow = json.loads((ROOT / "workflows" / name).read_text())
-    assert any(n["type"] == "Note" for n in workflow["nodes"]), "every shared workflow explains itself in a Note"
-    prompt = _tiny_variant(to_api_prompt(workflow, comfy.object_info(), check_combos=False))
-    _provide_workflow_files(comfy, prompt)
-    result = comfy.run(prompt, timeout=600)
-    assert result.status == "success", result.error_text
-    videos = [item for out in result.outputs.values() for item in out.get("images", []) + out.get("videos", [])
-              if isinstance(item, dict) and item.get("filename", "").endswith(".mp4")]
-    assert videos, result.outputs
 
 
 def test_cancel_during_training_writes_a_checkpoint_and_the_server_carries_on(comfy):
