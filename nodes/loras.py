@@ -39,7 +39,6 @@ def _next_free_path(folder: str, prefix: str) -> str:
 class SaveMotionLoRA(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        paths.register_folders()
         return io.Schema(
             node_id="MDSaveMotionLoRA",
             display_name="Save Motion LoRA",
@@ -127,7 +126,6 @@ def _add_to_stack(
 class LoadMotionLoRA(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        paths.register_folders()
         return io.Schema(
             node_id="MDLoadMotionLoRA",
             display_name="Load Motion LoRA",

@@ -34,7 +34,6 @@ def _dtype(choice: str, device: torch.device) -> torch.dtype:
 class LoadVideoModel(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        paths.register_folders()
         return io.Schema(
             node_id="MDLoadVideoModel",
             display_name="Load Video Model",
