@@ -23,3 +23,51 @@ def test_pretraining_writes_a_loadable_unet3d_folder(tmp_path):
     tokens = backbone.tokenizer.tokenize("a purple triangle moves down and left next to a white circle")
     assert "circle</w>" in tokens and len(tokens) == 12
     assert "Text-to-video steps: 2" in (out / "README.md").read_text()
+
+
+def test_continuing_a_run_reuses_its_vae_and_keeps_the_earlier_card(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--clips", "6", "--t2v-steps", "2", "--batch", "2", "--threads", "1"]
+    assert pretrain(["--out", str(first), "--vae-steps", "2", *common]) == 0
+    assert pretrain(["--out", str(second), "--continue-from", str(first), "--short-fraction", "0", *common]) == 0
+    from safetensors.torch import load_file
+
+    vae_a = load_file(first / "vae" / "diffusion_pytorch_model.safetensors")
+    vae_b = load_file(second / "vae" / "diffusion_pytorch_model.safetensors")
+    assert vae_a.keys() == vae_b.keys() and all(torch.equal(vae_a[k], vae_b[k]) for k in vae_a)
+    card = (second / "README.md").read_text()
+    assert "## Continued from this earlier run" in card and str(first) in card
+
+
+def test_short_windows_are_consecutive_frames_of_one_clip():
+    from motion_core.toy.pretrain.t2v_stage import _batch
+
+    latents = torch.arange(5 * 8, dtype=torch.float32).reshape(5, 1, 8, 1, 1).expand(5, 2, 8, 2, 2).contiguous()
+    idx, windows = _batch(latents, 12, 4, torch.Generator().manual_seed(0))
+    assert windows.shape == (12, 2, 4, 2, 2)
+    for clip, window in zip(idx, windows[:, 0, :, 0, 0]):
+        assert torch.equal(window - window[0], torch.arange(4.0))  # consecutive, not subsampled
+        assert int(window[0]) // 8 == int(clip) and int(window[-1]) // 8 == int(clip)  # inside the sampled clip
+
+
+def test_learning_rate_warms_up_then_decays_to_a_tenth():
+    from motion_core.toy.pretrain.t2v_stage import lr_factor
+
+    assert lr_factor(0, 1001, 100) == 0.01 and lr_factor(99, 1001, 100) == 1.0
+    assert abs(lr_factor(550, 1001, 100) - 0.55) < 1e-9 and abs(lr_factor(1000, 1001, 100) - 0.1) < 1e-9
+
+
+def test_base_quality_result_is_recorded_in_the_model_card(tmp_path):
+    from types import SimpleNamespace
+
+    from motion_core.toy.base_quality import write_to_card
+
+    (tmp_path / "README.md").write_text("# ShapesT2V\n\nweights\n")
+    summary = {"samples": 9, "colour": 1.0, "shape": 0.5, "motion": 0.25, "all": 0.125,
+               "per_motion": {"left": 1.0, "still": 0.0}}
+    args = SimpleNamespace(samples=1, steps=20, cfg=5.0, seed=0)
+    write_to_card(tmp_path, summary, args)
+    write_to_card(tmp_path, dict(summary, colour=0.75), args)  # a second measurement replaces the first
+    card = (tmp_path / "README.md").read_text()
+    assert card.startswith("# ShapesT2V\n\nweights") and card.count("## Measured base quality") == 1
+    assert "Colour follows the prompt: 75%" in card and "left 100%, still 0%" in card

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import time
+from pathlib import Path
 
 from ..sampling import SampleRequest, sample_video
 from .captions import caption
@@ -59,6 +61,25 @@ def evaluate(backbone, samples_per_motion: int = 4, seed: int = 0, steps: int = 
     return {"summary": summary, "rows": rows}
 
 
+CARD_HEADING = "## Measured base quality"
+
+
+def write_to_card(model_dir: Path, summary: dict, args) -> None:
+    """Replace the card's base-quality section (atomically), so the card always states the latest measurement."""
+    card = Path(model_dir) / "README.md"
+    text = card.read_text() if card.exists() else ""
+    text = text.split(CARD_HEADING)[0].rstrip() + "\n\n"
+    per_motion = ", ".join(f"{m} {v:.0%}" for m, v in summary["per_motion"].items())
+    text += (f"{CARD_HEADING}\n\n`python -m motion_core.toy.base_quality --samples {args.samples} --steps {args.steps} "
+             f"--cfg {args.cfg} --seed {args.seed}`: {summary['samples']} samples with random colours and shapes.\n\n"
+             f"- Colour follows the prompt: {summary['colour']:.0%}\n- Shape follows the prompt: {summary['shape']:.0%}\n"
+             f"- Motion follows the prompt: {summary['motion']:.0%} ({per_motion})\n"
+             f"- All three at once: {summary['all']:.0%}\n")
+    partial = card.with_name(card.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, card)
+
+
 def main(argv=None) -> int:
     from ..backbones import load_backbone
 
@@ -68,11 +89,14 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--write-card", action="store_true", help="record the result in the model folder's README.md")
     args = p.parse_args(argv)
     result = evaluate(load_backbone(args.model), args.samples, args.seed, args.steps, args.cfg)
     s = result["summary"]
     print(f"colour {s['colour']:.0%}  shape {s['shape']:.0%}  motion {s['motion']:.0%}  all three {s['all']:.0%}"
           f"  ({s['samples']} samples)")
+    if args.write_card:
+        write_to_card(Path(args.model), s, args)
     print(json.dumps(s))
     return 0
 

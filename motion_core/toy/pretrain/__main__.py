@@ -26,16 +26,31 @@ def build_tokenizer(directory: Path) -> CLIPTokenizer:
     return CLIPTokenizer(vocab, merges, model_max_length=MAX_TOKENS)
 
 
+def _load_previous(folder: Path):
+    """(vae, scaling, (unet, text_encoder)) of an earlier run, in float32 for training."""
+    from diffusers import AutoencoderKL, UNet3DConditionModel
+    from transformers import CLIPTextModel
+
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae").float().eval().requires_grad_(False)
+    unet = UNet3DConditionModel.from_pretrained(folder, subfolder="unet")
+    text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder")
+    return vae, float(vae.config.scaling_factor), (unet, text_encoder)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m motion_core.toy.pretrain", description=__doc__)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model folder to write (replaced atomically)")
     p.add_argument("--clips", type=int, default=3000, help="rendered training clips (basic motions only)")
-    p.add_argument("--vae-steps", type=int, default=500)
-    p.add_argument("--t2v-steps", type=int, default=100000, help="upper bound; --minutes usually stops first")
-    p.add_argument("--minutes", type=float, default=45.0, help="time budget of the text-to-video stage")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--vae-steps", type=int, default=300)
+    p.add_argument("--t2v-steps", type=int, default=1300, help="sized to take ~45 min on the 2-core reference machine")
+    p.add_argument("--minutes", type=float, default=50.0, help="safety cap on the text-to-video stage's wall time")
+    p.add_argument("--batch", type=int, default=16, help="whole clips per step (twice as many short windows)")
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--short-fraction", type=float, default=0.5,
+                   help="share of the text-to-video steps trained on 4-frame windows at a doubled batch")
+    p.add_argument("--continue-from", type=Path, default=None,
+                   help="a ShapesT2V folder to keep training: its VAE, tokenizer, UNet and text encoder are reused")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -47,7 +62,11 @@ def main(argv=None) -> int:
     specs = pretraining_specs(args.clips, args.seed)
     frames, captions = render_dataset(specs)
     log(f"rendered {len(specs)} clips")
-    vae, scaling = train_vae(frames, args.vae_steps, seed=args.seed, log=log)
+    if args.continue_from is None:
+        vae, scaling, init = *train_vae(frames, args.vae_steps, seed=args.seed, log=log), None
+    else:
+        vae, scaling, init = _load_previous(args.continue_from)
+        log(f"continuing from {args.continue_from}")
     recon = reconstruction_error(vae, frames, scaling)
     log(f"vae: scaling factor {scaling:.3f}, mean abs reconstruction error {recon:.4f}")
     latents = encode_clips(vae, frames, scaling)
@@ -57,8 +76,10 @@ def main(argv=None) -> int:
         tokenizer = build_tokenizer(Path(tmp))
         unet, text_encoder, scheduler, steps = train_t2v(
             latents, captions, tokenizer, steps=args.t2v_steps, max_minutes=args.minutes, batch=args.batch,
-            lr=args.lr, seed=args.seed, log=log)
-        card = model_card(args=vars(args), t2v_steps=steps, vae_error=recon, minutes=(time.monotonic() - started) / 60)
+            lr=args.lr, short_fraction=args.short_fraction, init=init, seed=args.seed, log=log)
+        previous = None if args.continue_from is None else (args.continue_from / "README.md").read_text()
+        card = model_card(args=vars(args), t2v_steps=steps, vae_error=recon, minutes=(time.monotonic() - started) / 60,
+                          previous=previous)
         out = save_model_folder(args.out, unet=unet, vae=vae, vae_scaling=scaling, text_encoder=text_encoder,
                                 tokenizer=tokenizer, scheduler=scheduler, card=card)
     log(f"saved {out}")

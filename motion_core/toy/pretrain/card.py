@@ -8,7 +8,8 @@ from ..motions import BASIC_MOTIONS, HELD_OUT_MOTIONS
 from .architecture import FRAME_SIZE, NUM_FRAMES, SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG
 
 
-def model_card(*, args: dict, t2v_steps: int, vae_error: float, minutes: float) -> str:
+def model_card(*, args: dict, t2v_steps: int, vae_error: float, minutes: float, previous: str | None = None) -> str:
+    """`previous`: the card of the run this one continued from; kept, one heading level down, as provenance."""
     shown = {k: str(v) for k, v in args.items()}
     return f"""# ShapesT2V
 
@@ -25,4 +26,10 @@ CLIPTextModel + CLIPTokenizer, DDIM scheduler); weights stored in float16.
 - Prediction: {SCHEDULER_CONFIG['prediction_type']}, {SCHEDULER_CONFIG['beta_schedule']} schedule.
 - UNet: {json.dumps({k: v for k, v in UNET_CONFIG.items() if k != 'sample_size'})}
 - VAE: {json.dumps(VAE_CONFIG)}
-"""
+""" + ("" if previous is None else _earlier_stage(previous))
+
+
+def _earlier_stage(previous: str) -> str:
+    body = previous.split("## Measured base quality")[0].strip().splitlines()
+    body = [("#" + line if line.startswith("#") else line) for line in body]
+    return "\n## Continued from this earlier run\n\n" + "\n".join(body).replace("\n# ShapesT2V", "").strip() + "\n"

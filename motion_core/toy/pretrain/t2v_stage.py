@@ -1,9 +1,16 @@
 """Stage 2: text-to-video on cached VAE latents: UNet3DConditionModel and the tiny CLIP text encoder, trained
-together with v-prediction, caption dropout (so classifier-free guidance works) and an EMA of the weights."""
+together with v-prediction, caption dropout (so classifier-free guidance works) and an EMA of the weights.
+
+Two measured choices make the most of a CPU hour. The first part of the run trains on short windows of
+`SHORT_FRAMES` consecutive frames at a doubled batch: the same cost per step, twice the captions seen, and colour,
+shape and direction of motion are all visible in four frames (per-frame speed is unchanged, since the windows are
+not subsampled). The rest trains on whole clips. The learning rate warms up, then decays on a cosine to a tenth.
+"""
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 
 import torch
@@ -11,6 +18,7 @@ import torch
 from .architecture import MAX_TOKENS, build_scheduler, build_text_encoder, build_unet
 
 CAPTION_DROPOUT = 0.1
+SHORT_FRAMES = 4
 
 
 def tokenize(tokenizer, captions) -> torch.Tensor:
@@ -34,33 +42,63 @@ class EMA:
                 q.lerp_(p.detach(), 1.0 - d)
 
 
-def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, batch: int = 8, lr: float = 3e-4,
-              warmup: int = 200, ema_decay: float = 0.999, seed: int = 0, log=print):
-    """Returns (unet, text_encoder, scheduler, steps_done), the EMA weights, in eval mode."""
+def lr_factor(step: int, steps: int, warmup: int) -> float:
+    """Linear warm-up, then a cosine from 1 down to 0.1 at the last step."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - 1 - warmup))
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _batch(latents, batch: int, window: int, g: torch.Generator):
+    """Random clips, cut to random windows of `window` consecutive latent frames when shorter than the clip."""
+    idx = torch.randint(0, latents.shape[0], (batch,), generator=g)
+    z0 = latents[idx]
+    frames = latents.shape[2]
+    if window < frames:
+        start = torch.randint(0, frames - window + 1, (batch,), generator=g)
+        offsets = start[:, None] + torch.arange(window)[None, :]
+        z0 = torch.stack([clip[:, off] for clip, off in zip(z0, offsets)])
+    return idx, z0
+
+
+def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, batch: int = 16, lr: float = 1e-3,
+              warmup: int = 100, ema_decay: float = 0.999, short_fraction: float = 0.5, keep_dropout: bool = False,
+              init=None, seed: int = 0, log=print):
+    """Returns (unet, text_encoder, scheduler, steps_done), the EMA weights, in eval mode.
+
+    The UNet trains in eval mode unless `keep_dropout`: UNet3D's temporal convolutions carry a fixed dropout of
+    0.1 that only slows a short run (and costs ~7% of a step); there are no batch statistics to switch.
+    `init`: (unet, text_encoder) to continue from, e.g. an earlier run's saved weights, instead of a fresh start."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
-    unet, text_encoder, scheduler = build_unet(), build_text_encoder(tokenizer), build_scheduler()
-    unet.train(), text_encoder.train()
+    if init is None:
+        unet, text_encoder = build_unet(), build_text_encoder(tokenizer)
+    else:
+        unet, text_encoder = (m.float().requires_grad_(True) for m in init)
+    scheduler = build_scheduler()
+    unet.train(keep_dropout), text_encoder.train()
     ids = tokenize(tokenizer, captions)
     empty = tokenize(tokenizer, [""])
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
-    warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup))
     ema = EMA([unet, text_encoder], ema_decay)
+    short_steps = int(steps * short_fraction)
     started, running, done = time.monotonic(), None, 0
     for step in range(steps):
         if time.monotonic() - started > max_minutes * 60:
             log(f"t2v: time budget of {max_minutes} min reached after {step} steps")
             break
-        idx = torch.randint(0, latents.shape[0], (batch,), generator=g)
-        z0 = latents[idx]
+        short = step < short_steps and SHORT_FRAMES < latents.shape[2]
+        size = batch * latents.shape[2] // SHORT_FRAMES if short else batch
+        idx, z0 = _batch(latents, size, SHORT_FRAMES if short else latents.shape[2], g)
         noise = torch.randn(z0.shape, generator=g)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=g)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (size,), generator=g)
         zt = scheduler.add_noise(z0, noise, t)
         target = scheduler.get_velocity(z0, noise, t)
         tok = ids[idx].clone()
-        drop = torch.rand(batch, generator=g) < CAPTION_DROPOUT
-        tok[drop] = empty
+        tok[torch.rand(size, generator=g) < CAPTION_DROPOUT] = empty
         states = text_encoder(tok)[0]
         pred = unet(zt, t, encoder_hidden_states=states).sample
         loss = torch.nn.functional.mse_loss(pred, target)
@@ -70,12 +108,13 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        warm.step()
+        schedule.step()
         ema.update(step)
         done = step + 1
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % 50 == 0 or step == steps - 1:
             elapsed = time.monotonic() - started
-            log(f"t2v step {done}/{steps} loss {running:.4f} ({elapsed:.0f}s, {elapsed / done:.2f}s/step)")
+            log(f"t2v step {done}/{steps} loss {running:.4f} ({elapsed:.0f}s, {elapsed / done:.2f}s/step, "
+                f"{'short windows' if short else 'whole clips'})")
     unet_ema, text_ema = ema.shadow
     return unet_ema.eval(), text_ema.eval(), scheduler, done
