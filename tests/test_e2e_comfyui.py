@@ -255,18 +255,27 @@ def test_sampling_with_a_lora_of_another_family_is_refused(comfy):
     assert "animatediff" in result.error["exception_message"]
 
 
-def test_train_motion_lora_then_save_and_sample_with_it(comfy):
+def _tiny_model_and_clip_nodes(comfy, model: str, video: str) -> dict:
+    """Nodes "1" (a tiny UNet3D model) and "2" (an 8-frame 32x32 clip), with their files put in place."""
     from motion_core.backbones import save_tiny_diffusers_folder
+
+    if not (comfy.models_dir / "diffusers" / model).exists():
+        save_tiny_diffusers_folder(comfy.models_dir / "diffusers" / model, family="unet3d")
+    write_sample_video(comfy.input_dir / video, frames=8, width=32, height=32, fps=8)
+    return {
+        "1": {"class_type": "MDLoadVideoModel", "inputs": {
+            "model": f"diffusers: {model}", "motion_module": "none", "dtype": "fp32", "device": "cpu"}},
+        "2": {"class_type": "MDLoadReferenceVideo", "inputs": {
+            "video": video, "caption": "a red square moves right", "start_frame": 0, "frame_cap": 8,
+            "min_frames": 4, "every_nth": 1, "target_fps": 0.0, "width": 32, "height": 32, "resize_mode": "crop"}},
+    }
+
+
+def test_train_motion_lora_then_save_and_sample_with_it(comfy):
     from motion_core.lora import load_lora
 
-    save_tiny_diffusers_folder(comfy.models_dir / "diffusers" / "tiny_train", family="unet3d")
-    write_sample_video(comfy.input_dir / "train_clip.mp4", frames=8, width=32, height=32, fps=8)
     prompt = {
-        "1": {"class_type": "MDLoadVideoModel", "inputs": {
-            "model": "diffusers: tiny_train", "motion_module": "none", "dtype": "fp32", "device": "cpu"}},
-        "2": {"class_type": "MDLoadReferenceVideo", "inputs": {
-            "video": "train_clip.mp4", "caption": "a red square moves right", "start_frame": 0, "frame_cap": 8,
-            "min_frames": 4, "every_nth": 1, "target_fps": 0.0, "width": 32, "height": 32, "resize_mode": "crop"}},
+        **_tiny_model_and_clip_nodes(comfy, "tiny_train", "train_clip.mp4"),
         "3": {"class_type": "MDTrainMotionLoRA", "inputs": {
             "video_model": ["1", 0], "clips": ["2", 2], "recipe": "motion_director", "steps": 4,
             "learning_rate": 0.0, "rank": 4, "width": 32, "height": 32, "frames": 4, "seed": 0,
@@ -301,17 +310,8 @@ def test_cancel_during_training_writes_a_checkpoint_and_the_server_carries_on(co
 
     import requests
 
-    from motion_core.backbones import save_tiny_diffusers_folder
-
-    if not (comfy.models_dir / "diffusers" / "tiny_cancel").exists():
-        save_tiny_diffusers_folder(comfy.models_dir / "diffusers" / "tiny_cancel", family="unet3d")
-    write_sample_video(comfy.input_dir / "cancel_clip.gif", frames=8, width=32, height=32, fps=8)
     prompt = {
-        "1": {"class_type": "MDLoadVideoModel", "inputs": {
-            "model": "diffusers: tiny_cancel", "motion_module": "none", "dtype": "fp32", "device": "cpu"}},
-        "2": {"class_type": "MDLoadReferenceVideo", "inputs": {
-            "video": "cancel_clip.gif", "caption": "a red square moves right", "start_frame": 0, "frame_cap": 8,
-            "min_frames": 4, "every_nth": 1, "target_fps": 0.0, "width": 32, "height": 32, "resize_mode": "crop"}},
+        **_tiny_model_and_clip_nodes(comfy, "tiny_cancel", "cancel_clip.gif"),
         "3": {"class_type": "MDTrainMotionLoRA", "inputs": {
             "video_model": ["1", 0], "clips": ["2", 2], "recipe": "vmc", "steps": 5000, "learning_rate": 0.0,
             "rank": 2, "width": 32, "height": 32, "frames": 4, "seed": 0, "checkpoint_every": 20,

@@ -30,6 +30,7 @@ CLIPTextModel + CLIPTokenizer, DDIM scheduler); weights stored in float16.
 
 
 def _earlier_stage(previous: str) -> str:
-    body = previous.split("## Measured base quality")[0].strip().splitlines()
-    body = [("#" + line if line.startswith("#") else line) for line in body]
-    return "\n## Continued from this earlier run\n\n" + "\n".join(body).replace("\n# ShapesT2V", "").strip() + "\n"
+    """The earlier card without its title and base-quality section, its headings one level down."""
+    lines = previous.split("## Measured base quality")[0].strip().splitlines()[1:]
+    body = "\n".join("#" + line if line.startswith("#") else line for line in lines).strip()
+    return f"\n## Continued from this earlier run\n\n{body}\n"

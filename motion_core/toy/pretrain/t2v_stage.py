@@ -1,7 +1,7 @@
 """Stage 2: text-to-video on cached VAE latents: UNet3DConditionModel and the tiny CLIP text encoder, trained
 together with v-prediction, caption dropout (so classifier-free guidance works) and an EMA of the weights.
 
-Two measured choices make the most of a CPU hour. The first part of the run trains on short windows of
+To see more captions in a CPU hour, the first part of the run trains on short windows of
 `SHORT_FRAMES` consecutive frames at a doubled batch: the same cost per step, twice the captions seen, and colour,
 shape and direction of motion are all visible in four frames (per-frame speed is unchanged, since the windows are
 not subsampled). The rest trains on whole clips. The learning rate warms up, then decays on a cosine to a tenth.
