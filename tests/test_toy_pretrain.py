@@ -71,3 +71,30 @@ def test_base_quality_result_is_recorded_in_the_model_card(tmp_path):
     card = (tmp_path / "README.md").read_text()
     assert card.startswith("# ShapesT2V\n\nweights") and card.count("## Measured base quality") == 1
     assert "Colour follows the prompt: 75%" in card and "left 100%, still 0%" in card
+
+
+def test_rgb_anchor_is_zero_exactly_when_the_colour_channels_hold_the_pooled_frame():
+    from motion_core.toy.pretrain.vae_stage import ANCHOR_CHANNELS, rgb_anchor_loss
+
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    pooled = torch.nn.functional.avg_pool2d(x, 4)
+    free = torch.randn(2, 4 - ANCHOR_CHANNELS, 16, 16)  # the free channels are not constrained
+    assert rgb_anchor_loss(torch.cat([pooled, free], 1), x).item() < 1e-12
+    assert rgb_anchor_loss(torch.cat([pooled.flip(1), free], 1), x).item() > 0.01  # channels swapped: penalised
+
+
+def test_anchored_vae_training_puts_the_pooled_frame_in_the_first_latent_channels():
+    """train_vae wires the anchor in: with it the colour channels come to hold the pooled frame, without it not."""
+    from motion_core.toy.pretrain.vae_stage import rgb_anchor_loss, train_vae
+    from motion_core.toy.render import ClipSpec, render_frames
+
+    torch.set_num_threads(1)
+    frames = torch.stack([render_frames(ClipSpec(c, "square", "still", background="black", size=64, frames=2, seed=i))
+                          for i, c in enumerate(["red", "blue", "green", "yellow"] * 2)])
+    x = frames[:, 0].float().permute(0, 3, 1, 2) * 2 - 1
+    misfit = {}
+    for weight in (1.0, 0.0):
+        vae, _ = train_vae(frames, steps=30, batch=8, seed=0, anchor_weight=weight, log=lambda m: None)
+        with torch.no_grad():
+            misfit[weight] = rgb_anchor_loss(vae.encode(x).latent_dist.mean, x).item()
+    assert misfit[1.0] < 0.05 and misfit[1.0] < misfit[0.0] / 4, misfit

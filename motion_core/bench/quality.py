@@ -96,7 +96,8 @@ def _mean(values):
 def run(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m motion_core.bench quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=str(DEFAULT_MODEL))
-    p.add_argument("--quick", action="store_true", help="one family (circle), one shot, 60 training steps")
+    p.add_argument("--quick", action="store_true",
+                   help="one family (circle), one shot, 60 training steps, 3 prompts x 2 seeds")
     p.add_argument("--recipes", default=",".join([BASE, *recipe_names()]))
     p.add_argument("--motions", default=",".join(HELD_OUT_MOTIONS))
     p.add_argument("--shots", default="1,3")
@@ -110,7 +111,7 @@ def run(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.quick:
         args.motions, args.shots, args.train_steps = "circle", "1", args.train_steps or 60
-        args.prompts, args.seeds, args.sample_steps = 2, 1, 20
+        args.prompts, args.seeds, args.sample_steps = 3, 2, 20
     torch.set_num_threads(args.threads)
     backbone = load_backbone(args.model)
     rows = []

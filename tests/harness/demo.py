@@ -5,9 +5,6 @@ ComfyUI's input folder; the workflow trains a MotionDirector LoRA on it and samp
 circle". The video lands in demo-output/, and the demo prints what the ShapesT2V metrics measure on it: motion
 fidelity to the circle family and whether colour and shape follow the prompt, next to the base model's sample of the
 same prompt without the LoRA.
-
-Until the ShapesT2V weights are committed (motion_core/toy/shapes_t2v, issue "ShapesT2V"), the demo says so and
-runs the reference-clip round trip instead: Load Reference Video -> core Create Video / Save Video.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ from tests.harness.provision import REPO_ROOT
 from tests.harness.workflow_api import to_api_prompt
 
 WORKFLOW = REPO_ROOT / "workflows" / "shapes_t2v_demo.json"
-ROUNDTRIP = REPO_ROOT / "workflows" / "reference_clip_roundtrip.json"
 SHAPES_T2V = REPO_ROOT / "motion_core" / "toy" / "shapes_t2v"
 REFERENCE = REPO_ROOT / "motion_core" / "toy" / "assets" / "shapes_circle_reference.gif"
 OUTPUT_DIR = REPO_ROOT / "demo-output"
@@ -70,22 +66,10 @@ def _base_prompt(lora_prompt: dict) -> dict:
     return keep
 
 
-def roundtrip() -> int:
-    from tests.video_samples import write_sample_video
-
-    print(f"The built-in ShapesT2V model is not in this checkout ({SHAPES_T2V.relative_to(REPO_ROOT)} is missing), "
-          "so the demo runs the reference-clip round trip instead of training.", flush=True)
-    with ComfyServer() as server:
-        write_sample_video(server.input_dir / "md_demo_reference.mp4", frames=16, width=96, height=64, fps=8)
-        prompt = to_api_prompt(json.loads(ROUNDTRIP.read_text()), server.object_info())
-        written = _fetch(server, server.run(prompt, timeout=600), "reference_roundtrip.mp4")
-    print(f"Wrote {written.relative_to(REPO_ROOT)}")
-    return 0
-
-
 def main() -> int:
     if not (SHAPES_T2V / "model_index.json").exists():
-        return roundtrip()
+        raise SystemExit(f"The built-in ShapesT2V model is missing ({SHAPES_T2V}); restore it with `git checkout -- "
+                         f"{SHAPES_T2V.relative_to(REPO_ROOT)}` or rebuild it with `python -m motion_core.toy.pretrain`.")
     started = time.monotonic()
     with ComfyServer() as server:
         print(f"ComfyUI is up at {server.url} (log: {server.log_path})", flush=True)

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model folder to write (replaced atomically)")
     p.add_argument("--clips", type=int, default=3000, help="rendered training clips (basic motions only)")
     p.add_argument("--vae-steps", type=int, default=300)
-    p.add_argument("--t2v-steps", type=int, default=1300, help="sized to take ~45 min on the 2-core reference machine")
+    p.add_argument("--t2v-steps", type=int, default=1400, help="sized to take ~48 min on the 2-core reference machine")
     p.add_argument("--minutes", type=float, default=50.0, help="safety cap on the text-to-video stage's wall time")
     p.add_argument("--batch", type=int, default=16, help="whole clips per step (twice as many short windows)")
     p.add_argument("--lr", type=float, default=1e-3)

@@ -6,6 +6,7 @@ import json
 
 from ..motions import BASIC_MOTIONS, HELD_OUT_MOTIONS
 from .architecture import FRAME_SIZE, NUM_FRAMES, SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG
+from .vae_stage import ANCHOR_CHANNELS, ANCHOR_WEIGHT
 
 
 def model_card(*, args: dict, t2v_steps: int, vae_error: float, minutes: float, previous: str | None = None) -> str:
@@ -26,6 +27,8 @@ CLIPTextModel + CLIPTokenizer, DDIM scheduler); weights stored in float16.
 - Prediction: {SCHEDULER_CONFIG['prediction_type']}, {SCHEDULER_CONFIG['beta_schedule']} schedule.
 - UNet: {json.dumps({k: v for k, v in UNET_CONFIG.items() if k != 'sample_size'})}
 - VAE: {json.dumps(VAE_CONFIG)}
+- VAE latents: channels 0-{ANCHOR_CHANNELS - 1} are anchored (weight {ANCHOR_WEIGHT}) to the frame's average colour over each
+  4x4-pixel cell, so colour is as strong in the latents as in the pixels; the rest are free.
 """ + ("" if previous is None else _earlier_stage(previous))
 
 
