@@ -27,8 +27,8 @@ CLIPTextModel + CLIPTokenizer, DDIM scheduler); weights stored in float16.
 - Prediction: {SCHEDULER_CONFIG['prediction_type']}, {SCHEDULER_CONFIG['beta_schedule']} schedule.
 - UNet: {json.dumps({k: v for k, v in UNET_CONFIG.items() if k != 'sample_size'})}
 - VAE: {json.dumps(VAE_CONFIG)}
-- VAE latents: channels 0-{ANCHOR_CHANNELS - 1} are anchored (weight {ANCHOR_WEIGHT}) to the frame's average colour over each
-  4x4-pixel cell, so colour is as strong in the latents as in the pixels; the rest are free.
+- VAE latents: channels 0-{ANCHOR_CHANNELS - 1} are anchored (weight {ANCHOR_WEIGHT}) to the frame's average colour over
+  each 4x4-pixel cell, so colour is as strong in the latents as in the pixels; the rest are free.
 """ + ("" if previous is None else _earlier_stage(previous))
 
 

@@ -3,8 +3,9 @@
 The anchor pulls the first three latent channels' means towards the frame's 4x4 average colour (in -1..1), leaving
 the other channels free for edges and shape. Without it the latents encode an object's colour in differences far
 smaller than the background's (measured: 0.3 rms between a red and a blue square against 1.9 between two
-backgrounds, at unit latent std), so the diffusion loss hardly rewards getting a colour right and the model learns
-to ignore the colour words. With it, colour is as loud in the latents as in the pixels.
+backgrounds, at unit latent std), so the diffusion loss hardly rewards getting a colour right, and every prompt gave
+the same multicoloured blob. With it the colour gap is 1.0-1.3 against 1.3 (measured), reconstruction improved
+(0.038 -> 0.029 mean abs error) and samples come out in one coherent colour.
 """
 
 from __future__ import annotations
