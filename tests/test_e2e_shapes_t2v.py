@@ -42,8 +42,7 @@ def test_demo_workflow_trains_and_samples_on_the_built_in_model(comfy):
             node["inputs"].update(steps=8)
     result = comfy.run(prompt, timeout=900)
     assert result.status == "success", result.error_text
-    videos = [item for out in result.outputs.values() for item in out.get("images", []) + out.get("videos", [])
-              if isinstance(item, dict) and item.get("filename", "").endswith(".mp4")]
+    videos = result.videos
     assert videos, result.outputs
     written = comfy.output_dir / videos[0].get("subfolder", "") / videos[0]["filename"]
     clip = load_reference_video(written)

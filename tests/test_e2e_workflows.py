@@ -22,8 +22,7 @@ def test_roundtrip_workflow_runs_and_writes_a_video(comfy):
     workflow = json.loads((ROOT / "workflows" / "reference_clip_roundtrip.json").read_text())
     result = comfy.run(to_api_prompt(workflow, comfy.object_info()), timeout=300)
     assert result.status == "success", result.error_text
-    saved = [item for out in result.outputs.values() for key in ("images", "videos", "animated") for item in
-             out.get(key, []) if isinstance(item, dict) and item.get("filename", "").endswith(".mp4")]
+    saved = result.videos
     assert saved, result.outputs
     assert len(comfy.fetch_output(saved[0])) > 1000
 
@@ -79,6 +78,4 @@ def test_shared_workflow_runs_to_completion_on_a_tiny_model(comfy, name):
     _provide_workflow_files(comfy, prompt)
     result = comfy.run(prompt, timeout=600)
     assert result.status == "success", result.error_text
-    videos = [item for out in result.outputs.values() for item in out.get("images", []) + out.get("videos", [])
-              if isinstance(item, dict) and item.get("filename", "").endswith(".mp4")]
-    assert videos, result.outputs
+    assert result.videos, result.outputs

@@ -37,6 +37,12 @@ class PromptResult:
     messages: list
 
     @property
+    def videos(self) -> list[dict]:
+        """The .mp4 files the prompt's output nodes reported (filename/subfolder/type dicts), in output order."""
+        return [item for out in self.outputs.values() for items in out.values() if isinstance(items, list)
+                for item in items if isinstance(item, dict) and item.get("filename", "").endswith(".mp4")]
+
+    @property
     def error(self) -> dict | None:
         for kind, data in self.messages:
             if kind == "execution_error":

@@ -29,15 +29,10 @@ OUTPUT_DIR = REPO_ROOT / "demo-output"
 MOTION, COLOUR, SHAPE = "circle", "green", "triangle"
 
 
-def _videos(outputs: dict) -> list[dict]:
-    return [item for out in outputs.values() for items in out.values() if isinstance(items, list)
-            for item in items if isinstance(item, dict) and item.get("filename", "").endswith(".mp4")]
-
-
 def _fetch(server, result, name: str):
     if result.status != "success":
         raise SystemExit(f"The demo workflow failed: {result.error_text}")
-    files = _videos(result.outputs)
+    files = result.videos
     if not files:
         raise SystemExit(f"The demo workflow wrote no video: {result.outputs}")
     OUTPUT_DIR.mkdir(exist_ok=True)
