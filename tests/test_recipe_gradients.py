@@ -1,6 +1,7 @@
 """Each recipe sends gradients to exactly its intended adapters, path by path, and leaves everything else alone."""
 
 import pytest
+import torch
 from test_recipe_support import clipset, probe_step, wave_clip
 
 from motion_core.backbones import tiny_animatediff_backbone, tiny_unet3d_backbone
@@ -55,3 +56,26 @@ def test_newmove_on_animatediff_falls_back_to_temporal_attention_without_tempora
     assert spec.target_sets == ("temporal_attn", "spatial_cross_attn_kv")
     per_backward, changed, base_ok, _ = probe_step(backbone, get_recipe("newmove"), clipset())
     assert per_backward == [{"motion"}] and base_ok
+
+
+def test_customize_a_video_absorber_in_chunks_has_the_same_loss_as_in_one_batch(unet3d, monkeypatch):
+    """Frames go through the absorber in chunks when clips x latent pixels would be too large a batch for CUDA
+    attention (it failed on an H100 at 512x512 px); the chunks' weighted losses must add up to the one-batch loss."""
+    from motion_core.recipes import customize_a_video
+
+    recipe = get_recipe("customize_a_video")
+    *_, whole = probe_step(unet3d, recipe, clipset(), stage="absorber")
+    monkeypatch.setattr(customize_a_video, "MAX_TEMPORAL_BATCH", 8 * 8)  # 16x16 px -> 8x8 latents: 1 frame a chunk
+    per_backward, changed, base_ok, chunked = probe_step(unet3d, recipe, clipset(), stage="absorber")
+    assert len(per_backward) == 4 and all(p == {"absorber"} for p in per_backward)
+    assert torch.allclose(chunked["total"], whole["total"], rtol=1e-5)
+    assert changed == {"absorber"} and base_ok
+
+
+def test_frame_chunks_cover_every_frame_once_within_the_limit():
+    from motion_core.recipes.customize_a_video import MAX_TEMPORAL_BATCH, frame_chunks
+
+    chunks = frame_chunks(18, 64 * 64)
+    assert [c.stop - c.start for c in chunks] == [4, 4, 4, 4, 2]
+    assert all((c.stop - c.start) * 64 * 64 <= MAX_TEMPORAL_BATCH for c in chunks)
+    assert frame_chunks(3, 10**6) == [slice(0, 1), slice(1, 2), slice(2, 3)]

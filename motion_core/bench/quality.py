@@ -68,11 +68,16 @@ def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> dict:
     clips = reference_clips(motion, shots, args.seed)
     stack, train_s, memory = LoraStack(), 0.0, 0.0
     if recipe != BASE:
+        cuda = backbone.device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(backbone.device)
         before, started = _peak_rss_mib(), time.monotonic()
         config = TrainingConfig(steps=args.train_steps or None, width=FRAME_SIZE, height=FRAME_SIZE,
                                 frames=NUM_FRAMES, seed=args.seed, name=f"{recipe}_{motion}")
         result = train_motion_lora(backbone, clips, recipe, config)
-        train_s, memory = time.monotonic() - started, max(0.0, _peak_rss_mib() - before)
+        train_s = time.monotonic() - started
+        memory = (torch.cuda.max_memory_allocated(backbone.device) / 2**20 if cuda
+                  else max(0.0, _peak_rss_mib() - before))
         stack = stack.add(result.motion_lora, 1.0)
     scores = []
     for i, (colour, shape) in enumerate(other_appearances(args.prompts, args.seed)):
@@ -108,12 +113,14 @@ def run(argv=None) -> dict:
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda. Memory: on the CPU the growth of the process's peak RSS during "
+                   "training; on CUDA the peak GPU memory allocated during training, model included")
     args = p.parse_args(argv)
     if args.quick:
         args.motions, args.shots, args.train_steps = "circle", "1", args.train_steps or 60
         args.prompts, args.seeds, args.sample_steps = 3, 2, 20
     torch.set_num_threads(args.threads)
-    backbone = load_backbone(args.model)
+    backbone = load_backbone(args.model, device=args.device)
     rows = []
     for motion in args.motions.split(","):
         for shots in (int(s) for s in args.shots.split(",")):

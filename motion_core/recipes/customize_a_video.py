@@ -75,6 +75,26 @@ class CustomizeAVideo(Recipe):
         t = ctx.timesteps(frames.shape[0])
         text = ctx.sample.text_states.expand(frames.shape[0], *ctx.sample.text_states.shape[1:])
         ctx.use_adapters(enabled=["absorber"], trainable=["absorber"])
-        loss = losses.mse(ctx.predict(ctx.noisy(frames, noise, t), t, text), ctx.target(frames, noise, t))
-        ctx.backward(loss)
-        return {"absorber_mse": loss.detach(), "total": loss.detach()}
+        total = frames.new_zeros(())
+        for part in frame_chunks(frames.shape[0], frames.shape[-2] * frames.shape[-1]):
+            p_t = t[part]
+            mse = losses.mse(ctx.predict(ctx.noisy(frames[part], noise[part], p_t), p_t, text[part]),
+                             ctx.target(frames[part], noise[part], p_t))
+            share = (part.stop - part.start) / frames.shape[0]  # the chunks' weighted sum is the mean over frames
+            ctx.backward(mse * share)
+            total = total + mse.detach() * share
+        return {"absorber_mse": total, "total": total}
+
+
+# Temporal layers fold every latent pixel of every clip into the attention batch (clips x h x w). CUDA attention
+# fails on very large batches: 16 single-frame clips of 64x64 latents (512x512 px, AnimateDiff) gave "CUDA error:
+# invalid argument" on an H100, and 15 of them "illegal memory access". Measured there with scaled_dot_product_attention
+# (bf16, one frame): batch x heads up to 262,144 ran, 307,200 and more failed. So frames go in chunks of at most
+# 16,384 latent pixels: a 16x margin at 8 heads, and 4 frames at a time at 512x512.
+MAX_TEMPORAL_BATCH = 16384
+
+
+def frame_chunks(count: int, latent_pixels: int) -> list[slice]:
+    """Slices of at most MAX_TEMPORAL_BATCH // latent_pixels frames (at least one) covering range(count)."""
+    size = max(1, MAX_TEMPORAL_BATCH // max(1, latent_pixels))
+    return [slice(start, min(count, start + size)) for start in range(0, count, size)]

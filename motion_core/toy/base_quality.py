@@ -89,9 +89,10 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="where to sample (cuda is far faster; figures match up to noise)")
     p.add_argument("--write-card", action="store_true", help="record the result in the model folder's README.md")
     args = p.parse_args(argv)
-    result = evaluate(load_backbone(args.model), args.samples, args.seed, args.steps, args.cfg)
+    result = evaluate(load_backbone(args.model, device=args.device), args.samples, args.seed, args.steps, args.cfg)
     s = result["summary"]
     print(f"colour {s['colour']:.0%}  shape {s['shape']:.0%}  motion {s['motion']:.0%}  all three {s['all']:.0%}"
           f"  ({s['samples']} samples)")

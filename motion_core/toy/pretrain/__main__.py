@@ -51,6 +51,12 @@ def main(argv=None) -> int:
                    help="share of the text-to-video steps trained on 4-frame windows at a doubled batch")
     p.add_argument("--continue-from", type=Path, default=None,
                    help="a ShapesT2V folder to keep training: its VAE, tokenizer, UNet and text encoder are reused")
+    p.add_argument("--luma-anchor", action="store_true",
+                   help="8-channel latents, 4 of them anchored to 2-px luminance (shape as loud as colour)")
+    p.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the text-to-video weights (the saved ones)")
+    p.add_argument("--min-snr-gamma", type=float, default=0.0, help="Min-SNR loss weighting; 0 = plain MSE")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda to explore settings fast (the shipped model is "
+                   "trained on the CPU: the command's 60-minute budget is for the 2-core reference machine)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -63,9 +69,11 @@ def main(argv=None) -> int:
     frames, captions = render_dataset(specs)
     log(f"rendered {len(specs)} clips")
     if args.continue_from is None:
-        vae, scaling, init = *train_vae(frames, args.vae_steps, seed=args.seed, log=log), None
+        vae, scaling, init = *train_vae(frames, args.vae_steps, seed=args.seed, luma_anchor=args.luma_anchor,
+                                               device=args.device, log=log), None
     else:
         vae, scaling, init = _load_previous(args.continue_from)
+        vae = vae.to(args.device)
         log(f"continuing from {args.continue_from}")
     recon = reconstruction_error(vae, frames, scaling)
     log(f"vae: scaling factor {scaling:.3f}, mean abs reconstruction error {recon:.4f}")
@@ -76,7 +84,9 @@ def main(argv=None) -> int:
         tokenizer = build_tokenizer(Path(tmp))
         unet, text_encoder, scheduler, steps = train_t2v(
             latents, captions, tokenizer, steps=args.t2v_steps, max_minutes=args.minutes, batch=args.batch,
-            lr=args.lr, short_fraction=args.short_fraction, init=init, seed=args.seed, log=log)
+            lr=args.lr, short_fraction=args.short_fraction, min_snr_gamma=args.min_snr_gamma, ema_decay=args.ema_decay, init=init,
+            seed=args.seed, device=args.device, log=log)
+        unet, text_encoder, vae = unet.cpu(), text_encoder.cpu(), vae.cpu()
         previous = None if args.continue_from is None else (args.continue_from / "README.md").read_text()
         card = model_card(args=vars(args), t2v_steps=steps, vae_error=recon, minutes=(time.monotonic() - started) / 60,
                           previous=previous)

@@ -50,12 +50,12 @@ def text_config(vocab_size: int, pad_id: int, bos_id: int, eos_id: int) -> CLIPT
     )
 
 
-def build_vae() -> AutoencoderKL:
-    return AutoencoderKL(**VAE_CONFIG)
+def build_vae(latent_channels: int = LATENT_CHANNELS) -> AutoencoderKL:
+    return AutoencoderKL(**{**VAE_CONFIG, "latent_channels": latent_channels})
 
 
-def build_unet() -> UNet3DConditionModel:
-    return UNet3DConditionModel(**UNET_CONFIG)
+def build_unet(latent_channels: int = LATENT_CHANNELS) -> UNet3DConditionModel:
+    return UNet3DConditionModel(**{**UNET_CONFIG, "in_channels": latent_channels, "out_channels": latent_channels})
 
 
 def build_text_encoder(tokenizer) -> CLIPTextModel:

@@ -18,18 +18,30 @@ A small text-to-video model of a procedural world of coloured shapes, shipped as
 motion-customization node pack. Diffusers folder in the ZeroScope layout (UNet3DConditionModel, AutoencoderKL,
 CLIPTextModel + CLIPTokenizer, DDIM scheduler); weights stored in float16.
 
-- Clips: {NUM_FRAMES} frames of {FRAME_SIZE}x{FRAME_SIZE} pixels, 8 fps; latents 4x{FRAME_SIZE // 4}x{FRAME_SIZE // 4}.
+- Clips: {NUM_FRAMES} frames of {FRAME_SIZE}x{FRAME_SIZE} pixels, 8 fps; latents {8 if args.get('luma_anchor') else 4}x{FRAME_SIZE // 4}x{FRAME_SIZE // 4}.
 - Pretraining motions: {', '.join(BASIC_MOTIONS)}.
 - Held-out motion families (never seen in pretraining; for customization): {', '.join(HELD_OUT_MOTIONS)}.
 - Command: `python -m motion_core.toy.pretrain` with {json.dumps(shown)}
 - Text-to-video steps: {t2v_steps}; VAE reconstruction error (mean abs, 0..1): {vae_error:.4f};
-  wall time {minutes:.1f} min on the 2-core reference machine.
+  wall time {minutes:.1f} min on {_where(args)}.
 - Prediction: {SCHEDULER_CONFIG['prediction_type']}, {SCHEDULER_CONFIG['beta_schedule']} schedule.
 - UNet: {json.dumps({k: v for k, v in UNET_CONFIG.items() if k != 'sample_size'})}
 - VAE: {json.dumps(VAE_CONFIG)}
 - VAE latents: channels 0-{ANCHOR_CHANNELS - 1} are anchored (weight {ANCHOR_WEIGHT}) to the frame's average colour over
-  each 4x4-pixel cell, so colour is as strong in the latents as in the pixels; the rest are free.
+  each 4x4-pixel cell, so colour is as strong in the latents as in the pixels{_luma(args)}; the rest are free.
 """ + ("" if previous is None else _earlier_stage(previous))
+
+
+def _luma(args: dict) -> str:
+    if not args.get("luma_anchor"):
+        return ""
+    return (f"; channels {ANCHOR_CHANNELS}-{ANCHOR_CHANNELS + 3} to the luminance of each 2x2-pixel cell, folded "
+            "into channels (space-to-depth), so outlines are too")
+
+
+def _where(args: dict) -> str:
+    device = str(args.get("device", "cpu"))
+    return "the 2-core reference machine" if device == "cpu" else f"device {device} (an exploration run, not the CPU one)"
 
 
 def _earlier_stage(previous: str) -> str:

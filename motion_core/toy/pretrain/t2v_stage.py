@@ -53,7 +53,7 @@ def lr_factor(step: int, steps: int, warmup: int) -> float:
 def _batch(latents, batch: int, window: int, g: torch.Generator):
     """Random clips, cut to random windows of `window` consecutive latent frames when shorter than the clip."""
     idx = torch.randint(0, latents.shape[0], (batch,), generator=g)
-    z0 = latents[idx]
+    z0 = latents[idx.to(latents.device)]
     frames = latents.shape[2]
     if window < frames:
         start = torch.randint(0, frames - window + 1, (batch,), generator=g)
@@ -62,20 +62,31 @@ def _batch(latents, batch: int, window: int, g: torch.Generator):
     return idx, z0
 
 
+def _snr(scheduler, t: torch.Tensor) -> torch.Tensor:
+    alpha_bar = scheduler.alphas_cumprod.to(t.device)[t]
+    return alpha_bar / (1 - alpha_bar)
+
+
 def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, batch: int = 16, lr: float = 1e-3,
               warmup: int = 100, ema_decay: float = 0.999, short_fraction: float = 0.5, keep_dropout: bool = False,
-              init=None, seed: int = 0, log=print):
+              min_snr_gamma: float = 0.0, init=None, seed: int = 0, device="cpu", log=print):
     """Returns (unet, text_encoder, scheduler, steps_done), the EMA weights, in eval mode.
 
     The UNet trains in eval mode unless `keep_dropout`: UNet3D's temporal convolutions carry a fixed dropout of
     0.1 that only slows a short run (and costs ~7% of a step); there are no batch statistics to switch.
-    `init`: (unet, text_encoder) to continue from, e.g. an earlier run's saved weights, instead of a fresh start."""
+    `init`: (unet, text_encoder) to continue from, e.g. an earlier run's saved weights, instead of a fresh start.
+    `min_snr_gamma`: > 0 weights each sample's loss by min(SNR, gamma) / (SNR + 1) (Min-SNR weighting for
+    v-prediction, Hang et al. 2023), so the many low-noise steps stop dominating the gradient; 0 = plain MSE.
+    `device`: where the models train; every random draw still comes from CPU generators, so a seed picks the same
+    batches, noise and timesteps on any device."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
     if init is None:
-        unet, text_encoder = build_unet(), build_text_encoder(tokenizer)
+        unet, text_encoder = build_unet(latents.shape[1]), build_text_encoder(tokenizer)
     else:
         unet, text_encoder = (m.float().requires_grad_(True) for m in init)
+    unet, text_encoder = unet.to(device), text_encoder.to(device)
+    latents = latents.to(device)
     scheduler = build_scheduler()
     unet.train(keep_dropout), text_encoder.train()
     ids = tokenize(tokenizer, captions)
@@ -93,15 +104,20 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
         short = step < short_steps and SHORT_FRAMES < latents.shape[2]
         size = batch * latents.shape[2] // SHORT_FRAMES if short else batch
         idx, z0 = _batch(latents, size, SHORT_FRAMES if short else latents.shape[2], g)
-        noise = torch.randn(z0.shape, generator=g)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (size,), generator=g)
+        noise = torch.randn(z0.shape, generator=g).to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (size,), generator=g).to(device)
         zt = scheduler.add_noise(z0, noise, t)
         target = scheduler.get_velocity(z0, noise, t)
         tok = ids[idx].clone()
         tok[torch.rand(size, generator=g) < CAPTION_DROPOUT] = empty
-        states = text_encoder(tok)[0]
+        states = text_encoder(tok.to(device))[0]
         pred = unet(zt, t, encoder_hidden_states=states).sample
-        loss = torch.nn.functional.mse_loss(pred, target)
+        if min_snr_gamma > 0:
+            snr = _snr(scheduler, t)
+            per_sample = (pred - target).pow(2).flatten(1).mean(1)
+            loss = (per_sample * snr.clamp(max=min_snr_gamma) / (snr + 1)).mean()
+        else:
+            loss = torch.nn.functional.mse_loss(pred, target)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"t2v loss became {loss.item()} at step {step}; lower the learning rate.")
         opt.zero_grad(set_to_none=True)

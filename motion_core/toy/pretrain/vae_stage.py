@@ -15,31 +15,39 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .architecture import build_vae
+from .architecture import LATENT_CHANNELS, build_vae
 
 KL_WEIGHT = 1e-6
 ANCHOR_WEIGHT = 1.0
 ANCHOR_CHANNELS = 3
+LUMA_LATENT_CHANNELS = 8
 
 
 def train_vae(frames: torch.Tensor, steps: int, batch: int = 32, lr: float = 1e-3, seed: int = 0,
-              anchor_weight: float = ANCHOR_WEIGHT, log=print):
-    """frames: [N, F, H, W, 3] in 0..1. Returns the trained VAE (eval mode) and its scaling factor (1 / latent std)."""
+              anchor_weight: float = ANCHOR_WEIGHT, luma_anchor: bool = False, device="cpu", log=print):
+    """frames: [N, F, H, W, 3] in 0..1 (kept on the CPU; batches move to `device`). Returns the trained VAE (eval
+    mode, on `device`) and its scaling factor (1 / latent std). Random draws come from CPU generators, so a seed
+    picks the same batches on any device. `luma_anchor`: 8 latent channels instead of 4, channels 3-6 anchored to
+    the frame's luminance at twice the latent resolution (space-to-depth), so an object's outline is as loud in the
+    latents as its colour."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    vae = build_vae()
+    vae = build_vae(LUMA_LATENT_CHANNELS if luma_anchor else LATENT_CHANNELS).to(device)
     flat = frames.reshape(-1, *frames.shape[2:])
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     started = time.monotonic()
     for step in range(steps):
         idx = torch.randint(0, flat.shape[0], (batch,), generator=g)
-        x = flat[idx].float().permute(0, 3, 1, 2) * 2.0 - 1.0
+        x = flat[idx].to(device).float().permute(0, 3, 1, 2) * 2.0 - 1.0
         posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample(generator=g)).sample
+        eps = torch.randn(posterior.mean.shape, generator=g).to(device)
+        recon = vae.decode(posterior.mean + posterior.std * eps).sample
         loss = (recon - x).abs().mean() + (recon - x).pow(2).mean() + KL_WEIGHT * posterior.kl().mean()
         if anchor_weight:
             loss = loss + anchor_weight * rgb_anchor_loss(posterior.mean, x)
+            if luma_anchor:
+                loss = loss + anchor_weight * luma_anchor_loss(posterior.mean, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -48,7 +56,7 @@ def train_vae(frames: torch.Tensor, steps: int, batch: int = 32, lr: float = 1e-
             log(f"vae step {step + 1}/{steps} loss {loss.item():.4f} ({time.monotonic() - started:.0f}s)")
     vae.eval().requires_grad_(False)
     with torch.no_grad():
-        sample = flat[torch.randint(0, flat.shape[0], (256,), generator=g)].float().permute(0, 3, 1, 2) * 2 - 1
+        sample = flat[torch.randint(0, flat.shape[0], (256,), generator=g)].to(device).float().permute(0, 3, 1, 2) * 2 - 1
         std = vae.encode(sample).latent_dist.mean.std().item()
     return vae, 1.0 / std
 
@@ -59,14 +67,24 @@ def rgb_anchor_loss(latent_mean: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (latent_mean[:, :ANCHOR_CHANNELS] - pooled).pow(2).mean()
 
 
+def luma_anchor_loss(latent_mean: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """MSE between 4 latent channels and the frame's luminance pooled to twice the latent grid, folded 2x2 into
+    channels: each latent cell then states which quarter of it is bright, i.e. where an edge runs."""
+    luma = F.adaptive_avg_pool2d(x.mean(1, keepdim=True), [2 * n for n in latent_mean.shape[-2:]])
+    folded = F.pixel_unshuffle(luma, 2)
+    start = ANCHOR_CHANNELS
+    return (latent_mean[:, start:start + folded.shape[1]] - folded).pow(2).mean()
+
+
 @torch.no_grad()
 def encode_clips(vae, frames: torch.Tensor, scaling: float, batch: int = 64) -> torch.Tensor:
-    """[N, F, H, W, 3] -> scaled posterior-mean latents [N, C, F, h, w] (float32)."""
+    """[N, F, H, W, 3] -> scaled posterior-mean latents [N, C, F, h, w] (float32, on the VAE's device)."""
+    device = next(vae.parameters()).device
     n, f = frames.shape[:2]
     flat = frames.reshape(n * f, *frames.shape[2:])
     out = []
     for i in range(0, flat.shape[0], batch):
-        x = flat[i:i + batch].float().permute(0, 3, 1, 2) * 2.0 - 1.0
+        x = flat[i:i + batch].to(device).float().permute(0, 3, 1, 2) * 2.0 - 1.0
         out.append(vae.encode(x).latent_dist.mean * scaling)
     lat = torch.cat(out)
     return lat.reshape(n, f, *lat.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
@@ -75,7 +93,7 @@ def encode_clips(vae, frames: torch.Tensor, scaling: float, batch: int = 64) -> 
 @torch.no_grad()
 def reconstruction_error(vae, frames: torch.Tensor, scaling: float, count: int = 64) -> float:
     """Mean absolute pixel error (0..1 scale) of encode -> decode on `count` frames."""
-    flat = frames.reshape(-1, *frames.shape[2:])[:count].float()
+    flat = frames.reshape(-1, *frames.shape[2:])[:count].to(next(vae.parameters()).device).float()
     x = flat.permute(0, 3, 1, 2) * 2.0 - 1.0
     recon = vae.decode(vae.encode(x).latent_dist.mean).sample
     return ((recon.clamp(-1, 1) - x).abs().mean() / 2.0).item()

@@ -1,0 +1,199 @@
+"""``python -m motion_core.bench gpu``: what a user's GPU needs for each recipe at the real models' real sizes.
+
+Builds ZeroScope v2 576w (UNet3D 1.4B, SD VAE, 1024-wide 23-layer CLIP text encoder) and AnimateDiff (SD1.5 UNet +
+motion module v3) from the configs the loader ships, with random weights (no download is possible here, and time
+and memory do not depend on the weights' values), then runs the real trainer for a few steps of every recipe and
+the real sampler once. Reports the median seconds per training step, the peak GPU memory of the run (weights,
+cached latents, activations and optimiser state: what has to fit on the card), and the sampling time and memory.
+``--family tiny --device cpu`` runs the same code on the tiny test models, so the bench itself is tested without a
+GPU; its figures then mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import time
+
+import torch
+
+from ..backbones.loading import CONFIGS_DIR, ready
+from ..clips import Clip, ClipSet
+from ..errors import InvalidInputError
+from ..recipes import get_recipe, recipe_names
+from ..sampling import SampleRequest, sample_video
+from ..training import TrainingCallbacks, TrainingConfig, train_motion_lora
+
+# (train width, height, frames), (sample width, height, frames): the sizes the papers and model cards use.
+SIZES = {
+    "zeroscope": ((384, 384, 16), (576, 320, 24)),
+    "animatediff": ((512, 512, 16), (512, 512, 16)),
+    "tiny": ((32, 32, 8), (32, 32, 8)),
+}
+
+
+def build_backbone(family: str, device: str, dtype: torch.dtype):
+    """A ready Backbone of the real architecture with random weights, built directly on ``device``."""
+    from ..backbones.tiny import tiny_animatediff_backbone, tiny_tokenizer, tiny_unet3d_backbone
+
+    if family == "tiny":
+        return tiny_unet3d_backbone(0, dtype=dtype, device=device)
+    if family == "tiny_animatediff":
+        return tiny_animatediff_backbone(0, dtype=dtype, device=device)
+    from diffusers import AutoencoderKL, DDIMScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(CONFIGS_DIR / "sd15" / "vae")))
+        if family == "zeroscope":
+            from diffusers import UNet3DConditionModel
+
+            from ..backbones.unet3d import UNet3DBackbone
+
+            cls = UNet3DBackbone
+            unet = UNet3DConditionModel.from_config(
+                UNet3DConditionModel.load_config(str(CONFIGS_DIR / "zeroscope_v2_576w_unet")))
+            text_config = CLIPTextConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
+                                         num_attention_heads=16, hidden_act="gelu", projection_dim=1024)
+            scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+        elif family == "animatediff":
+            from diffusers import MotionAdapter, UNet2DConditionModel
+
+            from ..backbones.animatediff import AnimateDiffBackbone
+            from ..backbones.loading import combine_unet_and_motion_adapter
+
+            cls = AnimateDiffBackbone
+            unet2d = UNet2DConditionModel.from_config(
+                UNet2DConditionModel.load_config(str(CONFIGS_DIR / "sd15" / "unet")))
+            adapter = MotionAdapter.from_config(
+                MotionAdapter.load_config(str(CONFIGS_DIR / "animatediff_motion_adapter_v3")))
+            unet = combine_unet_and_motion_adapter(unet2d, adapter)
+            text_config = CLIPTextConfig.from_pretrained(str(CONFIGS_DIR / "sd15" / "text_encoder"))
+            scheduler = DDIMScheduler.from_pretrained(str(CONFIGS_DIR / "animatediff" / "scheduler"))
+        else:
+            raise InvalidInputError(f"Unknown family {family!r}; use one of {sorted(SIZES)} or tiny_animatediff.")
+        text_encoder = CLIPTextModel(text_config)
+    return ready(cls, unet, vae, text_encoder, tiny_tokenizer(77), scheduler, dtype, torch.device(device),
+                 f"random-{family}")
+
+
+def _clip(width: int, height: int, frames: int, seed: int) -> Clip:
+    g = torch.Generator().manual_seed(seed)
+    return Clip(torch.randint(0, 256, (frames, height, width, 3), dtype=torch.uint8, generator=g), 8.0,
+                "a ball rolls across a table")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def measure_training(backbone, recipe: str, size, steps: int, checkpointing: bool) -> dict:
+    """Median step seconds (first step excluded: compilation and allocator warm-up) and peak GiB of a short run."""
+    width, height, frames = size
+    device = backbone.device
+    clips = ClipSet((_clip(width, height, frames, 0),))
+    regularisation = ClipSet((_clip(width, height, frames, 1),)) if get_recipe(recipe).uses_regularisation_clips \
+        else None
+    stamps = []
+
+    def on_progress(info):
+        _sync(device)
+        stamps.append(time.perf_counter())
+
+    _reset_peak(device)
+    config = TrainingConfig(steps=steps, width=width, height=height, frames=frames, seed=0,
+                            gradient_checkpointing=checkpointing)
+    began = time.perf_counter()
+    train_motion_lora(backbone, clips, recipe, config, TrainingCallbacks(on_progress=on_progress),
+                      regularisation_clips=regularisation)
+    per_step = [b - a for a, b in itertools.pairwise(stamps)]
+    return {"step_s": statistics.median(per_step), "peak_gib": _peak_gib(device),
+            "total_s": time.perf_counter() - began}
+
+
+def measure_sampling(backbone, size, steps: int) -> dict:
+    width, height, frames = size
+    device = backbone.device
+    _reset_peak(device)
+    request = SampleRequest(prompt="a dog runs on the beach", steps=steps, cfg=7.5, frames=frames, width=width,
+                            height=height)
+    _sync(device)
+    began = time.perf_counter()
+    video = sample_video(backbone, request)
+    _sync(device)
+    if video.frames.shape[0] != frames:
+        raise RuntimeError(f"sampler returned {video.frames.shape[0]} frames, asked for {frames}")
+    return {"sample_s": time.perf_counter() - began, "peak_gib": _peak_gib(device)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m motion_core.bench gpu", description=__doc__.split("\n\n")[0])
+    p.add_argument("--family", default="zeroscope,animatediff", help="zeroscope, animatediff, tiny (comma-separated)")
+    p.add_argument("--recipes", default=",".join(recipe_names()))
+    p.add_argument("--steps", type=int, default=6, help="training steps per recipe (the first is not timed)")
+    p.add_argument("--sample-steps", type=int, default=25)
+    p.add_argument("--train-size", default="", help="WxHxF instead of the family's usual training size")
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="base weights")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--no-checkpointing-too", action="store_true",
+                   help="also run MotionDirector without gradient checkpointing")
+    args = p.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInputError("This benchmark measures a GPU and none is visible to torch; run it on a machine "
+                                "with CUDA, or pass --family tiny --device cpu to check that it runs.")
+    if args.steps < 2:
+        raise InvalidInputError("--steps must be at least 2: the first step is a warm-up and is not timed.")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    rows, figures = [], {}
+    for family in args.family.split(","):
+        train_size, sample_size = SIZES[family.replace("tiny_animatediff", "tiny")]
+        if args.train_size:
+            train_size = tuple(int(v) for v in args.train_size.lower().split("x"))
+        backbone = build_backbone(family, args.device, dtype)
+        runs = [(recipe, True) for recipe in args.recipes.split(",")]
+        if args.no_checkpointing_too:
+            runs.append(("motion_director", False))
+        for recipe, checkpointing in runs:
+            label = recipe + ("" if checkpointing else " (no ckpt)")
+            try:
+                m = measure_training(backbone, recipe, train_size, args.steps, checkpointing)
+            except Exception as error:  # noqa: BLE001 - one recipe failing (e.g. out of memory) must not hide the others' figures
+                figures[f"{family}/{label}"] = {"error": f"{type(error).__name__}: {error}"[:300]}
+                rows.append((family, label, "x".join(map(str, train_size)), "FAILED", type(error).__name__))
+                print(f"{family} {label}: FAILED {type(error).__name__}: {error}", flush=True)
+                continue
+            figures[f"{family}/{label}"] = {k: None if v is None else round(v, 3) for k, v in m.items()}
+            rows.append((family, label, "x".join(map(str, train_size)), f"{m['step_s']:.3f}",
+                         _fmt(m["peak_gib"], ".1f")))
+            print(f"{family} {label}: {m['step_s']:.3f} s/step, peak {_fmt(m['peak_gib'], '.1f')} GiB", flush=True)
+        s = measure_sampling(backbone, sample_size, args.sample_steps)
+        figures[f"{family}/sampling"] = {k: None if v is None else round(v, 3) for k, v in s.items()}
+        rows.append((family, f"sampling {args.sample_steps} steps cfg", "x".join(map(str, sample_size)),
+                     f"{s['sample_s']:.1f} (total)", _fmt(s["peak_gib"], ".1f")))
+        del backbone
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    print(f"\n{'family':16s} {'run':32s} {'WxHxF':12s} {'s/step':>14s} {'peak GiB':>9s}")
+    for family, label, size, secs, peak in rows:
+        print(f"{family:16s} {label:32s} {size:12s} {secs:>14s} {peak:>9s}")
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
+    print(json.dumps({"device": device_name, "dtype": args.dtype, **figures}))
+    return 0

@@ -1,0 +1,26 @@
+"""The GPU benchmark's code runs end to end on the tiny models on the CPU (its figures need a GPU to mean anything)."""
+
+import json
+
+import pytest
+import torch
+
+from motion_core.bench.gpu import main as gpu_bench
+from motion_core.errors import InvalidInputError
+
+
+def test_gpu_bench_runs_the_real_trainer_and_sampler_on_tiny_models(capsys):
+    torch.set_num_threads(1)
+    assert gpu_bench(["--family", "tiny", "--device", "cpu", "--dtype", "fp32", "--steps", "2", "--sample-steps", "2",
+                      "--recipes", "customize_a_video,naive", "--train-size", "16x16x4"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["device"] == "cpu"
+    for run in ("tiny/customize_a_video", "tiny/naive"):
+        assert figures[run]["step_s"] > 0 and figures[run]["peak_gib"] is None, figures
+    assert figures["tiny/sampling"]["sample_s"] > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when no GPU is visible")
+def test_gpu_bench_without_a_gpu_says_how_to_run_it():
+    with pytest.raises(InvalidInputError, match="--family tiny --device cpu"):
+        gpu_bench([])
