@@ -106,7 +106,9 @@ def _fmt(value, spec: str) -> str:
 
 
 def measure_training(backbone, recipe: str, size, steps: int, checkpointing: bool) -> dict:
-    """Median step seconds (first step excluded: compilation and allocator warm-up) and peak GiB of a short run."""
+    """Median step seconds (first step excluded: compilation and allocator warm-up) and peak GiB of a short run.
+    For a recipe with stages (Customize-A-Video) also each stage's median, since their steps cost differently; a
+    stage's first step is excluded too (it switches adapters)."""
     width, height, frames = size
     device = backbone.device
     clips = ClipSet((_clip(width, height, frames, 0),))
@@ -116,7 +118,7 @@ def measure_training(backbone, recipe: str, size, steps: int, checkpointing: boo
 
     def on_progress(info):
         _sync(device)
-        stamps.append(time.perf_counter())
+        stamps.append((info.stage, time.perf_counter()))
 
     _reset_peak(device)
     config = TrainingConfig(steps=steps, width=width, height=height, frames=frames, seed=0,
@@ -124,9 +126,16 @@ def measure_training(backbone, recipe: str, size, steps: int, checkpointing: boo
     began = time.perf_counter()
     train_motion_lora(backbone, clips, recipe, config, TrainingCallbacks(on_progress=on_progress),
                       regularisation_clips=regularisation)
-    per_step = [b - a for a, b in itertools.pairwise(stamps)]
-    return {"step_s": statistics.median(per_step), "peak_gib": _peak_gib(device),
-            "total_s": time.perf_counter() - began}
+    steps_by_stage: dict[str, list[float]] = {}
+    for (_, a), (stage, b) in itertools.pairwise(stamps):
+        steps_by_stage.setdefault(stage, []).append(b - a)
+    result = {"step_s": statistics.median(b - a for (_, a), (_, b) in itertools.pairwise(stamps)),
+              "peak_gib": _peak_gib(device), "total_s": time.perf_counter() - began}
+    if len(steps_by_stage) > 1:
+        for stage, times in steps_by_stage.items():
+            timed = times[1:] or times
+            result[f"{stage}_step_s"] = statistics.median(timed)
+    return result
 
 
 def measure_sampling(backbone, size, steps: int) -> dict:
@@ -183,7 +192,9 @@ def main(argv=None) -> int:
             figures[f"{family}/{label}"] = {k: None if v is None else round(v, 3) for k, v in m.items()}
             rows.append((family, label, "x".join(map(str, train_size)), f"{m['step_s']:.3f}",
                          _fmt(m["peak_gib"], ".1f")))
-            print(f"{family} {label}: {m['step_s']:.3f} s/step, peak {_fmt(m['peak_gib'], '.1f')} GiB", flush=True)
+            stages = "".join(f", {k[:-7]} {v:.3f} s/step" for k, v in m.items() if k.endswith("_step_s"))
+            print(f"{family} {label}: {m['step_s']:.3f} s/step{stages}, peak {_fmt(m['peak_gib'], '.1f')} GiB",
+                  flush=True)
         s = measure_sampling(backbone, sample_size, args.sample_steps)
         figures[f"{family}/sampling"] = {k: None if v is None else round(v, 3) for k, v in s.items()}
         rows.append((family, f"sampling {args.sample_steps} steps cfg", "x".join(map(str, sample_size)),
