@@ -119,7 +119,8 @@ def test_luma_anchor_and_min_snr_options_give_an_8_channel_model_that_loads(tmp_
     latents = torch.zeros(1, 8, 8, 16, 16)
     assert backbone.denoise(latents, 500, backbone.encode_prompt(["a red circle"])).shape == latents.shape
     card = (out / "README.md").read_text()
-    assert "latents 8x16x16" in card and "2-core reference machine" in card
+    assert "latents 8x16x16" in card and "\"latent_channels\": 8" in card and "\"in_channels\": 8" in card
+    assert "2-core reference machine" in card
 
 
 def test_min_snr_weighting_changes_the_loss_but_not_the_draws(tmp_path):

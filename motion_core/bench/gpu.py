@@ -184,7 +184,8 @@ def main(argv=None) -> int:
             label = recipe + ("" if checkpointing else " (no ckpt)")
             try:
                 m = measure_training(backbone, recipe, train_size, args.steps, checkpointing)
-            except Exception as error:  # noqa: BLE001 - one recipe failing (e.g. out of memory) must not hide the others' figures
+            # One recipe failing (e.g. out of memory) must not hide the others' figures.
+            except Exception as error:  # noqa: BLE001
                 figures[f"{family}/{label}"] = {"error": f"{type(error).__name__}: {error}"[:300]}
                 rows.append((family, label, "x".join(map(str, train_size)), "FAILED", type(error).__name__))
                 print(f"{family} {label}: FAILED {type(error).__name__}: {error}", flush=True)

@@ -84,8 +84,8 @@ def main(argv=None) -> int:
         tokenizer = build_tokenizer(Path(tmp))
         unet, text_encoder, scheduler, steps = train_t2v(
             latents, captions, tokenizer, steps=args.t2v_steps, max_minutes=args.minutes, batch=args.batch,
-            lr=args.lr, short_fraction=args.short_fraction, min_snr_gamma=args.min_snr_gamma, ema_decay=args.ema_decay, init=init,
-            seed=args.seed, device=args.device, log=log)
+            lr=args.lr, short_fraction=args.short_fraction, min_snr_gamma=args.min_snr_gamma,
+            ema_decay=args.ema_decay, init=init, seed=args.seed, device=args.device, log=log)
         unet, text_encoder, vae = unet.cpu(), text_encoder.cpu(), vae.cpu()
         previous = None if args.continue_from is None else (args.continue_from / "README.md").read_text()
         card = model_card(args=vars(args), t2v_steps=steps, vae_error=recon, minutes=(time.monotonic() - started) / 60,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from ..motions import BASIC_MOTIONS, HELD_OUT_MOTIONS
-from .architecture import FRAME_SIZE, NUM_FRAMES, SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG
-from .vae_stage import ANCHOR_CHANNELS, ANCHOR_WEIGHT
+from .architecture import FRAME_SIZE, LATENT_CHANNELS, NUM_FRAMES, SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG
+from .vae_stage import ANCHOR_CHANNELS, ANCHOR_WEIGHT, LUMA_LATENT_CHANNELS
 
 
 def model_card(*, args: dict, t2v_steps: int, vae_error: float, minutes: float, previous: str | None = None) -> str:
@@ -18,18 +18,29 @@ A small text-to-video model of a procedural world of coloured shapes, shipped as
 motion-customization node pack. Diffusers folder in the ZeroScope layout (UNet3DConditionModel, AutoencoderKL,
 CLIPTextModel + CLIPTokenizer, DDIM scheduler); weights stored in float16.
 
-- Clips: {NUM_FRAMES} frames of {FRAME_SIZE}x{FRAME_SIZE} pixels, 8 fps; latents {8 if args.get('luma_anchor') else 4}x{FRAME_SIZE // 4}x{FRAME_SIZE // 4}.
+- Clips: {NUM_FRAMES} frames of {FRAME_SIZE}x{FRAME_SIZE} pixels, 8 fps; latents {_channels(args)}x{LATENT}x{LATENT}.
 - Pretraining motions: {', '.join(BASIC_MOTIONS)}.
 - Held-out motion families (never seen in pretraining; for customization): {', '.join(HELD_OUT_MOTIONS)}.
 - Command: `python -m motion_core.toy.pretrain` with {json.dumps(shown)}
 - Text-to-video steps: {t2v_steps}; VAE reconstruction error (mean abs, 0..1): {vae_error:.4f};
   wall time {minutes:.1f} min on {_where(args)}.
 - Prediction: {SCHEDULER_CONFIG['prediction_type']}, {SCHEDULER_CONFIG['beta_schedule']} schedule.
-- UNet: {json.dumps({k: v for k, v in UNET_CONFIG.items() if k != 'sample_size'})}
-- VAE: {json.dumps(VAE_CONFIG)}
+- UNet: {json.dumps({k: v for k, v in _unet(args).items() if k != 'sample_size'})}
+- VAE: {json.dumps({**VAE_CONFIG, "latent_channels": _channels(args)})}
 - VAE latents: channels 0-{ANCHOR_CHANNELS - 1} are anchored (weight {ANCHOR_WEIGHT}) to the frame's average colour over
   each 4x4-pixel cell, so colour is as strong in the latents as in the pixels{_luma(args)}; the rest are free.
 """ + ("" if previous is None else _earlier_stage(previous))
+
+
+LATENT = FRAME_SIZE // 4
+
+
+def _channels(args: dict) -> int:
+    return LUMA_LATENT_CHANNELS if args.get("luma_anchor") else LATENT_CHANNELS
+
+
+def _unet(args: dict) -> dict:
+    return {**UNET_CONFIG, "in_channels": _channels(args), "out_channels": _channels(args)}
 
 
 def _luma(args: dict) -> str:
@@ -41,7 +52,7 @@ def _luma(args: dict) -> str:
 
 def _where(args: dict) -> str:
     device = str(args.get("device", "cpu"))
-    return "the 2-core reference machine" if device == "cpu" else f"device {device} (an exploration run, not the CPU one)"
+    return "the 2-core reference machine" if device == "cpu" else f"{device} (an exploration run, not the CPU one)"
 
 
 def _earlier_stage(previous: str) -> str:
