@@ -31,6 +31,7 @@ SIZES = {
     "zeroscope": ((384, 384, 16), (576, 320, 24)),
     "animatediff": ((512, 512, 16), (512, 512, 16)),
     "tiny": ((32, 32, 8), (32, 32, 8)),
+    "tiny_animatediff": ((32, 32, 8), (32, 32, 8)),
 }
 
 
@@ -74,7 +75,7 @@ def build_backbone(family: str, device: str, dtype: torch.dtype):
             text_config = CLIPTextConfig.from_pretrained(str(CONFIGS_DIR / "sd15" / "text_encoder"))
             scheduler = DDIMScheduler.from_pretrained(str(CONFIGS_DIR / "animatediff" / "scheduler"))
         else:
-            raise InvalidInputError(f"Unknown family {family!r}; use one of {sorted(SIZES)} or tiny_animatediff.")
+            raise InvalidInputError(f"Unknown family {family!r}; use one of {sorted(SIZES)}.")
         text_encoder = CLIPTextModel(text_config)
     return ready(cls, unet, vae, text_encoder, tiny_tokenizer(77), scheduler, dtype, torch.device(device),
                  f"random-{family}")
@@ -91,18 +92,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _reset_peak(device: torch.device) -> None:
+def reset_peak(device: torch.device) -> None:
+    """Start a new peak-memory window on a CUDA device (no-op elsewhere)."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def _peak_gib(device: torch.device) -> float | None:
+def peak_gib(device: torch.device) -> float | None:
+    """Peak GPU memory allocated since reset_peak, in GiB; None off CUDA (there is no such counter)."""
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _rounded(figures: dict) -> dict:
+    return {k: None if v is None else round(v, 3) for k, v in figures.items()}
 
 
 def measure_training(backbone, recipe: str, size, steps: int, checkpointing: bool) -> dict:
@@ -120,17 +127,18 @@ def measure_training(backbone, recipe: str, size, steps: int, checkpointing: boo
         _sync(device)
         stamps.append((info.stage, time.perf_counter()))
 
-    _reset_peak(device)
+    reset_peak(device)
     config = TrainingConfig(steps=steps, width=width, height=height, frames=frames, seed=0,
                             gradient_checkpointing=checkpointing)
     began = time.perf_counter()
     train_motion_lora(backbone, clips, recipe, config, TrainingCallbacks(on_progress=on_progress),
                       regularisation_clips=regularisation)
+    durations = [(stage, b - a) for (_, a), (stage, b) in itertools.pairwise(stamps)]
+    result = {"step_s": statistics.median(d for _, d in durations), "peak_gib": peak_gib(device),
+              "total_s": time.perf_counter() - began}
     steps_by_stage: dict[str, list[float]] = {}
-    for (_, a), (stage, b) in itertools.pairwise(stamps):
-        steps_by_stage.setdefault(stage, []).append(b - a)
-    result = {"step_s": statistics.median(b - a for (_, a), (_, b) in itertools.pairwise(stamps)),
-              "peak_gib": _peak_gib(device), "total_s": time.perf_counter() - began}
+    for stage, d in durations:
+        steps_by_stage.setdefault(stage, []).append(d)
     if len(steps_by_stage) > 1:
         for stage, times in steps_by_stage.items():
             timed = times[1:] or times
@@ -141,7 +149,7 @@ def measure_training(backbone, recipe: str, size, steps: int, checkpointing: boo
 def measure_sampling(backbone, size, steps: int) -> dict:
     width, height, frames = size
     device = backbone.device
-    _reset_peak(device)
+    reset_peak(device)
     request = SampleRequest(prompt="a dog runs on the beach", steps=steps, cfg=7.5, frames=frames, width=width,
                             height=height)
     _sync(device)
@@ -150,12 +158,12 @@ def measure_sampling(backbone, size, steps: int) -> dict:
     _sync(device)
     if video.frames.shape[0] != frames:
         raise RuntimeError(f"sampler returned {video.frames.shape[0]} frames, asked for {frames}")
-    return {"sample_s": time.perf_counter() - began, "peak_gib": _peak_gib(device)}
+    return {"sample_s": time.perf_counter() - began, "peak_gib": peak_gib(device)}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m motion_core.bench gpu", description=__doc__.split("\n\n")[0])
-    p.add_argument("--family", default="zeroscope,animatediff", help="zeroscope, animatediff, tiny (comma-separated)")
+    p.add_argument("--family", default="zeroscope,animatediff", help=f"comma-separated, from {', '.join(SIZES)}")
     p.add_argument("--recipes", default=",".join(recipe_names()))
     p.add_argument("--steps", type=int, default=6, help="training steps per recipe (the first is not timed)")
     p.add_argument("--sample-steps", type=int, default=25)
@@ -170,10 +178,13 @@ def main(argv=None) -> int:
                                 "with CUDA, or pass --family tiny --device cpu to check that it runs.")
     if args.steps < 2:
         raise InvalidInputError("--steps must be at least 2: the first step is a warm-up and is not timed.")
+    unknown = set(args.family.split(",")) - set(SIZES)
+    if unknown:
+        raise InvalidInputError(f"Unknown --family {', '.join(sorted(unknown))}; use one of {', '.join(SIZES)}.")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     rows, figures = [], {}
     for family in args.family.split(","):
-        train_size, sample_size = SIZES[family.replace("tiny_animatediff", "tiny")]
+        train_size, sample_size = SIZES[family]
         if args.train_size:
             train_size = tuple(int(v) for v in args.train_size.lower().split("x"))
         backbone = build_backbone(family, args.device, dtype)
@@ -190,14 +201,14 @@ def main(argv=None) -> int:
                 rows.append((family, label, "x".join(map(str, train_size)), "FAILED", type(error).__name__))
                 print(f"{family} {label}: FAILED {type(error).__name__}: {error}", flush=True)
                 continue
-            figures[f"{family}/{label}"] = {k: None if v is None else round(v, 3) for k, v in m.items()}
+            figures[f"{family}/{label}"] = _rounded(m)
             rows.append((family, label, "x".join(map(str, train_size)), f"{m['step_s']:.3f}",
                          _fmt(m["peak_gib"], ".1f")))
             stages = "".join(f", {k[:-7]} {v:.3f} s/step" for k, v in m.items() if k.endswith("_step_s"))
             print(f"{family} {label}: {m['step_s']:.3f} s/step{stages}, peak {_fmt(m['peak_gib'], '.1f')} GiB",
                   flush=True)
         s = measure_sampling(backbone, sample_size, args.sample_steps)
-        figures[f"{family}/sampling"] = {k: None if v is None else round(v, 3) for k, v in s.items()}
+        figures[f"{family}/sampling"] = _rounded(s)
         rows.append((family, f"sampling {args.sample_steps} steps cfg", "x".join(map(str, sample_size)),
                      f"{s['sample_s']:.1f} (total)", _fmt(s["peak_gib"], ".1f")))
         del backbone

@@ -35,6 +35,7 @@ from ..toy.render import ClipSpec, render_clip
 from ..toy.shapes import SHAPES
 from ..toy.tracking import track_object
 from ..training import TrainingConfig, train_motion_lora
+from .gpu import peak_gib, reset_peak
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "toy" / "shapes_t2v"
 REFERENCE_COLOUR, REFERENCE_SHAPE = "red", "square"
@@ -68,16 +69,14 @@ def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> dict:
     clips = reference_clips(motion, shots, args.seed)
     stack, train_s, memory = LoraStack(), 0.0, 0.0
     if recipe != BASE:
-        cuda = backbone.device.type == "cuda"
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(backbone.device)
+        reset_peak(backbone.device)
         before, started = _peak_rss_mib(), time.monotonic()
         config = TrainingConfig(steps=args.train_steps or None, width=FRAME_SIZE, height=FRAME_SIZE,
                                 frames=NUM_FRAMES, seed=args.seed, name=f"{recipe}_{motion}")
         result = train_motion_lora(backbone, clips, recipe, config)
         train_s = time.monotonic() - started
-        memory = (torch.cuda.max_memory_allocated(backbone.device) / 2**20 if cuda
-                  else max(0.0, _peak_rss_mib() - before))
+        gpu_gib = peak_gib(backbone.device)
+        memory = gpu_gib * 1024 if gpu_gib is not None else max(0.0, _peak_rss_mib() - before)
         stack = stack.add(result.motion_lora, 1.0)
     scores = []
     for i, (colour, shape) in enumerate(other_appearances(args.prompts, args.seed)):
@@ -113,8 +112,8 @@ def run(argv=None) -> dict:
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu", help="cpu or cuda. Memory: on the CPU the growth of the process's peak RSS during "
-                   "training; on CUDA the peak GPU memory allocated during training, model included")
+    p.add_argument("--device", default="cpu", help="cpu or cuda. Memory: on the CPU the growth of the process's "
+                   "peak RSS during training; on CUDA the peak GPU memory allocated during training, model included")
     args = p.parse_args(argv)
     if args.quick:
         args.motions, args.shots, args.train_steps = "circle", "1", args.train_steps or 60
