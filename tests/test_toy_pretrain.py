@@ -139,3 +139,29 @@ def test_min_snr_weighting_changes_the_loss_but_not_the_draws(tmp_path):
                   min_snr_gamma=gamma, log=lines.append)
         logs[gamma] = float(lines[0].split("loss ")[1].split()[0])
     assert logs[0.0] != logs[5.0] and 0 < logs[5.0] < logs[0.0] * 5
+
+
+def test_frame_difference_loss_ignores_errors_shared_by_every_frame_and_counts_moving_ones():
+    from motion_core.toy.pretrain.t2v_stage import frame_difference_loss
+
+    target = torch.randn(2, 4, 8, 6, 6, generator=torch.Generator().manual_seed(0))
+    static_error = torch.randn(2, 4, 1, 6, 6).expand(-1, -1, 8, -1, -1)
+    assert frame_difference_loss(target + static_error, target).item() < 1e-10
+    moving = target.clone()
+    moving[:, :, 4:] += 1.0  # the prediction jumps halfway through the clip: one frame pair differs by 1
+    assert abs(frame_difference_loss(moving, target).item() - 1.0 / 7.0) < 1e-6
+
+
+def test_frame_difference_option_adds_to_the_logged_loss(tmp_path):
+    from motion_core.toy.pretrain.__main__ import build_tokenizer
+    from motion_core.toy.pretrain.t2v_stage import train_t2v
+
+    torch.set_num_threads(1)
+    latents = torch.randn(4, 4, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    tokenizer, logs = build_tokenizer(tmp_path), {}
+    for weight in (0.0, 2.0):
+        lines = []
+        train_t2v(latents, ["a red circle moves left"] * 4, tokenizer, steps=1, max_minutes=5, batch=2,
+                  short_fraction=0.0, frame_diff_weight=weight, log=lines.append)
+        logs[weight] = float(lines[0].split("loss ")[1].split()[0])
+    assert logs[2.0] > logs[0.0] * 1.5

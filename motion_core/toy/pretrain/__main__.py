@@ -55,6 +55,8 @@ def main(argv=None) -> int:
                    help="8-channel latents, 4 of them anchored to 2-px luminance (shape as loud as colour)")
     p.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the text-to-video weights (the saved ones)")
     p.add_argument("--min-snr-gamma", type=float, default=0.0, help="Min-SNR loss weighting; 0 = plain MSE")
+    p.add_argument("--frame-diff-weight", type=float, default=0.0,
+                   help="weight of an extra loss on consecutive-frame differences (stresses what moves); 0 = off")
     p.add_argument("--device", default="cpu", help="cpu, or cuda to explore settings fast (the shipped model is "
                    "trained on the CPU: the command's 60-minute budget is for the 2-core reference machine)")
     p.add_argument("--seed", type=int, default=0)
@@ -85,6 +87,7 @@ def main(argv=None) -> int:
         unet, text_encoder, scheduler, steps = train_t2v(
             latents, captions, tokenizer, steps=args.t2v_steps, max_minutes=args.minutes, batch=args.batch,
             lr=args.lr, short_fraction=args.short_fraction, min_snr_gamma=args.min_snr_gamma,
+            frame_diff_weight=args.frame_diff_weight,
             ema_decay=args.ema_decay, init=init, seed=args.seed, device=args.device, log=log)
         unet, text_encoder, vae = unet.cpu(), text_encoder.cpu(), vae.cpu()
         previous = None if args.continue_from is None else (args.continue_from / "README.md").read_text()

@@ -62,6 +62,12 @@ def _batch(latents, batch: int, window: int, g: torch.Generator):
     return idx, z0
 
 
+def frame_difference_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE between consecutive-frame differences of prediction and target ([B, C, F, H, W]): an error that is the
+    same in every frame (a wrong background) cancels, one that moves (an object in the wrong place) does not."""
+    return torch.nn.functional.mse_loss(pred.diff(dim=2), target.diff(dim=2))
+
+
 def _snr(scheduler, t: torch.Tensor) -> torch.Tensor:
     alpha_bar = scheduler.alphas_cumprod.to(t.device)[t]
     return alpha_bar / (1 - alpha_bar)
@@ -69,7 +75,8 @@ def _snr(scheduler, t: torch.Tensor) -> torch.Tensor:
 
 def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, batch: int = 16, lr: float = 1e-3,
               warmup: int = 100, ema_decay: float = 0.999, short_fraction: float = 0.5, keep_dropout: bool = False,
-              min_snr_gamma: float = 0.0, init=None, seed: int = 0, device="cpu", log=print):
+              min_snr_gamma: float = 0.0, frame_diff_weight: float = 0.0, init=None, seed: int = 0, device="cpu",
+              log=print):
     """Returns (unet, text_encoder, scheduler, steps_done), the EMA weights, in eval mode.
 
     The UNet trains in eval mode unless `keep_dropout`: UNet3D's temporal convolutions carry a fixed dropout of
@@ -118,6 +125,8 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
             loss = (per_sample * snr.clamp(max=min_snr_gamma) / (snr + 1)).mean()
         else:
             loss = torch.nn.functional.mse_loss(pred, target)
+        if frame_diff_weight > 0:
+            loss = loss + frame_diff_weight * frame_difference_loss(pred, target)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"t2v loss became {loss.item()} at step {step}; lower the learning rate.")
         opt.zero_grad(set_to_none=True)
