@@ -1,7 +1,8 @@
 """The pack in the real ComfyUI frontend, driven in headless Debian Chromium by Playwright.
 
-Every shared workflow loads without a missing-node dialog; a training workflow queued from the page (shrunk to the
-tiny model) draws the live loss chart and shows a preview clip on the Train Motion LoRA node. Screenshots land in
+Every shared workflow loads without a missing-node dialog; the ShapesT2V demo workflow queued from the page (the
+built-in model, its bundled reference clip, fewer steps) draws the live loss chart and shows a preview clip on the
+Train Motion LoRA node. Screenshots land in
 test-artifacts/ for a person to look at.
 """
 
@@ -21,6 +22,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
+SHAPES_REFERENCE = ROOT / "motion_core" / "toy" / "assets" / "shapes_circle_reference.gif"
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +31,8 @@ def page(comfy):
         pytest.fail("Debian's chromium is not installed; `make test` installs it (apt-get install chromium).")
     from playwright.sync_api import sync_playwright
 
-    from motion_core.backbones import save_tiny_diffusers_folder
-
-    tiny = comfy.models_dir / "diffusers" / "tiny_browser"
-    if not tiny.exists():
-        save_tiny_diffusers_folder(tiny, family="unet3d")
     write_sample_video(comfy.input_dir / "reference_motion.mp4", frames=10, width=48, height=40, fps=8)
+    shutil.copy(SHAPES_REFERENCE, comfy.input_dir / SHAPES_REFERENCE.name)
     profile = tempfile.mkdtemp(prefix="md-chromium-")
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
@@ -89,7 +87,7 @@ def test_workflow_loads_in_the_frontend_without_missing_nodes(page, path):
 
 
 def test_training_in_the_browser_draws_the_loss_chart_and_a_preview(page):
-    workflow = json.loads((ROOT / "workflows" / "motiondirector_one_clip.json").read_text())
+    workflow = json.loads((ROOT / "workflows" / "shapes_t2v_demo.json").read_text())
     _load(page, workflow)
     page.evaluate("""() => {
         const set = (type, values) => window.app.graph._nodes.filter(n => n.type === type).forEach(n => {
@@ -99,11 +97,9 @@ def test_training_in_the_browser_draws_the_loss_chart_and_a_preview(page):
                 w.value = value;
             }
         });
-        set("MDLoadVideoModel", {model: "diffusers: tiny_browser", dtype: "fp32", device: "cpu"});
-        set("MDLoadReferenceVideo", {width: 32, height: 32, frame_cap: 8, min_frames: 4});
-        set("MDTrainMotionLoRA", {steps: 6, rank: 4, width: 32, height: 32, frames: 4, validate_every: 2,
-                                  checkpoint_every: 0});
-        set("MDSampleVideo", {steps: 2, frames: 4, width: 32, height: 32});
+        set("MDLoadVideoModel", {model: "built-in: ShapesT2V", device: "cpu"});
+        set("MDTrainMotionLoRA", {steps: 6, validate_every: 2, checkpoint_every: 0});
+        set("MDSampleVideo", {steps: 2});
     }""")
     page.evaluate("() => window.app.queuePrompt(0, 1)")
     page.wait_for_function("""() => {
