@@ -84,6 +84,8 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
     `init`: (unet, text_encoder) to continue from, e.g. an earlier run's saved weights, instead of a fresh start.
     `min_snr_gamma`: > 0 weights each sample's loss by min(SNR, gamma) / (SNR + 1) (Min-SNR weighting for
     v-prediction, Hang et al. 2023), so the many low-noise steps stop dominating the gradient; 0 = plain MSE.
+    `frame_diff_weight`: > 0 adds that weight times `frame_difference_loss`, so the motion words matter to the loss
+    (without it the shipped model ignores them: README, "Which words it follows").
     `device`: where the models train; every random draw still comes from CPU generators, so a seed picks the same
     batches, noise and timesteps on any device."""
     torch.manual_seed(seed)
