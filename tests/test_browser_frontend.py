@@ -2,8 +2,7 @@
 
 Every shared workflow loads without a missing-node dialog; the ShapesT2V demo workflow queued from the page (the
 built-in model, its bundled reference clip, fewer steps) draws the live loss chart and shows a preview clip on the
-Train Motion LoRA node. Screenshots land in
-test-artifacts/ for a person to look at.
+Train Motion LoRA node. Screenshots land in test-artifacts/ for a person to look at.
 """
 
 import json
