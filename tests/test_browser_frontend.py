@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.video_samples import write_sample_video
-
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -30,7 +28,6 @@ def page(comfy):
         pytest.fail("Debian's chromium is not installed; `make test` installs it (apt-get install chromium).")
     from playwright.sync_api import sync_playwright
 
-    write_sample_video(comfy.input_dir / "reference_motion.mp4", frames=10, width=48, height=40, fps=8)
     shutil.copy(SHAPES_REFERENCE, comfy.input_dir / SHAPES_REFERENCE.name)
     profile = tempfile.mkdtemp(prefix="md-chromium-")
     with sync_playwright() as pw:

@@ -123,21 +123,22 @@ def test_luma_anchor_and_min_snr_options_give_an_8_channel_model_that_loads(tmp_
     assert "2-core reference machine" in card
 
 
-def test_min_snr_weighting_changes_the_loss_but_not_the_draws(tmp_path):
-    """Same seed: the same batches and noise (the first logged loss differs only by the weighting)."""
+def _first_logged_loss(tmp_path, **options) -> float:
+    """The loss logged at step 1 of a one-step run on fixed random latents (same seed, so the same draws)."""
     from motion_core.toy.pretrain.__main__ import build_tokenizer
     from motion_core.toy.pretrain.t2v_stage import train_t2v
 
     torch.set_num_threads(1)
-    g = torch.Generator().manual_seed(0)
-    latents = torch.randn(4, 4, 8, 16, 16, generator=g)
-    captions = ["a red circle moves left"] * 4
-    tokenizer, logs = build_tokenizer(tmp_path), {}
-    for gamma in (0.0, 5.0):
-        lines = []
-        train_t2v(latents, captions, tokenizer, steps=1, max_minutes=5, batch=2, short_fraction=0.0,
-                  min_snr_gamma=gamma, log=lines.append)
-        logs[gamma] = float(lines[0].split("loss ")[1].split()[0])
+    latents = torch.randn(4, 4, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    lines = []
+    train_t2v(latents, ["a red circle moves left"] * 4, build_tokenizer(tmp_path), steps=1, max_minutes=5, batch=2,
+              short_fraction=0.0, log=lines.append, **options)
+    return float(lines[0].split("loss ")[1].split()[0])
+
+
+def test_min_snr_weighting_changes_the_loss_but_not_the_draws(tmp_path):
+    """Same seed: the same batches and noise (the first logged loss differs only by the weighting)."""
+    logs = {gamma: _first_logged_loss(tmp_path, min_snr_gamma=gamma) for gamma in (0.0, 5.0)}
     assert logs[0.0] != logs[5.0] and 0 < logs[5.0] < logs[0.0] * 5
 
 
@@ -153,15 +154,5 @@ def test_frame_difference_loss_ignores_errors_shared_by_every_frame_and_counts_m
 
 
 def test_frame_difference_option_adds_to_the_logged_loss(tmp_path):
-    from motion_core.toy.pretrain.__main__ import build_tokenizer
-    from motion_core.toy.pretrain.t2v_stage import train_t2v
-
-    torch.set_num_threads(1)
-    latents = torch.randn(4, 4, 8, 16, 16, generator=torch.Generator().manual_seed(0))
-    tokenizer, logs = build_tokenizer(tmp_path), {}
-    for weight in (0.0, 2.0):
-        lines = []
-        train_t2v(latents, ["a red circle moves left"] * 4, tokenizer, steps=1, max_minutes=5, batch=2,
-                  short_fraction=0.0, frame_diff_weight=weight, log=lines.append)
-        logs[weight] = float(lines[0].split("loss ")[1].split()[0])
+    logs = {weight: _first_logged_loss(tmp_path, frame_diff_weight=weight) for weight in (0.0, 2.0)}
     assert logs[2.0] > logs[0.0] * 1.5

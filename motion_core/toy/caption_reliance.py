@@ -20,7 +20,8 @@ import torch
 from .motions import BASIC_MOTIONS
 from .palette import COLOURS
 from .pretrain.architecture import FPS, FRAME_SIZE, NUM_FRAMES
-from .render import ClipSpec, render_frames, sample_spec
+from .pretrain.data import render_dataset
+from .render import ClipSpec, sample_spec
 from .shapes import SHAPES
 
 PARTS = ("colour", "shape", "motion")
@@ -50,11 +51,12 @@ def held_out_specs(count: int, seed: int) -> list[ClipSpec]:
 def caption_reliance(backbone, specs, *, repeats: int = 3, seed: int = 0) -> dict:
     """{band: {"loss": true-caption loss, "<part>"/"empty": % rise of the loss with that caption}}."""
     rng = random.Random(seed)
-    captions = {"true": [s.text() for s in specs], "empty": [""] * len(specs)}
+    frames, true_captions = render_dataset(specs)
+    captions = {"true": true_captions, "empty": [""] * len(specs)}
     for part in PARTS:
         captions[part] = [swapped(s, part, rng).text() for s in specs]
     states = {name: backbone.encode_prompt(texts) for name, texts in captions.items()}
-    latents = backbone.encode_video(torch.stack([render_frames(s) for s in specs]).to(backbone.device)).float()
+    latents = backbone.encode_video(frames.float().to(backbone.device)).float()
     scheduler, g = backbone.scheduler, torch.Generator().manual_seed(seed)
     result = {}
     for band, (lo, hi) in BANDS.items():
