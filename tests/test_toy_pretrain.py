@@ -43,8 +43,10 @@ def test_short_windows_are_consecutive_frames_of_one_clip():
     from motion_core.toy.pretrain.t2v_stage import _batch
 
     latents = torch.arange(5 * 8, dtype=torch.float32).reshape(5, 1, 8, 1, 1).expand(5, 2, 8, 2, 2).contiguous()
-    idx, windows = _batch(latents, 12, 4, torch.Generator().manual_seed(0))
-    assert windows.shape == (12, 2, 4, 2, 2)
+    masks = latents[:, 0] * 10  # frame k of clip n holds 10 * (8n + k): must travel with its latent frame
+    idx, windows, mask_windows = _batch(latents, 12, 4, torch.Generator().manual_seed(0), masks)
+    assert windows.shape == (12, 2, 4, 2, 2) and mask_windows.shape == (12, 4, 2, 2)
+    assert torch.equal(mask_windows, windows[:, 0] * 10)
     for clip, window in zip(idx, windows[:, 0, :, 0, 0]):
         assert torch.equal(window - window[0], torch.arange(4.0))  # consecutive, not subsampled
         assert int(window[0]) // 8 == int(clip) and int(window[-1]) // 8 == int(clip)  # inside the sampled clip
@@ -156,3 +158,46 @@ def test_frame_difference_loss_ignores_errors_shared_by_every_frame_and_counts_m
 def test_frame_difference_option_adds_to_the_logged_loss(tmp_path):
     logs = {weight: _first_logged_loss(tmp_path, frame_diff_weight=weight) for weight in (0.0, 2.0)}
     assert logs[2.0] > logs[0.0] * 1.5
+
+
+def test_object_masks_mark_the_cells_an_object_covers_and_their_border_only():
+    from motion_core.toy.motions import MotionParams
+    from motion_core.toy.pretrain.data import object_masks
+    from motion_core.toy.render import ClipSpec, render_frames
+
+    # A still 16-px square centred at (24, 24) px on the textured background: latent cells 4-7 (4 px each), + border.
+    spec = ClipSpec("red", "square", "still", MotionParams(x0=0.375, y0=0.375), background="texture", frames=2,
+                    object_size=0.25, seed=3)
+    masks = object_masks([spec], render_frames(spec)[None].half(), 16)
+    assert masks.shape == (1, 2, 16, 16) and masks.dtype == torch.float16
+    expected = torch.zeros(16, 16)
+    expected[3:9, 3:9] = 1.0
+    assert torch.equal(masks[0, 0].float(), expected) and torch.equal(masks[0, 1].float(), expected)
+
+
+def test_object_weighted_error_is_plain_mse_without_objects_and_stresses_them_exactly_by_the_weight():
+    from motion_core.toy.pretrain.t2v_stage import object_weighted_error
+
+    target = torch.zeros(2, 4, 8, 4, 4)
+    masks = torch.zeros(2, 8, 4, 4)
+    masks[:, :, :2, :2] = 1.0  # a quarter of every frame is object
+    on_object = target.clone()
+    on_object[:, :, :, :2, :2] = 1.0  # unit error on the object cells only: plain MSE 0.25
+    assert torch.allclose(object_weighted_error(on_object, target, None, 4.0), torch.full((2,), 0.25))
+    assert torch.allclose(object_weighted_error(on_object, target, masks, 0.0), torch.full((2,), 0.25))
+    # Weight 1 + 4 on a quarter of the cells: (5 * 0.25) / (0.75 + 5 * 0.25) = 0.625.
+    assert torch.allclose(object_weighted_error(on_object, target, masks, 4.0), torch.full((2,), 0.625))
+    # The same error everywhere keeps its value: the weights are normalised.
+    everywhere = target + 1.0
+    assert torch.allclose(object_weighted_error(everywhere, target, masks, 4.0), torch.ones(2))
+
+
+def test_object_weight_option_needs_masks_and_changes_the_logged_loss(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="object masks"):
+        _first_logged_loss(tmp_path, object_weight=4.0)
+    masks = torch.zeros(4, 8, 16, 16)
+    masks[:, :, 4:8, 4:8] = 1.0
+    logs = {weight: _first_logged_loss(tmp_path, masks=masks, object_weight=weight) for weight in (0.0, 4.0)}
+    assert logs[0.0] != logs[4.0] and 0.5 * logs[0.0] < logs[4.0] < 2.0 * logs[0.0]

@@ -5,12 +5,15 @@ from __future__ import annotations
 import random
 
 import torch
+import torch.nn.functional as F
 
 from ..motions import BASIC_MOTIONS
-from ..render import render_frames, sample_spec
+from ..render import background_image, render_frames, sample_spec
 from .architecture import FPS, FRAME_SIZE, NUM_FRAMES
 
 COMPANION_PROBABILITY = 0.15
+# A pixel counts as object when it differs from the clip's own background by more than this (0..1 scale, any channel).
+OBJECT_THRESHOLD = 0.05
 
 
 def pretraining_specs(count: int, seed: int):
@@ -27,3 +30,18 @@ def render_dataset(specs, progress=None) -> tuple[torch.Tensor, list[str]]:
         if progress:
             progress(i + 1, len(specs))
     return clips, [spec.text() for spec in specs]
+
+
+def object_masks(specs, frames: torch.Tensor, grid: int) -> torch.Tensor:
+    """float16 [N, F, grid, grid]: 1 on every latent cell that an object touches, or that borders one, else 0.
+
+    Read from the rendered pixels against each clip's background (companions count too: the caption names them), so
+    it is exact for any shape or motion. The one-cell border also covers where an edge is drawn slightly off."""
+    n, f, h, w, _ = frames.shape
+    masks = torch.empty(n, f, grid, grid, dtype=torch.float16)
+    for i, spec in enumerate(specs):
+        bg = background_image(spec.background, h, w, spec.seed)
+        touched = ((frames[i].float() - bg).abs().amax(-1) > OBJECT_THRESHOLD).float()
+        cells = F.adaptive_max_pool2d(touched[:, None], grid)
+        masks[i] = F.max_pool2d(cells, 3, stride=1, padding=1)[:, 0].half()
+    return masks
