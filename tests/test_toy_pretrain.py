@@ -10,8 +10,8 @@ from motion_core.toy.pretrain.__main__ import main as pretrain
 
 def test_pretraining_writes_a_loadable_unet3d_folder(tmp_path):
     out = tmp_path / "shapes_t2v"
-    assert pretrain(["--out", str(out), "--clips", "6", "--vae-steps", "2", "--t2v-steps", "2", "--batch", "2",
-                     "--threads", "1"]) == 0
+    assert pretrain(["--out", str(out), "--clips", "6", "--vae-steps", "2", "--decoder-steps", "2", "--t2v-steps", "2",
+                     "--batch", "2", "--threads", "1"]) == 0
     index = json.loads((out / "model_index.json").read_text())
     assert index["unet"] == ["diffusers", "UNet3DConditionModel"] and index["vae"] == ["diffusers", "AutoencoderKL"]
     assert detect_family(out) == "unet3d"
@@ -22,12 +22,13 @@ def test_pretraining_writes_a_loadable_unet3d_folder(tmp_path):
     assert backbone.denoise(latents, 500, states).shape == latents.shape
     tokens = backbone.tokenizer.tokenize("a purple triangle moves down and left next to a white circle")
     assert "circle</w>" in tokens and len(tokens) == 12
-    assert "Text-to-video steps: 2" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "Text-to-video steps: 2" in card and "on object pixels" in card
 
 
 def test_continuing_a_run_reuses_its_vae_and_keeps_the_earlier_card(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
-    common = ["--clips", "6", "--t2v-steps", "2", "--batch", "2", "--threads", "1"]
+    common = ["--clips", "6", "--decoder-steps", "0", "--t2v-steps", "2", "--batch", "2", "--threads", "1"]
     assert pretrain(["--out", str(first), "--vae-steps", "2", *common]) == 0
     assert pretrain(["--out", str(second), "--continue-from", str(first), "--short-fraction", "0", *common]) == 0
     from safetensors.torch import load_file
@@ -73,6 +74,9 @@ def test_base_quality_result_is_recorded_in_the_model_card(tmp_path):
     card = (tmp_path / "README.md").read_text()
     assert card.startswith("# ShapesT2V\n\nweights") and card.count("## Measured base quality") == 1
     assert "Colour follows the prompt: 75%" in card and "left 100%, still 0%" in card
+    assert "--seed 0`" in card  # the default sampler is not spelled out
+    write_to_card(tmp_path, summary, SimpleNamespace(samples=1, steps=20, cfg=5.0, seed=0, scheduler="euler_ancestral"))
+    assert "--seed 0 --scheduler euler_ancestral`" in (tmp_path / "README.md").read_text()
 
 
 def test_rgb_anchor_is_zero_exactly_when_the_colour_channels_hold_the_pooled_frame():
@@ -114,7 +118,8 @@ def test_luma_anchor_is_zero_exactly_when_four_channels_hold_the_folded_luminanc
 
 def test_luma_anchor_and_min_snr_options_give_an_8_channel_model_that_loads(tmp_path):
     out = tmp_path / "luma"
-    assert pretrain(["--out", str(out), "--clips", "6", "--vae-steps", "2", "--t2v-steps", "2", "--batch", "2",
+    assert pretrain(["--out", str(out), "--clips", "6", "--vae-steps", "2", "--decoder-steps", "2", "--t2v-steps", "2",
+                     "--batch", "2",
                      "--threads", "1", "--luma-anchor", "--min-snr-gamma", "5", "--ema-decay", "0.99"]) == 0
     backbone = load_backbone(out)
     assert backbone.latent_channels == 8 and backbone.denoiser.config.in_channels == 8
@@ -162,13 +167,13 @@ def test_frame_difference_option_adds_to_the_logged_loss(tmp_path):
 
 def test_object_masks_mark_the_cells_an_object_covers_and_their_border_only():
     from motion_core.toy.motions import MotionParams
-    from motion_core.toy.pretrain.data import object_masks
+    from motion_core.toy.pretrain.data import object_masks, object_pixels
     from motion_core.toy.render import ClipSpec, render_frames
 
     # A still 16-px square centred at (24, 24) px on the textured background: latent cells 4-7 (4 px each), + border.
     spec = ClipSpec("red", "square", "still", MotionParams(x0=0.375, y0=0.375), background="texture", frames=2,
                     object_size=0.25, seed=3)
-    masks = object_masks([spec], render_frames(spec)[None].half(), 16)
+    masks = object_masks(object_pixels([spec], render_frames(spec)[None].half()), 16)
     assert masks.shape == (1, 2, 16, 16) and masks.dtype == torch.float16
     expected = torch.zeros(16, 16)
     expected[3:9, 3:9] = 1.0
@@ -201,3 +206,46 @@ def test_object_weight_option_needs_masks_and_changes_the_logged_loss(tmp_path):
     masks[:, :, 4:8, 4:8] = 1.0
     logs = {weight: _first_logged_loss(tmp_path, masks=masks, object_weight=weight) for weight in (0.0, 4.0)}
     assert logs[0.0] != logs[4.0] and 0.5 * logs[0.0] < logs[4.0] < 2.0 * logs[0.0]
+
+
+def test_decoder_stage_trains_only_the_decoder_and_learns_the_objects():
+    from motion_core.toy.motions import MotionParams
+    from motion_core.toy.pretrain.architecture import build_vae
+    from motion_core.toy.pretrain.data import object_pixels
+    from motion_core.toy.pretrain.decoder_stage import object_error, refine_decoder
+    from motion_core.toy.pretrain.vae_stage import encode_clips
+    from motion_core.toy.render import ClipSpec, render_frames
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    specs = [ClipSpec(c, "square", "still", MotionParams(0.5, 0.5), frames=2, object_size=0.25) for c in ("red", "blue")]
+    frames = torch.stack([render_frames(s) for s in specs]).half()
+    objects = object_pixels(specs, frames)
+    vae = build_vae().eval().requires_grad_(False)
+    encoder_before = {k: v.clone() for k, v in vae.encoder.state_dict().items()}
+    latents = encode_clips(vae, frames, 1.0)
+    before = object_error(vae, frames, objects)
+    lines = []
+    vae = refine_decoder(vae, frames, latents, objects, 60, scaling=1.0, batch=4, lr=2e-3, log=lines.append)
+    after = object_error(vae, frames, objects)
+    assert after[0] < 0.6 * before[0], (before, after)
+    assert all(torch.equal(v, vae.encoder.state_dict()[k]) for k, v in encoder_before.items())
+    assert not vae.training and not any(p.requires_grad for p in vae.parameters())
+    assert lines[0].startswith("decoder step 1/60") and lines[-1].startswith("decoder step 60/60")
+
+
+def test_decoder_stage_stops_when_asked_and_refuses_a_nan_loss():
+    import pytest
+
+    from motion_core.toy.pretrain.architecture import build_vae
+    from motion_core.toy.pretrain.decoder_stage import refine_decoder
+
+    frames = torch.rand(1, 2, 64, 64, 3).half()
+    latents = torch.zeros(1, 4, 2, 16, 16)
+    objects = torch.zeros(1, 2, 64, 64, dtype=torch.bool)
+    lines = []
+    refine_decoder(build_vae(), frames, latents, objects, 50, scaling=1.0, batch=2, should_stop=lambda: True,
+                   log=lines.append)
+    assert lines == ["decoder: stopped after 0 steps"]
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        refine_decoder(build_vae(), frames, latents * float("nan"), objects, 5, scaling=1.0, batch=2, log=lambda m: None)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..sampling import SampleRequest, sample_video
+from ..sampling.schedulers import SCHEDULER_NAMES
 from .captions import caption
 from .metrics import family_fidelity
 from .motions import BASIC_MOTIONS
@@ -32,7 +33,7 @@ def classify_motion(track, motions=BASIC_MOTIONS) -> tuple[str, float]:
 
 
 def evaluate(backbone, samples_per_motion: int = 4, seed: int = 0, steps: int = 25, cfg: float = 5.0,
-             log=print) -> dict:
+             scheduler: str = "ddim", log=print) -> dict:
     rng = random.Random(seed)
     rows, started = [], time.monotonic()
     for motion in BASIC_MOTIONS:
@@ -40,7 +41,8 @@ def evaluate(backbone, samples_per_motion: int = 4, seed: int = 0, steps: int = 
             colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
             prompt = caption(colour, shape, motion)
             request = SampleRequest(prompt=prompt, seed=rng.randrange(2**31), steps=steps, cfg=cfg,
-                                    frames=NUM_FRAMES, width=FRAME_SIZE, height=FRAME_SIZE, fps=FPS)
+                                    frames=NUM_FRAMES, width=FRAME_SIZE, height=FRAME_SIZE, fps=FPS,
+                                    scheduler=scheduler)
             track = track_object(sample_video(backbone, request).frames)
             predicted, fidelity = classify_motion(track)
             rows.append({"motion": motion, "prompt": prompt, "colour_ok": track.colour == colour,
@@ -69,9 +71,11 @@ def write_to_card(model_dir: Path, summary: dict, args) -> None:
     card = Path(model_dir) / "README.md"
     text = card.read_text() if card.exists() else ""
     text = text.split(CARD_HEADING)[0].rstrip() + "\n\n"
+    sampler = getattr(args, "scheduler", "ddim")
+    sampler = "" if sampler == "ddim" else f" --scheduler {sampler}"
     per_motion = ", ".join(f"{m} {v:.0%}" for m, v in summary["per_motion"].items())
     text += (f"{CARD_HEADING}\n\n`python -m motion_core.toy.base_quality --samples {args.samples} --steps {args.steps} "
-             f"--cfg {args.cfg} --seed {args.seed}`: {summary['samples']} samples with random colours and shapes.\n\n"
+             f"--cfg {args.cfg} --seed {args.seed}{sampler}`: {summary['samples']} samples with random colours and shapes.\n\n"
              f"- Colour follows the prompt: {summary['colour']:.0%}\n- Shape follows the prompt: {summary['shape']:.0%}\n"
              f"- Motion follows the prompt: {summary['motion']:.0%} ({per_motion})\n"
              f"- All three at once: {summary['all']:.0%}\n")
@@ -89,10 +93,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scheduler", default="ddim", choices=SCHEDULER_NAMES, help="sampler, as the sampler node names it")
     p.add_argument("--device", default="cpu", help="where to sample (cuda is far faster; figures match up to noise)")
     p.add_argument("--write-card", action="store_true", help="record the result in the model folder's README.md")
     args = p.parse_args(argv)
-    result = evaluate(load_backbone(args.model, device=args.device), args.samples, args.seed, args.steps, args.cfg)
+    result = evaluate(load_backbone(args.model, device=args.device), args.samples, args.seed, args.steps, args.cfg,
+                      args.scheduler)
     s = result["summary"]
     print(f"colour {s['colour']:.0%}  shape {s['shape']:.0%}  motion {s['motion']:.0%}  all three {s['all']:.0%}"
           f"  ({s['samples']} samples)")

@@ -9,7 +9,8 @@ from .architecture import FRAME_SIZE, LATENT_CHANNELS, NUM_FRAMES, SCHEDULER_CON
 from .vae_stage import ANCHOR_CHANNELS, ANCHOR_WEIGHT, LUMA_LATENT_CHANNELS
 
 
-def model_card(*, args: dict, t2v_steps: int, vae_error: float, minutes: float, previous: str | None = None) -> str:
+def model_card(*, args: dict, t2v_steps: int, vae_error: float, minutes: float, object_error=None,
+               previous: str | None = None) -> str:
     """`previous`: the card of the run this one continued from; kept, one heading level down, as provenance."""
     shown = {k: str(v) for k, v in args.items()}
     return f"""# ShapesT2V
@@ -22,7 +23,7 @@ CLIPTextModel + CLIPTokenizer, DDIM scheduler); weights stored in float16.
 - Pretraining motions: {', '.join(BASIC_MOTIONS)}.
 - Held-out motion families (never seen in pretraining; for customization): {', '.join(HELD_OUT_MOTIONS)}.
 - Command: `python -m motion_core.toy.pretrain` with {json.dumps(shown)}
-- Text-to-video steps: {t2v_steps}; VAE reconstruction error (mean abs, 0..1): {vae_error:.4f};
+- Text-to-video steps: {t2v_steps}{_stage(previous)}; VAE reconstruction error (mean abs, 0..1): {vae_error:.4f}{_split(object_error)};
   wall time {minutes:.1f} min on {_where(args)}.
 - Prediction: {SCHEDULER_CONFIG['prediction_type']}, {SCHEDULER_CONFIG['beta_schedule']} schedule.
 - UNet: {json.dumps({k: v for k, v in _unet(args).items() if k != 'sample_size'})}
@@ -33,6 +34,16 @@ CLIPTextModel + CLIPTokenizer, DDIM scheduler); weights stored in float16.
 
 
 LATENT = FRAME_SIZE // 4
+
+
+def _stage(previous) -> str:
+    return "" if previous is None else " in this run (the earlier run's are below)"
+
+
+def _split(object_error) -> str:
+    if object_error is None:
+        return ""
+    return f" ({object_error[0]:.4f} on object pixels, {object_error[1]:.4f} on the background)"
 
 
 def _channels(args: dict) -> int:

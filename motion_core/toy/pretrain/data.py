@@ -32,16 +32,20 @@ def render_dataset(specs, progress=None) -> tuple[torch.Tensor, list[str]]:
     return clips, [spec.text() for spec in specs]
 
 
-def object_masks(specs, frames: torch.Tensor, grid: int) -> torch.Tensor:
-    """float16 [N, F, grid, grid]: 1 on every latent cell that an object touches, or that borders one, else 0.
-
-    Read from the rendered pixels against each clip's background (companions count too: the caption names them), so
-    it is exact for any shape or motion. The one-cell border also covers where an edge is drawn slightly off."""
+def object_pixels(specs, frames: torch.Tensor) -> torch.Tensor:
+    """bool [N, F, H, W]: the pixels where an object is drawn, read from the rendered frames against each clip's own
+    background (companions count too: the caption names them), so it is exact for any shape or motion."""
     n, f, h, w, _ = frames.shape
-    masks = torch.empty(n, f, grid, grid, dtype=torch.float16)
+    out = torch.empty(n, f, h, w, dtype=torch.bool)
     for i, spec in enumerate(specs):
         bg = background_image(spec.background, h, w, spec.seed)
-        touched = ((frames[i].float() - bg).abs().amax(-1) > OBJECT_THRESHOLD).float()
-        cells = F.adaptive_max_pool2d(touched[:, None], grid)
-        masks[i] = F.max_pool2d(cells, 3, stride=1, padding=1)[:, 0].half()
-    return masks
+        out[i] = (frames[i].float() - bg).abs().amax(-1) > OBJECT_THRESHOLD
+    return out
+
+
+def object_masks(objects: torch.Tensor, grid: int) -> torch.Tensor:
+    """float16 [N, F, grid, grid] from `object_pixels`: 1 on every latent cell that an object touches, or that
+    borders one, else 0. The one-cell border also covers where an edge is drawn slightly off."""
+    n, f = objects.shape[:2]
+    cells = F.adaptive_max_pool2d(objects.reshape(n * f, 1, *objects.shape[2:]).float(), grid)
+    return F.max_pool2d(cells, 3, stride=1, padding=1).reshape(n, f, grid, grid).half()
