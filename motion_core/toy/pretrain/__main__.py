@@ -103,8 +103,8 @@ def main(argv=None) -> int:
             ema_decay=args.ema_decay, init=init, seed=args.seed, device=args.device, log=log)
         unet, text_encoder, vae = unet.cpu(), text_encoder.cpu(), vae.cpu()
         previous = None if args.continue_from is None else (args.continue_from / "README.md").read_text()
-        card = model_card(args=vars(args), t2v_steps=steps, vae_error=recon, object_error=after, minutes=(time.monotonic() - started) / 60,
-                          previous=previous)
+        card = model_card(args=vars(args), t2v_steps=steps, vae_error=recon, object_error=after,
+                          minutes=(time.monotonic() - started) / 60, previous=previous)
         out = save_model_folder(args.out, unet=unet, vae=vae, vae_scaling=scaling, text_encoder=text_encoder,
                                 tokenizer=tokenizer, scheduler=scheduler, card=card)
     log(f"saved {out}")
