@@ -34,7 +34,7 @@ def refine_decoder(vae, frames: torch.Tensor, latents: torch.Tensor, objects: to
     device = next(vae.parameters()).device
     n, f = frames.shape[:2]
     flat_frames = frames.reshape(n * f, *frames.shape[2:])
-    flat_latents = latents.permute(0, 2, 1, 3, 4).reshape(n * f, *latents.shape[1:2], *latents.shape[3:])
+    flat_latents = latents.transpose(1, 2).reshape(n * f, latents.shape[1], *latents.shape[3:])
     flat_objects = objects.reshape(n * f, *objects.shape[2:])
     vae.requires_grad_(False)
     params = decoder_parameters(vae)
