@@ -13,6 +13,7 @@ from transformers import CLIPTokenizer
 from ..vocab import write_vocab
 from .architecture import MAX_TOKENS
 from .card import model_card
+from .compiled_forward import COMPILE_FROM_STEPS, use_compile
 from .data import object_masks, object_pixels, pretraining_specs, render_dataset
 from .decoder_stage import object_error, refine_decoder
 from .save import save_model_folder
@@ -77,8 +78,9 @@ def main(argv=None) -> int:
                    help="weight of an extra loss on consecutive-frame differences (stresses what moves); 0 = off")
     p.add_argument("--object-weight", type=float, default=0.0,
                    help="extra loss weight on the latent cells objects cover (with a border, ~18%% of them); 0 = off")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
-                   help="train the UNet through torch.compile: ~2x faster steps after ~5 min of compiling")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="train the UNet through torch.compile: ~2x faster CPU steps after ~5 min of compiling; auto "
+                   f"= on from {COMPILE_FROM_STEPS} text-to-video steps, where it pays for itself")
     p.add_argument("--device", default="cpu", help="cpu, or cuda to explore settings fast (the shipped model is "
                    "trained on the CPU: the command's 60-minute budget is for the 2-core reference machine)")
     p.add_argument("--seed", type=int, default=0)
@@ -122,7 +124,8 @@ def main(argv=None) -> int:
             lr=args.lr, short_fraction=args.short_fraction, min_snr_gamma=args.min_snr_gamma,
             high_noise_share=args.high_noise_share,
             frame_diff_weight=args.frame_diff_weight, masks=masks, object_weight=args.object_weight,
-            ema_decay=args.ema_decay, init=init, seed=args.seed, device=args.device, compile=args.compile, log=log)
+            ema_decay=args.ema_decay, init=init, seed=args.seed, device=args.device,
+            compile=use_compile(args.compile, args.t2v_steps), log=log)
         unet, text_encoder, vae = unet.cpu(), text_encoder.cpu(), vae.cpu()
         previous = None if args.continue_from is None else (args.continue_from / "README.md").read_text()
         card = model_card(args=vars(args), t2v_steps=steps, vae_error=recon, object_error=after,
