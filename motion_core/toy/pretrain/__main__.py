@@ -54,8 +54,8 @@ def main(argv=None) -> int:
     p.add_argument("--vae-steps", type=int, default=300)
     p.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
                    help="refine the VAE decoder on posterior means, object pixels weighted (encoder frozen); 0 = off")
-    p.add_argument("--t2v-steps", type=int, default=2000,
-                   help="sized to take ~45 min compiled on the 2-core reference machine")
+    p.add_argument("--t2v-steps", type=int, default=1500,
+                   help="sized to fill the 47-min cap compiled on the 2-core reference machine (~1.6 s a step)")
     p.add_argument("--minutes", type=float, default=47.0,
                    help="cap on the text-to-video stage's wall time: the whole run stays within 60 min on 2 cores")
     p.add_argument("--batch", type=int, default=16, help="whole clips per step (twice as many short windows)")
