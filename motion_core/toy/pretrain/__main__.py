@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     p.add_argument("--object-weight", type=float, default=0.0,
                    help="extra loss weight on the latent cells objects cover (with a border, ~18%% of them); 0 = off")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
-                   help="train the UNet through torch.compile: ~2x faster CPU steps after ~5 min of compiling; auto "
+                   help="train the UNet through torch.compile: 1.65x faster CPU steps after ~5 min of compiling; auto "
                    f"= on from {COMPILE_FROM_STEPS} text-to-video steps, where it pays for itself")
     p.add_argument("--device", default="cpu", help="cpu, or cuda to explore settings fast (the shipped model is "
                    "trained on the CPU: the command's 60-minute budget is for the 2-core reference machine)")
