@@ -98,15 +98,14 @@ def main(argv=None) -> int:
     log(f"rendered {len(specs)} clips")
     if args.vae_from is not None:
         (vae, scaling), init = _load_vae(args.vae_from), None
-        vae = vae.to(args.device)
         log(f"VAE from {args.vae_from}")
     elif args.continue_from is None:
         vae, scaling, init = *train_vae(frames, args.vae_steps, seed=args.seed, luma_anchor=args.luma_anchor,
                                                device=args.device, log=log), None
     else:
         vae, scaling, init = _load_previous(args.continue_from)
-        vae = vae.to(args.device)
         log(f"continuing from {args.continue_from}")
+    vae = vae.to(args.device)
     latents = encode_clips(vae, frames, scaling)
     objects = object_pixels(specs, frames)
     before = object_error(vae, frames, objects)

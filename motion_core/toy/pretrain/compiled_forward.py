@@ -32,7 +32,7 @@ class TrainingForward:
 
     def __init__(self, unet, *, compile: bool, device: str, log=print):
         self.unet, self.log = unet, log
-        if str(device).startswith("cpu"):
+        if device.startswith("cpu"):
             from diffusers.models.attention_processor import AttnProcessor
 
             unet.set_attn_processor(AttnProcessor())
@@ -52,6 +52,6 @@ class TrainingForward:
 
 
 def _is_compile_failure(exc: Exception) -> bool:
-    from torch._dynamo.exc import BackendCompilerFailed, TorchDynamoException
+    from torch._dynamo.exc import TorchDynamoException  # BackendCompilerFailed (no C++ compiler) is one
 
-    return isinstance(exc, (BackendCompilerFailed, TorchDynamoException))
+    return isinstance(exc, TorchDynamoException)
