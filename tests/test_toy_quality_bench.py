@@ -19,3 +19,34 @@ def test_prompted_appearances_differ_from_the_reference_in_colour_and_shape():
     pairs = other_appearances(5, seed=1)
     assert len(pairs) == len(set(pairs)) == 5
     assert all(c != REFERENCE_COLOUR and s != REFERENCE_SHAPE for c, s in pairs)
+
+
+def test_noise_prior_option_starts_every_sample_from_the_first_reference_clip(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from motion_core.bench import quality
+    from motion_core.sampling import SampleResult
+
+    seen = []
+
+    def fake_sample(backbone, request):
+        seen.append(request)
+        blank = torch.zeros(request.frames, request.height, request.width, 3)
+        return SampleResult(frames=blank, latents=torch.zeros(1), fps=request.fps, merge_count=0, seconds={})
+
+    monkeypatch.setattr(quality, "sample_video", fake_sample)
+    args = SimpleNamespace(prompts=2, seeds=1, sample_steps=3, cfg=5.0, seed=0, train_steps=1)
+    for p in (0.0, 0.4):
+        seen.clear()
+        args.noise_prior = p
+        row = quality.evaluate(object(), quality.BASE, "zigzag", 2, args)
+        assert row["samples"] == len(seen) == 2
+        first = reference_clips("zigzag", 2, seed=0).clips[0]
+        for request in seen:
+            assert request.noise_prior_p == p
+            if p:
+                assert torch.equal(request.noise_prior_clip.frames, first.frames)
+            else:
+                assert request.noise_prior_clip is None

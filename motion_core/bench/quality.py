@@ -78,12 +78,12 @@ def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> dict:
         gpu_gib = peak_gib(backbone.device)
         memory = gpu_gib * 1024 if gpu_gib is not None else max(0.0, _peak_rss_mib() - before)
         stack = stack.add(result.motion_lora, 1.0)
-    scores = []
+    scores, prior = [], clips.clips[0] if args.noise_prior > 0 else None
     for i, (colour, shape) in enumerate(other_appearances(args.prompts, args.seed)):
         for s in range(args.seeds):
             request = SampleRequest(prompt=caption(colour, shape, motion), seed=1000 * i + s, steps=args.sample_steps,
                                     cfg=args.cfg, frames=NUM_FRAMES, width=FRAME_SIZE, height=FRAME_SIZE,
-                                    lora_stack=stack, fps=FPS)
+                                    lora_stack=stack, fps=FPS, noise_prior_clip=prior, noise_prior_p=args.noise_prior)
             track = track_object(sample_video(backbone, request).frames)
             scores.append(score_sample(track, colour, shape, motion=motion, reference_colour=REFERENCE_COLOUR,
                                        reference_shape=REFERENCE_SHAPE))
@@ -110,6 +110,9 @@ def run(argv=None) -> dict:
     p.add_argument("--train-steps", type=int, default=0, help="0 = each recipe's default")
     p.add_argument("--sample-steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=5.0)
+    p.add_argument("--noise-prior", type=float, default=0.0,
+                   help="start every sample from the first reference clip's DDIM inversion blended at this share "
+                   "(METHODS.md, Noise prior), the base model included; 0 = fresh noise")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda. Memory: on the CPU the growth of the process's "

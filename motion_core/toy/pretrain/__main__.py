@@ -16,6 +16,7 @@ from .card import model_card
 from .compiled_forward import COMPILE_FROM_STEPS, use_compile
 from .data import object_masks, object_pixels, pretraining_specs, render_dataset
 from .decoder_stage import object_error, refine_decoder
+from .motion_contrast import motion_swapped_captions
 from .save import save_model_folder
 from .t2v_stage import train_t2v
 from .vae_stage import encode_clips, reconstruction_error, train_vae
@@ -78,6 +79,9 @@ def main(argv=None) -> int:
                    help="weight of an extra loss on consecutive-frame differences (stresses what moves); 0 = off")
     p.add_argument("--object-weight", type=float, default=0.0,
                    help="extra loss weight on the latent cells objects cover (with a border, ~18%% of them); 0 = off")
+    p.add_argument("--motion-contrast", type=float, default=0.0,
+                   help="weight of a hinge that makes a swapped motion word fit worse than the true one (each step "
+                   "denoises twice); 0 = off")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="train the UNet through torch.compile: 1.65x faster CPU steps after ~5 min of compiling; auto "
                    f"= on from {COMPILE_FROM_STEPS} text-to-video steps, where it pays for itself")
@@ -123,6 +127,8 @@ def main(argv=None) -> int:
             lr=args.lr, short_fraction=args.short_fraction, min_snr_gamma=args.min_snr_gamma,
             high_noise_share=args.high_noise_share,
             frame_diff_weight=args.frame_diff_weight, masks=masks, object_weight=args.object_weight,
+            motion_contrast=args.motion_contrast,
+            swapped_captions=motion_swapped_captions(specs, args.seed) if args.motion_contrast > 0 else None,
             ema_decay=args.ema_decay, init=init, seed=args.seed, device=args.device,
             compile=use_compile(args.compile, args.t2v_steps), log=log)
         unet, text_encoder, vae = unet.cpu(), text_encoder.cpu(), vae.cpu()

@@ -17,6 +17,7 @@ import torch
 
 from .architecture import MAX_TOKENS, build_scheduler, build_text_encoder, build_unet
 from .compiled_forward import TrainingForward
+from .motion_contrast import CONTRAST_MIN_T, motion_contrast_loss
 
 CAPTION_DROPOUT = 0.1
 SHORT_FRAMES = 4
@@ -104,7 +105,8 @@ def _snr(scheduler, t: torch.Tensor) -> torch.Tensor:
 def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, batch: int = 16, lr: float = 1e-3,
               warmup: int = 100, ema_decay: float = 0.999, short_fraction: float = 0.5, keep_dropout: bool = False,
               min_snr_gamma: float = 0.0, high_noise_share: float = 0.0, frame_diff_weight: float = 0.0, masks=None,
-              object_weight: float = 0.0, init=None, seed: int = 0, device="cpu", compile: bool = False, log=print):
+              object_weight: float = 0.0, motion_contrast: float = 0.0, swapped_captions=None, init=None,
+              seed: int = 0, device="cpu", compile: bool = False, log=print):
     """Returns (unet, text_encoder, scheduler, steps_done), the EMA weights, in eval mode.
 
     The UNet trains in eval mode unless `keep_dropout`: UNet3D's temporal convolutions carry a fixed dropout of
@@ -117,9 +119,13 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
     (without it the shipped model ignores them: README, "Which words it follows").
     `masks`, `object_weight`: object masks per latent frame ([N, F, h, w], `data.object_masks`) and the extra weight
     of their cells in the loss (`object_weighted_error`); 0 = plain MSE.
+    `motion_contrast`, `swapped_captions`: > 0 adds that weight times `motion_contrast_loss`, with one caption per
+    clip whose motion phrase is swapped (`motion_contrast.motion_swapped_captions`); each step then denoises twice.
     `compile`: train through `torch.compile` (`compiled_forward`: 1.65x faster steps on the CPU after ~5 min).
     `device`: where the models train; every random draw still comes from CPU generators, so a seed picks the same
     batches, noise and timesteps on any device."""
+    if motion_contrast > 0 and (swapped_captions is None or len(swapped_captions) != len(captions)):
+        raise ValueError("motion_contrast > 0 needs one motion-swapped caption per clip (motion_swapped_captions).")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
     if init is None:
@@ -136,6 +142,7 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
     forward = TrainingForward(unet, compile=compile, device=str(device), log=log)
     ids = tokenize(tokenizer, captions)
     empty = tokenize(tokenizer, [""])
+    swapped_ids = tokenize(tokenizer, swapped_captions) if motion_contrast > 0 else None
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup))
@@ -154,9 +161,14 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
         zt = scheduler.add_noise(z0, noise, t)
         target = scheduler.get_velocity(z0, noise, t)
         tok = ids[idx].clone()
-        tok[torch.rand(size, generator=g) < CAPTION_DROPOUT] = empty
-        states = text_encoder(tok.to(device))[0]
-        pred = forward(zt, t, states)
+        dropped = torch.rand(size, generator=g) < CAPTION_DROPOUT
+        tok[dropped] = empty
+        if motion_contrast > 0:  # one batch of twice the size: the same noisy clips under the swapped captions
+            states = text_encoder(torch.cat([tok, swapped_ids[idx]]).to(device))[0]
+            pred, pred_swapped = forward(torch.cat([zt, zt]), torch.cat([t, t]), states).chunk(2)
+        else:
+            states = text_encoder(tok.to(device))[0]
+            pred = forward(zt, t, states)
         per_sample = object_weighted_error(pred, target, m, object_weight)
         if min_snr_gamma > 0:
             snr = _snr(scheduler, t)
@@ -164,6 +176,9 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
         loss = per_sample.mean()
         if frame_diff_weight > 0:
             loss = loss + frame_diff_weight * frame_difference_loss(pred, target)
+        if motion_contrast > 0:
+            active = (~dropped).to(device) & (t >= CONTRAST_MIN_T)
+            loss = loss + motion_contrast * motion_contrast_loss(pred, pred_swapped, target, active)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"t2v loss became {loss.item()} at step {step}; lower the learning rate.")
         opt.zero_grad(set_to_none=True)
