@@ -89,3 +89,18 @@ def test_vae_from_and_continue_from_together_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         pretrain(["--out", str(tmp_path / "x"), "--vae-from", str(tmp_path), "--continue-from", str(tmp_path), *TINY])
     assert "only one of --continue-from and --vae-from" in capsys.readouterr().err
+
+
+def test_mixed_noise_is_plain_randn_at_zero_and_shares_a_static_part_across_frames_otherwise():
+    from motion_core.toy.pretrain.t2v_stage import mixed_noise
+
+    shape = (64, 4, 8, 6, 6)
+    plain = torch.randn(shape, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(mixed_noise(shape, 0.0, torch.Generator().manual_seed(5)), plain)
+    mixed = mixed_noise(shape, 0.9, torch.Generator().manual_seed(5))
+    assert abs(mixed.std().item() - 1.0) < 0.03 and abs(mixed.mean().item()) < 0.03  # still N(0, I) per frame
+    a, b = mixed[:, :, 0].flatten(), mixed[:, :, 5].flatten()
+    correlation = torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+    assert 0.35 < correlation < 0.55  # E[a] = 0.45 for a ~ U(0, 0.9)
+    c, d = plain[:, :, 0].flatten(), plain[:, :, 5].flatten()
+    assert abs(torch.corrcoef(torch.stack([c, d]))[0, 1].item()) < 0.05

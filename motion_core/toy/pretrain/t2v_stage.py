@@ -97,6 +97,20 @@ def draw_timesteps(size: int, num_train_timesteps: int, high_noise_share: float,
     return t
 
 
+def mixed_noise(shape, max_share: float, g: torch.Generator) -> torch.Tensor:
+    """Gaussian noise [B, C, F, H, W] whose frames share a random part: a share a ~ U(0, max_share) per clip of
+    one noise image common to all frames, sqrt(a) * common + sqrt(1 - a) * own, so each frame is still N(0, I).
+    Why: every ShapesT2V model measured copies its motion from the frame-to-frame differences of the starting noise
+    (README, "Where the motion comes from"); with part of the noise static, that copy is unreliable, so the motion
+    words and the frame order have to say where the object goes. 0 draws exactly as `torch.randn` does."""
+    noise = torch.randn(shape, generator=g)
+    if max_share <= 0:
+        return noise
+    a = (torch.rand(shape[0], generator=g) * max_share).view(-1, 1, 1, 1, 1)
+    common = torch.randn(shape[0], shape[1], 1, *shape[3:], generator=g)
+    return a.sqrt() * common + (1 - a).sqrt() * noise
+
+
 def _snr(scheduler, t: torch.Tensor) -> torch.Tensor:
     alpha_bar = scheduler.alphas_cumprod.to(t.device)[t]
     return alpha_bar / (1 - alpha_bar)
@@ -105,7 +119,8 @@ def _snr(scheduler, t: torch.Tensor) -> torch.Tensor:
 def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, batch: int = 16, lr: float = 1e-3,
               warmup: int = 100, ema_decay: float = 0.999, short_fraction: float = 0.5, keep_dropout: bool = False,
               min_snr_gamma: float = 0.0, high_noise_share: float = 0.0, frame_diff_weight: float = 0.0, masks=None,
-              object_weight: float = 0.0, motion_contrast: float = 0.0, swapped_captions=None, init=None,
+              object_weight: float = 0.0, motion_contrast: float = 0.0, swapped_captions=None, shared_noise: float = 0.0,
+              init=None,
               seed: int = 0, device="cpu", compile: bool = False, log=print):
     """Returns (unet, text_encoder, scheduler, steps_done), the EMA weights, in eval mode.
 
@@ -121,6 +136,7 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
     of their cells in the loss (`object_weighted_error`); 0 = plain MSE.
     `motion_contrast`, `swapped_captions`: > 0 adds that weight times `motion_contrast_loss`, with one caption per
     clip whose motion phrase is swapped (`motion_contrast.motion_swapped_captions`); each step then denoises twice.
+    `shared_noise`: > 0 draws the noise with up to that share common to all frames (`mixed_noise`); 0 = i.i.d.
     `compile`: train through `torch.compile` (`compiled_forward`: 1.65x faster steps on the CPU after ~5 min).
     `device`: where the models train; every random draw still comes from CPU generators, so a seed picks the same
     batches, noise and timesteps on any device."""
@@ -156,7 +172,7 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
         short = step < short_steps and SHORT_FRAMES < latents.shape[2]
         size = batch * latents.shape[2] // SHORT_FRAMES if short else batch
         idx, z0, m = _batch(latents, size, SHORT_FRAMES if short else latents.shape[2], g, masks)
-        noise = torch.randn(z0.shape, generator=g).to(device)
+        noise = mixed_noise(z0.shape, shared_noise, g).to(device)
         t = draw_timesteps(size, scheduler.config.num_train_timesteps, high_noise_share, g).to(device)
         zt = scheduler.add_noise(z0, noise, t)
         target = scheduler.get_velocity(z0, noise, t)
