@@ -2,7 +2,7 @@
 
 Why: measured on every ShapesT2V model so far, shipped or GPU-trained, the sampled direction of motion is set by the
 starting noise alone. The same seed gives the same path for "moves left" and "moves right", and the predicted clean
-clip at the first step differs by 0.1% between the two captions. The model reads a path out of the noise, and
+clip at the first step differs by 0.05-0.12% between the two captions. The model reads a path out of the noise, and
 plain denoising gives the motion words little to do, because the path is already visible in the noisy input at
 all but the highest noise.
 
@@ -11,6 +11,8 @@ with its motion phrase swapped for another basic motion. Where the swapped capti
 of the target nearly as well as the true one, a hinge adds the shortfall to the loss. Only the swapped prediction
 is pushed (the true one is detached), so plain denoising is untouched. The hinge is zero once a wrong motion word
 costs `margin` more than the right one, and it covers only timesteps where the path is still undecided.
+Measured (README, "Where the motion comes from"): 300 steps at weight 2 changed neither the motion reliance nor the
+prompt share, so it is off by default; with `--shared-noise` it raised the reliance, not the prompt share.
 """
 
 from __future__ import annotations
