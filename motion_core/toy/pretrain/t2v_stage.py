@@ -17,7 +17,7 @@ import torch
 
 from .architecture import MAX_TOKENS, build_scheduler, build_text_encoder, build_unet
 from .compiled_forward import TrainingForward
-from .motion_contrast import CONTRAST_MIN_T, motion_contrast_loss
+from .motion_contrast import CONTRAST_MIN_T, frame_change_error, motion_contrast_loss
 
 CAPTION_DROPOUT = 0.1
 SHORT_FRAMES = 4
@@ -71,7 +71,7 @@ def _batch(latents, batch: int, window: int, g: torch.Generator, masks=None):
 def frame_difference_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """MSE between consecutive-frame differences of prediction and target ([B, C, F, H, W]): an error that is the
     same in every frame (a wrong background) cancels, one that moves (an object in the wrong place) does not."""
-    return torch.nn.functional.mse_loss(pred.diff(dim=2), target.diff(dim=2))
+    return frame_change_error(pred, target).mean()
 
 
 def object_weighted_error(pred: torch.Tensor, target: torch.Tensor, masks, weight: float) -> torch.Tensor:
@@ -120,8 +120,7 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
               warmup: int = 100, ema_decay: float = 0.999, short_fraction: float = 0.5, keep_dropout: bool = False,
               min_snr_gamma: float = 0.0, high_noise_share: float = 0.0, frame_diff_weight: float = 0.0, masks=None,
               object_weight: float = 0.0, motion_contrast: float = 0.0, swapped_captions=None, shared_noise: float = 0.0,
-              init=None,
-              seed: int = 0, device="cpu", compile: bool = False, log=print):
+              init=None, seed: int = 0, device="cpu", compile: bool = False, log=print):
     """Returns (unet, text_encoder, scheduler, steps_done), the EMA weights, in eval mode.
 
     The UNet trains in eval mode unless `keep_dropout`: UNet3D's temporal convolutions carry a fixed dropout of
