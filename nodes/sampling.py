@@ -7,7 +7,7 @@ from comfy_api.latest import io, ui
 import comfy.model_management
 
 from ..motion_core.errors import CancelledError
-from ..motion_core.sampling import SCHEDULER_NAMES, SampleRequest, SamplingCallbacks, sample_video
+from ..motion_core.sampling import NOISE_PRIOR_MODES, SCHEDULER_NAMES, SampleRequest, SamplingCallbacks, sample_video
 from .progress import NodeProgress, interrupted
 from .types import CATEGORY, ClipsType, LoraStackType, ModelType
 
@@ -99,6 +99,14 @@ class SampleVideo(io.ComfyNode):
                     tooltip="Share of the inverted reference in the starting noise: 0 off, 0.1-0.5 "
                     "for one-clip LoRAs (MotionDirector), 1 for VMC.",
                 ),
+                io.Combo.Input(
+                    "noise_prior_mode",
+                    options=list(NOISE_PRIOR_MODES),
+                    default="full",
+                    optional=True,
+                    tooltip="full: blend the whole inverted reference (the papers' prior). motion: only its "
+                    "frame-to-frame part, so the reference's look does not carry over (less leakage).",
+                ),
             ],
             outputs=[
                 io.Image.Output(
@@ -125,6 +133,7 @@ class SampleVideo(io.ComfyNode):
         lora_stack=None,
         noise_prior_clips=None,
         noise_prior_p=0.0,
+        noise_prior_mode="full",
     ) -> io.NodeOutput:
         request = SampleRequest(
             prompt=prompt,
@@ -139,6 +148,7 @@ class SampleVideo(io.ComfyNode):
             fps=frame_rate,
             noise_prior_clip=noise_prior_clips.clips[0] if noise_prior_clips else None,
             noise_prior_p=noise_prior_p,
+            noise_prior_mode=noise_prior_mode,
             **({"lora_stack": lora_stack} if lora_stack is not None else {}),
         )
         result = run_sampling(video_model, request)

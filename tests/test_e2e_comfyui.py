@@ -31,7 +31,8 @@ EXPECTED_NODES = {
                           ["training_caption", "preview_prompt", "regularisation_clips", "resume_from"],
                           ["MD_LORA", "MD_LORA", "IMAGE"]),
     "MDSampleVideo": (["video_model", "prompt", "negative_prompt", "seed", "steps", "cfg", "frames", "width",
-                       "height", "scheduler", "frame_rate"], ["lora_stack", "noise_prior_clips", "noise_prior_p"],
+                       "height", "scheduler", "frame_rate"], ["lora_stack", "noise_prior_clips", "noise_prior_p",
+                                                     "noise_prior_mode"],
                       ["IMAGE", "FLOAT"]),
 }
 

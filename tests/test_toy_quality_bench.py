@@ -37,7 +37,8 @@ def test_noise_prior_option_starts_every_sample_from_the_first_reference_clip(mo
         return SampleResult(frames=blank, latents=torch.zeros(1), fps=request.fps, merge_count=0, seconds={})
 
     monkeypatch.setattr(quality, "sample_video", fake_sample)
-    args = SimpleNamespace(prompts=2, seeds=1, sample_steps=3, cfg=5.0, seed=0, train_steps=1)
+    args = SimpleNamespace(prompts=2, seeds=1, sample_steps=3, cfg=5.0, seed=0, train_steps=1,
+                           noise_prior_mode="motion")
     for p in (0.0, 0.4):
         seen.clear()
         args.noise_prior = p
@@ -45,7 +46,7 @@ def test_noise_prior_option_starts_every_sample_from_the_first_reference_clip(mo
         assert row["samples"] == len(seen) == 2
         first = reference_clips("zigzag", 2, seed=0).clips[0]
         for request in seen:
-            assert request.noise_prior_p == p
+            assert request.noise_prior_p == p and request.noise_prior_mode == "motion"
             if p:
                 assert torch.equal(request.noise_prior_clip.frames, first.frames)
             else:

@@ -25,7 +25,7 @@ from ..backbones import load_backbone
 from ..clips import ClipSet
 from ..lora.stack import LoraStack
 from ..recipes import recipe_names
-from ..sampling import SampleRequest, sample_video
+from ..sampling import NOISE_PRIOR_MODES, SampleRequest, sample_video
 from ..toy.captions import caption
 from ..toy.metrics import score_sample, summarize
 from ..toy.motions import HELD_OUT_MOTIONS, sample_params
@@ -83,7 +83,8 @@ def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> dict:
         for s in range(args.seeds):
             request = SampleRequest(prompt=caption(colour, shape, motion), seed=1000 * i + s, steps=args.sample_steps,
                                     cfg=args.cfg, frames=NUM_FRAMES, width=FRAME_SIZE, height=FRAME_SIZE,
-                                    lora_stack=stack, fps=FPS, noise_prior_clip=prior, noise_prior_p=args.noise_prior)
+                                    lora_stack=stack, fps=FPS, noise_prior_clip=prior, noise_prior_p=args.noise_prior,
+                                    noise_prior_mode=args.noise_prior_mode)
             track = track_object(sample_video(backbone, request).frames)
             scores.append(score_sample(track, colour, shape, motion=motion, reference_colour=REFERENCE_COLOUR,
                                        reference_shape=REFERENCE_SHAPE))
@@ -113,6 +114,8 @@ def run(argv=None) -> dict:
     p.add_argument("--noise-prior", type=float, default=0.0,
                    help="start every sample from the first reference clip's DDIM inversion blended at this share "
                    "(METHODS.md, Noise prior), the base model included; 0 = fresh noise")
+    p.add_argument("--noise-prior-mode", choices=NOISE_PRIOR_MODES, default="full",
+                   help="full: the whole inversion; motion: only its frame-to-frame part (fresh still part)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda. Memory: on the CPU the growth of the process's "

@@ -6,6 +6,10 @@ from; p = 1 (VMC) keeps all of it, MotionDirector's 0.1–0.5 keep only a hint. 
 solver samples afterwards: it targets the sampler's first timestep and the variance-preserving scale, which the
 sampler converts to its solver's scale with ``init_noise_sigma``.
 
+``mode="motion"`` keeps only the inversion's frame-to-frame part and takes the part common to all frames from the
+fresh noise (`blend_motion_noise`): the static part carries the reference's look, and every ShapesT2V model measured
+takes its motion from the frame-to-frame differences of its starting noise (README, "Where the motion comes from").
+
 The inversion uses the denoiser as the caller hands it in (before any stack is merged): the prior describes the clip
 as the base model sees it, and it does not depend on which LoRAs act in the first segment.
 """
@@ -91,9 +95,36 @@ def _epsilon(pred: torch.Tensor, z: torch.Tensor, alpha_bar: float, prediction_t
     return pred
 
 
+NOISE_PRIOR_MODES = ("full", "motion")
+
+
 def blend_noise(inverted: torch.Tensor, p: float, noise: torch.Tensor) -> torch.Tensor:
     """sqrt(p) · inverted + sqrt(1 − p) · noise. The caller passes the run's own seeded noise, so a seed gives the
     same fresh part with or without a prior, and p = 1 returns the inversion itself."""
     if p >= 1.0:
         return inverted
     return math.sqrt(p) * inverted + math.sqrt(1.0 - p) * noise.to(inverted.device, inverted.dtype)
+
+
+def blend_motion_noise(inverted: torch.Tensor, p: float, noise: torch.Tensor) -> torch.Tensor:
+    """mean_f(noise) + sqrt(p) · m(inverted) + sqrt(1 − p) · m(noise), m(x) = x − mean_f(x) over frames (dim 2).
+
+    The frame-to-frame part of the start is blended as in `blend_noise`; the part common to all frames is the fresh
+    noise's own, so the reference's still content (its colours, its background, where its object spends its time)
+    does not carry over. p = 0 returns the noise itself. On the ShapesT2V quick bench this cut leakage at p = 0.5
+    from 0.67 to 0.17 for MotionDirector and raised its fidelity from 0.60 to 0.69 (README)."""
+    noise = noise.to(inverted.device, inverted.dtype)
+    if p <= 0.0:
+        return noise
+    static = noise.mean(dim=2, keepdim=True)
+    moving = inverted - inverted.mean(dim=2, keepdim=True)
+    return static + math.sqrt(p) * moving + math.sqrt(1.0 - p) * (noise - static)
+
+
+def blend_prior(inverted: torch.Tensor, p: float, noise: torch.Tensor, mode: str = "full") -> torch.Tensor:
+    """The starting latents for a noise prior of share `p` in `mode` ("full" or "motion")."""
+    if mode == "motion":
+        return blend_motion_noise(inverted, p, noise)
+    if mode == "full":
+        return blend_noise(inverted, p, noise)
+    raise InvalidInputError(f"Unknown noise prior mode {mode!r}; choose one of {', '.join(NOISE_PRIOR_MODES)}.")

@@ -14,6 +14,7 @@ from ..clips import Clip
 from ..errors import InvalidInputError, LoraMismatchError
 from ..lora import check_lora_fits
 from ..lora.stack import LoraStack
+from .noise_prior import NOISE_PRIOR_MODES
 from .schedulers import SCHEDULERS, SCHEDULER_NAMES
 
 
@@ -24,6 +25,7 @@ class SampleRequest:
     cfg: classifier-free guidance scale; 1.0 runs only the prompt branch (half the cost, the negative prompt is
     unused). lora_stack: merged into the weights per step range and removed afterwards. noise_prior_clip /
     noise_prior_p: start from the reference clip's DDIM inversion blended with fresh noise (p = 0: off).
+    noise_prior_mode: "full" blends the whole inversion (METHODS.md); "motion" only its frame-to-frame part.
     strict_base: refuse LoRAs trained on another base model (by architecture fingerprint). fps: only passed through
     to the result for video writers (the denoiser has no frame-rate input).
     """
@@ -40,6 +42,7 @@ class SampleRequest:
     lora_stack: LoraStack = field(default_factory=LoraStack)
     noise_prior_clip: Clip | torch.Tensor | None = None
     noise_prior_p: float = 0.0
+    noise_prior_mode: str = "full"
     strict_base: bool = True
     fps: float = 8.0
 
@@ -93,6 +96,9 @@ def validate_request(backbone, request: SampleRequest) -> None:
     if p > 0 and request.noise_prior_clip is None:
         raise InvalidInputError(
             f"noise_prior_p is {p} but no reference clip was given; connect the reference video or set p to 0.")
+    if request.noise_prior_mode not in NOISE_PRIOR_MODES:
+        raise InvalidInputError(f"Unknown noise_prior_mode {request.noise_prior_mode!r}; choose one of "
+                                f"{', '.join(NOISE_PRIOR_MODES)}.")
     if not isinstance(request.lora_stack, LoraStack):
         raise InvalidInputError(f"lora_stack must be a LoraStack; got {type(request.lora_stack).__name__}.")
     validate_stack(backbone, request.lora_stack, strict_base=request.strict_base)

@@ -18,7 +18,7 @@ import torch
 
 from ..lora.merge import StackMerger
 from .callbacks import SamplingCallbacks
-from .noise_prior import blend_noise, ddim_invert, prepare_reference
+from .noise_prior import blend_prior, ddim_invert, prepare_reference
 from .preview import latent_preview
 from .request import SampleRequest, SampleResult, validate_request
 from .schedulers import make_scheduler
@@ -63,7 +63,7 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
         empty = text_states[:1] if guided and request.negative_prompt == "" else backbone.encode_prompt([""])
         inverted = ddim_invert(backbone, clean, timesteps, text_states=empty, callbacks=callbacks,
                                progress_total=total)
-        start = blend_noise(inverted, float(request.noise_prior_p), noise)
+        start = blend_prior(inverted, float(request.noise_prior_p), noise, request.noise_prior_mode)
     latents = start * scheduler.init_noise_sigma
     done = total - len(timesteps)
     prepare_seconds = time.perf_counter() - clock

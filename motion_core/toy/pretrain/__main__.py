@@ -85,6 +85,9 @@ def main(argv=None) -> int:
     p.add_argument("--shared-noise", type=float, default=0.0,
                    help="largest share of each clip's training noise common to all its frames (drawn per clip from "
                    "0 to this), so motion cannot be copied from the noise; 0 = independent noise per frame")
+    p.add_argument("--anchor-frames", type=float, default=0.0,
+                   help="share of the clips in which one frame is shown less noisy and left out of the loss, so the "
+                   "other frames must follow from it and the motion word; 0 = off")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="train the UNet through torch.compile: 1.65x faster CPU steps after ~5 min of compiling; auto "
                    f"= on from {COMPILE_FROM_STEPS} text-to-video steps, where it pays for itself")
@@ -131,6 +134,7 @@ def main(argv=None) -> int:
             high_noise_share=args.high_noise_share,
             frame_diff_weight=args.frame_diff_weight, masks=masks, object_weight=args.object_weight,
             motion_contrast=args.motion_contrast, shared_noise=args.shared_noise,
+            anchor_share=args.anchor_frames,
             swapped_captions=motion_swapped_captions(specs, args.seed) if args.motion_contrast > 0 else None,
             ema_decay=args.ema_decay, init=init, seed=args.seed, device=args.device,
             compile=use_compile(args.compile, args.t2v_steps), log=log)

@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from .anchor_frames import anchor_frames, mask_anchors
 from .architecture import MAX_TOKENS, build_scheduler, build_text_encoder, build_unet
 from .compiled_forward import TrainingForward
 from .motion_contrast import CONTRAST_MIN_T, frame_change_error, motion_contrast_loss
@@ -120,7 +121,8 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
               warmup: int = 100, ema_decay: float = 0.999, short_fraction: float = 0.5, keep_dropout: bool = False,
               min_snr_gamma: float = 0.0, high_noise_share: float = 0.0, frame_diff_weight: float = 0.0, masks=None,
               object_weight: float = 0.0, motion_contrast: float = 0.0, swapped_captions=None, shared_noise: float = 0.0,
-              init=None, seed: int = 0, device="cpu", compile: bool = False, log=print):
+              anchor_share: float = 0.0, init=None, seed: int = 0, device="cpu", compile: bool = False,
+              log=print):
     """Returns (unet, text_encoder, scheduler, steps_done), the EMA weights, in eval mode.
 
     The UNet trains in eval mode unless `keep_dropout`: UNet3D's temporal convolutions carry a fixed dropout of
@@ -136,6 +138,7 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
     `motion_contrast`, `swapped_captions`: > 0 adds that weight times `motion_contrast_loss`, with one caption per
     clip whose motion phrase is swapped (`motion_contrast.motion_swapped_captions`); each step then denoises twice.
     `shared_noise`: > 0 draws the noise with up to that share common to all frames (`mixed_noise`); 0 = i.i.d.
+    `anchor_share`: share of the clips with one frame shown less noisy and left out of the loss (`anchor_frames`).
     `compile`: train through `torch.compile` (`compiled_forward`: 1.65x faster steps on the CPU after ~5 min).
     `device`: where the models train; every random draw still comes from CPU generators, so a seed picks the same
     batches, noise and timesteps on any device."""
@@ -173,7 +176,7 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
         idx, z0, m = _batch(latents, size, SHORT_FRAMES if short else latents.shape[2], g, masks)
         noise = mixed_noise(z0.shape, shared_noise, g).to(device)
         t = draw_timesteps(size, scheduler.config.num_train_timesteps, high_noise_share, g).to(device)
-        zt = scheduler.add_noise(z0, noise, t)
+        zt, keep = anchor_frames(scheduler, z0, noise, t, anchor_share, g)
         target = scheduler.get_velocity(z0, noise, t)
         tok = ids[idx].clone()
         dropped = torch.rand(size, generator=g) < CAPTION_DROPOUT
@@ -181,9 +184,11 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
         if motion_contrast > 0:  # one batch of twice the size: the same noisy clips under the swapped captions
             states = text_encoder(torch.cat([tok, swapped_ids[idx]]).to(device))[0]
             pred, pred_swapped = forward(torch.cat([zt, zt]), torch.cat([t, t]), states).chunk(2)
+            pred_swapped = mask_anchors(pred_swapped, target, keep)
         else:
             states = text_encoder(tok.to(device))[0]
             pred = forward(zt, t, states)
+        pred = mask_anchors(pred, target, keep)
         per_sample = object_weighted_error(pred, target, m, object_weight)
         if min_snr_gamma > 0:
             snr = _snr(scheduler, t)
