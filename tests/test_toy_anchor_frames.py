@@ -1,6 +1,7 @@
 """Anchor-frame pretraining: one frame of a clip shown less noisy and left out of the loss."""
 
 import torch
+from test_toy_pretrain_support import train_with_and_without
 
 from motion_core.toy.pretrain.anchor_frames import anchor_frames, mask_anchors
 from motion_core.toy.pretrain.architecture import build_scheduler
@@ -46,17 +47,5 @@ def test_anchor_frames_add_no_error_and_no_gradient():
 
 
 def test_pretraining_with_anchor_frames_trains_differs_and_records_the_option(tmp_path):
-    from safetensors.torch import load_file
-
-    from motion_core.toy.pretrain.__main__ import main as pretrain
-
-    tiny = ["--clips", "6", "--vae-steps", "2", "--decoder-steps", "0", "--t2v-steps", "3", "--batch", "2",
-            "--threads", "1", "--compile", "off"]
-    plain, anchored = tmp_path / "plain", tmp_path / "anchored"
-    assert pretrain(["--out", str(plain), *tiny]) == 0
-    assert pretrain(["--out", str(anchored), "--anchor-frames", "1", *tiny]) == 0
-    name = "unet/diffusion_pytorch_model.safetensors"
-    a, b = load_file(plain / name), load_file(anchored / name)
-    assert all(torch.isfinite(v.float()).all() for v in b.values())
-    assert any(not torch.equal(a[k], b[k]) for k in a)
-    assert '"anchor_frames": "1.0"' in (anchored / "README.md").read_text()
+    card = train_with_and_without(tmp_path, "--anchor-frames", "1")
+    assert '"anchor_frames": "1.0"' in card

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from test_toy_pretrain_support import train_with_and_without
 
 from motion_core.toy.motions import BASIC_MOTIONS, MOTIONS
-from motion_core.toy.pretrain.__main__ import main as pretrain
 from motion_core.toy.pretrain.data import pretraining_specs
 from motion_core.toy.pretrain.motion_contrast import (
     CONTRAST_MARGIN,
@@ -63,15 +63,5 @@ def test_train_t2v_refuses_the_contrast_without_one_swapped_caption_per_clip():
 
 
 def test_pretraining_with_the_contrast_trains_and_differs_from_without(tmp_path):
-    from safetensors.torch import load_file
-
-    tiny = ["--clips", "6", "--vae-steps", "2", "--decoder-steps", "0", "--t2v-steps", "3", "--batch", "2",
-            "--threads", "1", "--compile", "off"]
-    plain, contrast = tmp_path / "plain", tmp_path / "contrast"
-    assert pretrain(["--out", str(plain), *tiny]) == 0
-    assert pretrain(["--out", str(contrast), "--motion-contrast", "50", *tiny]) == 0
-    name = "unet/diffusion_pytorch_model.safetensors"
-    a, b = load_file(plain / name), load_file(contrast / name)
-    assert all(torch.isfinite(v.float()).all() for v in b.values())
-    assert any(not torch.equal(a[k], b[k]) for k in a)
-    assert '"motion_contrast": "50.0"' in (contrast / "README.md").read_text()
+    card = train_with_and_without(tmp_path, "--motion-contrast", "50")
+    assert '"motion_contrast": "50.0"' in card
