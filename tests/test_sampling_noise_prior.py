@@ -9,6 +9,7 @@ from test_sampling_support import moving_clip, request
 from motion_core.backbones import tiny_unet3d_backbone
 from motion_core.clips import Clip
 from motion_core.errors import CancelledError, InvalidInputError
+from motion_core.recipes.losses import motion_component
 from motion_core.sampling import SamplingCallbacks, prepare_reference, sample_video
 
 
@@ -86,10 +87,6 @@ def test_reference_is_resampled_to_the_requested_frames_and_size():
     assert torch.equal(video[0], video[1]) or torch.equal(video[1], video[2])  # 5 frames stretched over 8
 
 
-def _frame_part(x):
-    return x - x.mean(dim=2, keepdim=True)
-
-
 def test_motion_prior_takes_only_the_frame_to_frame_part_of_the_inversion():
     from motion_core.sampling import blend_motion_noise, blend_prior
 
@@ -99,7 +96,7 @@ def test_motion_prior_takes_only_the_frame_to_frame_part_of_the_inversion():
     start = blend_motion_noise(inverted, 0.5, noise)
     # the part common to all frames is the fresh noise's own: nothing still of the reference carries over
     torch.testing.assert_close(start.mean(dim=2), noise.mean(dim=2))
-    torch.testing.assert_close(_frame_part(start), 0.5**0.5 * _frame_part(inverted) + 0.5**0.5 * _frame_part(noise))
+    torch.testing.assert_close(motion_component(start), 0.5**0.5 * motion_component(inverted) + 0.5**0.5 * motion_component(noise))
     still = inverted[:, :, :1].expand_as(inverted)  # a reference without motion adds nothing at all
     torch.testing.assert_close(blend_motion_noise(still, 1.0, noise), noise.mean(dim=2, keepdim=True).expand_as(noise))
     with pytest.raises(InvalidInputError, match="full, motion"):
@@ -112,7 +109,7 @@ def test_motion_prior_keeps_the_references_motion_in_sampling_and_not_its_still_
     full = sample_video(backbone, _prior_request(1.0)).latents
     motion = sample_video(backbone, replace(_prior_request(1.0), noise_prior_mode="motion")).latents
     fresh = sample_video(backbone, _prior_request(0.0)).latents
-    moving_error = [_relative_error(_frame_part(x), _frame_part(reference)) for x in (full, motion, fresh)]
+    moving_error = [_relative_error(motion_component(x), motion_component(reference)) for x in (full, motion, fresh)]
     still_error = [_relative_error(x.mean(dim=2), reference.mean(dim=2)) for x in (full, motion, fresh)]
     assert moving_error[1] < 0.5 * moving_error[2]  # the motion carries over...
     assert still_error[1] > 3 * still_error[0]  # ...the look, which the full prior reproduces, does not

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..clips import Clip
 from ..errors import InvalidInputError
+from ..recipes.losses import frame_mean, motion_component
 from .callbacks import SamplingCallbacks
 
 
@@ -116,15 +117,15 @@ def blend_motion_noise(inverted: torch.Tensor, p: float, noise: torch.Tensor) ->
     noise = noise.to(inverted.device, inverted.dtype)
     if p <= 0.0:
         return noise
-    static = noise.mean(dim=2, keepdim=True)
-    moving = inverted - inverted.mean(dim=2, keepdim=True)
-    return static + math.sqrt(p) * moving + math.sqrt(1.0 - p) * (noise - static)
+    return frame_mean(noise) + math.sqrt(p) * motion_component(inverted) + math.sqrt(1.0 - p) * motion_component(noise)
 
 
 def blend_prior(inverted: torch.Tensor, p: float, noise: torch.Tensor, mode: str = "full") -> torch.Tensor:
     """The starting latents for a noise prior of share `p` in `mode` ("full" or "motion")."""
-    if mode == "motion":
-        return blend_motion_noise(inverted, p, noise)
-    if mode == "full":
-        return blend_noise(inverted, p, noise)
-    raise InvalidInputError(f"Unknown noise prior mode {mode!r}; choose one of {', '.join(NOISE_PRIOR_MODES)}.")
+    check_noise_prior_mode(mode)
+    return (blend_motion_noise if mode == "motion" else blend_noise)(inverted, p, noise)
+
+
+def check_noise_prior_mode(mode: str) -> None:
+    if mode not in NOISE_PRIOR_MODES:
+        raise InvalidInputError(f"Unknown noise_prior_mode {mode!r}; choose one of {', '.join(NOISE_PRIOR_MODES)}.")

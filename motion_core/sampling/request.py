@@ -14,7 +14,7 @@ from ..clips import Clip
 from ..errors import InvalidInputError, LoraMismatchError
 from ..lora import check_lora_fits
 from ..lora.stack import LoraStack
-from .noise_prior import NOISE_PRIOR_MODES
+from .noise_prior import check_noise_prior_mode
 from .schedulers import SCHEDULERS, SCHEDULER_NAMES
 
 
@@ -96,9 +96,7 @@ def validate_request(backbone, request: SampleRequest) -> None:
     if p > 0 and request.noise_prior_clip is None:
         raise InvalidInputError(
             f"noise_prior_p is {p} but no reference clip was given; connect the reference video or set p to 0.")
-    if request.noise_prior_mode not in NOISE_PRIOR_MODES:
-        raise InvalidInputError(f"Unknown noise_prior_mode {request.noise_prior_mode!r}; choose one of "
-                                f"{', '.join(NOISE_PRIOR_MODES)}.")
+    check_noise_prior_mode(request.noise_prior_mode)
     if not isinstance(request.lora_stack, LoraStack):
         raise InvalidInputError(f"lora_stack must be a LoraStack; got {type(request.lora_stack).__name__}.")
     validate_stack(backbone, request.lora_stack, strict_base=request.strict_base)
