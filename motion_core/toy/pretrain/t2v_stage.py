@@ -19,6 +19,7 @@ from .anchor_frames import anchor_frames, mask_anchors
 from .architecture import MAX_TOKENS, build_scheduler, build_text_encoder, build_unet
 from .compiled_forward import TrainingForward
 from .motion_contrast import CONTRAST_MIN_T, frame_change_error, motion_contrast_loss
+from .precision import autocast
 
 CAPTION_DROPOUT = 0.1
 SHORT_FRAMES = 4
@@ -122,7 +123,7 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
               min_snr_gamma: float = 0.0, high_noise_share: float = 0.0, frame_diff_weight: float = 0.0, masks=None,
               object_weight: float = 0.0, motion_contrast: float = 0.0, swapped_captions=None, shared_noise: float = 0.0,
               anchor_share: float = 0.0, init=None, seed: int = 0, device="cpu", compile: bool = False,
-              log=print):
+              precision: str = "fp32", log=print):
     """Returns (unet, text_encoder, scheduler, steps_done), the EMA weights, in eval mode.
 
     The UNet trains in eval mode unless `keep_dropout`: UNet3D's temporal convolutions carry a fixed dropout of
@@ -140,6 +141,8 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
     `shared_noise`: > 0 draws the noise with up to that share common to all frames (`mixed_noise`); 0 = i.i.d.
     `anchor_share`: share of the clips with one frame shown less noisy and left out of the loss (`anchor_frames`).
     `compile`: train through `torch.compile` (`compiled_forward`: 1.65x faster steps on the CPU after ~5 min).
+    `precision`: "bf16" runs the text encoder and UNet under bfloat16 autocast (`precision.py`); the weights, the
+    EMA and the loss stay float32.
     `device`: where the models train; every random draw still comes from CPU generators, so a seed picks the same
     batches, noise and timesteps on any device."""
     if motion_contrast > 0 and (swapped_captions is None or len(swapped_captions) != len(captions)):
@@ -158,6 +161,7 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
     scheduler = build_scheduler()
     unet.train(keep_dropout), text_encoder.train()
     forward = TrainingForward(unet, compile=compile, device=str(device), log=log)
+    log(f"t2v: {precision} arithmetic, {'compiled' if compile else 'eager'} UNet, batch {batch}")
     ids = tokenize(tokenizer, captions)
     empty = tokenize(tokenizer, [""])
     swapped_ids = tokenize(tokenizer, swapped_captions) if motion_contrast > 0 else None
@@ -181,13 +185,14 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
         tok = ids[idx].clone()
         dropped = torch.rand(size, generator=g) < CAPTION_DROPOUT
         tok[dropped] = empty
-        if motion_contrast > 0:  # one batch of twice the size: the same noisy clips under the swapped captions
-            states = text_encoder(torch.cat([tok, swapped_ids[idx]]).to(device))[0]
-            pred, pred_swapped = forward(torch.cat([zt, zt]), torch.cat([t, t]), states).chunk(2)
-            pred_swapped = mask_anchors(pred_swapped, target, keep)
-        else:
-            states = text_encoder(tok.to(device))[0]
-            pred = forward(zt, t, states)
+        with autocast(precision, device):
+            if motion_contrast > 0:  # one batch of twice the size: the same noisy clips under the swapped captions
+                states = text_encoder(torch.cat([tok, swapped_ids[idx]]).to(device))[0]
+                pred, pred_swapped = forward(torch.cat([zt, zt]), torch.cat([t, t]), states).float().chunk(2)
+                pred_swapped = mask_anchors(pred_swapped, target, keep)
+            else:
+                states = text_encoder(tok.to(device))[0]
+                pred = forward(zt, t, states).float()
         pred = mask_anchors(pred, target, keep)
         per_sample = object_weighted_error(pred, target, m, object_weight)
         if min_snr_gamma > 0:
