@@ -51,9 +51,10 @@ def _measure(path) -> str:
 
 
 def _base_prompt(lora_prompt: dict) -> dict:
-    """The same sampler settings without the LoRA stack: what the base model makes of the prompt."""
-    keep = {k: v for k, v in lora_prompt.items() if v["class_type"] in ("MDLoadVideoModel", "MDSampleVideo",
-                                                                        "CreateVideo", "SaveVideo")}
+    """The same sampler settings without the LoRA stack: what the base model makes of the prompt from the same
+    noise prior, so the difference between the two videos is the LoRA's."""
+    keep = {k: v for k, v in lora_prompt.items() if v["class_type"] in ("MDLoadVideoModel", "MDLoadReferenceVideo",
+                                                                        "MDSampleVideo", "CreateVideo", "SaveVideo")}
     for node in keep.values():
         node["inputs"].pop("lora_stack", None)
         if node["class_type"] == "SaveVideo":
