@@ -88,7 +88,9 @@ def test_merged_stack_equals_runtime_adapter_mixing(family, strengths, unet3d, a
         remove_all_adapters(backbone.denoiser)
     base = _denoise(backbone)
     assert not torch.allclose(merged, base, atol=1e-3)
-    torch.testing.assert_close(merged, runtime, rtol=1e-4, atol=1e-4)
+    # The stacks move the output by 1.2-1.7; merged weights and run-time adapters sum in another order, which on an
+    # AVX512 CPU differed by up to 2e-4 (1e-5 elsewhere), so 1e-3 is still 0.1% of what a wrong merge would show.
+    torch.testing.assert_close(merged, runtime, rtol=1e-3, atol=1e-3)
 
 
 def test_restore_gives_back_the_exact_base_weights_after_many_switches(unet3d):
