@@ -3,8 +3,8 @@
 import pytest
 import torch
 from peft.tuners.tuners_utils import set_adapter as peft_set_adapter
-from test_lora_support import (add_random, base_weights, checksum, inputs, run, spatial_names, temporal_names,
-                               tiny_unet3d)
+from test_lora_support import (add_random, base_weights, checksum, frozen_tiny_unet3d, inputs, run, spatial_names,
+                               temporal_names, tiny_unet3d)
 
 from motion_core.errors import LoraMismatchError
 from motion_core.lora import (AdapterSpec, add_adapter, adapter_names, adapter_parameters, adapter_state_dict,
@@ -16,12 +16,6 @@ from motion_core.lora.inject import lora_layers
 @pytest.fixture
 def model():
     return tiny_unet3d()
-
-
-def frozen_base():
-    """The fixture's model as adding an adapter leaves it, frozen. On some CPUs (AVX512) a frozen model's forward
-    takes another kernel path, ~1e-6 off the trainable one's even under no_grad, so 'unchanged' compares to this."""
-    return tiny_unet3d().requires_grad_(False)
 
 
 def test_each_adapter_lands_on_exactly_its_modules_with_its_rank_alpha_dropout(model):
@@ -88,7 +82,7 @@ def test_disabling_keeps_trainability_and_unfreezing_restores_grads(model):
 
 
 def test_scale_zero_equals_disabled_equals_base(model):
-    base = run(frozen_base())
+    base = run(frozen_tiny_unet3d())
     add_random(model, "temporal", temporal_names(model))
     full = run(model)
     set_adapter_scale(model, "temporal", 0.0)
@@ -112,7 +106,7 @@ def test_scale_multiplies_alpha_over_rank_per_adapter(model):
 
 
 def test_only_adapters_enabled_gives_base_and_restores_switches(model):
-    base = run(frozen_base())
+    base = run(frozen_tiny_unet3d())
     add_random(model, "temporal", temporal_names(model))
     add_random(model, "spatial", spatial_names(model), seed=5)
     set_adapter_enabled(model, "spatial", False)
@@ -180,7 +174,7 @@ def test_temporal_conv_adapter_works(model):
 
 
 def test_remove_adapter_puts_the_original_layers_back(model):
-    base = run(frozen_base())
+    base = run(frozen_tiny_unet3d())
     types_before = {n: type(m) for n, m in model.named_modules()}
     add_random(model, "temporal", temporal_names(model))
     add_random(model, "spatial", spatial_names(model), seed=5)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from test_lora_support import add_random, run, spatial_names, temporal_names, tiny_motion_unet, tiny_unet3d
+from test_lora_support import (add_random, frozen_tiny_unet3d, run, spatial_names, temporal_names, tiny_motion_unet,
+                               tiny_unet3d)
 
 from motion_core.errors import InvalidInputError, LoraMismatchError, MotionCoreError
 from motion_core.lora import (LoraFileError, MotionLora, attach_lora, load_lora, lora_from_adapter,
@@ -65,20 +66,15 @@ def test_per_module_alpha_survives_a_round_trip(tmp_path):
     assert not torch.equal(run(fresh), run(model))
 
 
-def _frozen_unet3d():
-    """attach_lora freezes the base weights, and on some CPUs (AVX512) a frozen model's forward takes another kernel
-    path that differs from the trainable one's by ~1e-6 even under no_grad; so the baseline is the frozen model."""
-    return tiny_unet3d().requires_grad_(False)
-
-
 def test_attached_lora_strength_scales_and_defaults_frozen(tmp_path):
     _, lora = trained()
     model = tiny_unet3d()
     name = attach_lora(model, lora, strength=0.0)
     assert not any(p.requires_grad for p in model.parameters())
-    assert torch.equal(run(model), run(_frozen_unet3d()))
+    base = run(frozen_tiny_unet3d())
+    assert torch.equal(run(model), base)
     set_adapter_scale(model, name, 1.0)
-    assert not torch.equal(run(model), run(_frozen_unet3d()))
+    assert not torch.equal(run(model), base)
 
 
 def test_family_mismatch_says_which_family_to_load():
@@ -216,4 +212,4 @@ def test_removed_attached_lora_leaves_no_trace():
     model = tiny_unet3d()
     name = attach_lora(model, lora)
     remove_adapter(model, name)
-    assert torch.equal(run(model), run(_frozen_unet3d()))
+    assert torch.equal(run(model), run(frozen_tiny_unet3d()))

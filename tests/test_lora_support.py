@@ -22,6 +22,12 @@ def tiny_unet3d(seed: int = 0) -> UNet3DConditionModel:
     ).eval()
 
 
+def frozen_tiny_unet3d(seed: int = 0) -> UNet3DConditionModel:
+    """`tiny_unet3d` as attaching an adapter leaves it, frozen. On some CPUs (AVX512) a frozen model's forward takes
+    another kernel path, ~1e-6 off the trainable one's even under no_grad, so 'unchanged' tests compare with this."""
+    return tiny_unet3d(seed).requires_grad_(False)
+
+
 def tiny_motion_unet(seed: int = 0) -> UNetMotionModel:
     torch.manual_seed(seed)
     return UNetMotionModel(

@@ -2,10 +2,8 @@
 
 import pytest
 import torch
-from safetensors.torch import load_file
-from test_toy_pretrain_support import TINY_RUN, UNET_FILE
+from test_toy_pretrain_support import train_with_and_without
 
-from motion_core.toy.pretrain.__main__ import main as pretrain
 from motion_core.toy.pretrain.architecture import build_unet
 from motion_core.toy.pretrain.precision import autocast, resolve_precision
 
@@ -43,11 +41,6 @@ def test_bf16_autocast_runs_the_unet_in_bfloat16_and_stays_close_to_float32():
 
 
 def test_a_bf16_run_trains_float32_weights_that_differ_from_fp32_and_records_it(tmp_path):
-    plain, half = tmp_path / "fp32", tmp_path / "bf16"
-    assert pretrain(["--out", str(plain), "--precision", "fp32", *TINY_RUN]) == 0
-    assert pretrain(["--out", str(half), "--precision", "bf16", *TINY_RUN]) == 0
-    a, b = load_file(plain / UNET_FILE), load_file(half / UNET_FILE)
-    assert all(torch.isfinite(v.float()).all() for v in b.values())
-    assert any(not torch.equal(a[k], b[k]) for k in a)
-    assert '"precision": "bf16"' in (half / "README.md").read_text()
-    assert '"precision": "fp32"' in (plain / "README.md").read_text()
+    card = train_with_and_without(tmp_path, "--precision", "bf16", baseline=("--precision", "fp32"))
+    assert '"precision": "bf16"' in card
+    assert '"precision": "fp32"' in (tmp_path / "plain" / "README.md").read_text()

@@ -10,10 +10,11 @@ TINY_RUN = ["--clips", "6", "--vae-steps", "2", "--decoder-steps", "0", "--t2v-s
 UNET_FILE = "unet/diffusion_pytorch_model.safetensors"
 
 
-def train_with_and_without(tmp_path, *option):
-    """The option run's model card text, after checking that its UNet is finite and differs from the plain run's."""
+def train_with_and_without(tmp_path, *option, baseline=()):
+    """The option run's model card text, after checking that its UNet is finite and differs from the plain run's
+    (`baseline`: options of the plain run, written to tmp_path / "plain")."""
     plain, other = tmp_path / "plain", tmp_path / "option"
-    assert pretrain(["--out", str(plain), *TINY_RUN]) == 0
+    assert pretrain(["--out", str(plain), *baseline, *TINY_RUN]) == 0
     assert pretrain(["--out", str(other), *option, *TINY_RUN]) == 0
     a, b = load_file(plain / UNET_FILE), load_file(other / UNET_FILE)
     assert all(torch.isfinite(v.float()).all() for v in b.values())
