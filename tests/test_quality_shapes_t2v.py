@@ -21,7 +21,7 @@ MODEL = Path(__file__).resolve().parents[1] / "motion_core" / "toy" / "shapes_t2
 # comments. The base model does not yet follow motion words above chance, so there is no motion floor. Without a
 # noise prior its objects already move along paths set by the starting noise, and a 60-step LoRA does not override
 # them (quick bench: base 0.33, MotionDirector 0.25, naive 0.25); through the motion-only prior the LoRAs' motion
-# shows, so the customization floors are measured there (README, "A motion-only prior").
+# shows, so the customization floors are measured there (motion_core/toy/FINDINGS.md, "A motion-only prior").
 # Base model, 18 samples: colour 1.00, shape 0.78, motion 0.17, an object tracked in 100% of frames (chance: 0.17,
 # 0.33, 0.11). v1, the model shipped before, drew shape 0.44 here.
 BASE_COLOUR_FLOOR, BASE_SHAPE_FLOOR, BASE_FOUND_FLOOR = 0.8, 0.5, 0.85

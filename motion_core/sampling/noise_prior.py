@@ -8,7 +8,7 @@ sampler converts to its solver's scale with ``init_noise_sigma``.
 
 ``mode="motion"`` keeps only the inversion's frame-to-frame part and takes the part common to all frames from the
 fresh noise (`blend_motion_noise`): the static part carries the reference's look, and every ShapesT2V model measured
-takes its motion from the frame-to-frame differences of its starting noise (README, "Where the motion comes from").
+takes its motion from the frame-to-frame differences of its starting noise (FINDINGS.md, "Where the motion comes from").
 
 The inversion uses the denoiser as the caller hands it in (before any stack is merged): the prior describes the clip
 as the base model sees it, and it does not depend on which LoRAs act in the first segment.

@@ -2,9 +2,9 @@
 
 Why: in a ShapesT2V clip every frame shows where the object is as soon as any frame does, so once the noise is low
 enough to see the object the frames already say which way it goes, and the motion word adds almost nothing to the
-denoising loss (README, "Which words it follows"). An anchor frame breaks that tie. The other frames are still at the
-clip's noise level, and where the object sits in them follows only from the anchor's position, how far each frame
-is from it, and the motion word. So using the word pays, and so does knowing a frame's place in the clip.
+denoising loss (FINDINGS.md, "Which words it follows"). An anchor frame breaks that tie. The other frames are still
+at the clip's noise level, and where the object sits in them follows only from the anchor's position, how far each
+frame is from it, and the motion word. So using the word pays, and so does knowing a frame's place in the clip.
 The anchor frame is left out of the loss: its input is not at the timestep the UNet is told, so it has no
 consistent target. Sampling is unchanged; this only teaches the frames to agree with the words.
 """

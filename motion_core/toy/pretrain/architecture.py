@@ -25,7 +25,7 @@ VAE_CONFIG = dict(
 # Attention only at the 8x8 and 4x4 levels: spatial attention over 16x16 latents cost 3x the step time on this
 # CPU (measured: 4.2 s vs 1.45 s per batch of 8 clips) and the text only has to place one or two objects.
 # Channels (32, 48, 64), 2.4M parameters: 141 ms per clip per training step on 2 threads against 216 ms for
-# (32, 64, 128) (7.1M). The README's ShapesT2V section records how well each followed its prompts.
+# (32, 64, 128) (7.1M). FINDINGS.md records how well each followed its prompts.
 UNET_CONFIG = dict(
     sample_size=FRAME_SIZE // 4, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
     down_block_types=("DownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D"),

@@ -11,7 +11,7 @@ with its motion phrase swapped for another basic motion. Where the swapped capti
 of the target nearly as well as the true one, a hinge adds the shortfall to the loss. Only the swapped prediction
 is pushed (the true one is detached), so plain denoising is untouched. The hinge is zero once a wrong motion word
 costs `margin` more than the right one, and it covers only timesteps where the path is still undecided.
-Measured (README, "Where the motion comes from"): 300 steps at weight 2 changed neither the motion reliance nor the
+Measured (FINDINGS.md, "Where the motion comes from"): 300 steps at weight 2 changed neither the motion reliance nor the
 prompt share, so it is off by default; with `--shared-noise` it raised the reliance, not the prompt share.
 """
 

@@ -2,7 +2,7 @@
 together with v-prediction, caption dropout (so classifier-free guidance works) and an EMA of the weights.
 
 `short_fraction` of the run can train on short windows of `SHORT_FRAMES` consecutive frames at a doubled batch:
-the same cost per step, twice the captions seen. A GPU sweep found no gain from them over whole clips (README), so
+the same cost per step, twice the captions seen. A GPU sweep found no gain from them over whole clips (FINDINGS.md), so
 the pretraining command now defaults to whole clips, which also keeps one input shape for `torch.compile`.
 The learning rate warms up, then decays on a cosine to a tenth.
 """
@@ -103,7 +103,7 @@ def mixed_noise(shape, max_share: float, g: torch.Generator) -> torch.Tensor:
     """Gaussian noise [B, C, F, H, W] whose frames share a random part: a share a ~ U(0, max_share) per clip of
     one noise image common to all frames, sqrt(a) * common + sqrt(1 - a) * own, so each frame is still N(0, I).
     Why: every ShapesT2V model measured copies its motion from the frame-to-frame differences of the starting noise
-    (README, "Where the motion comes from"); with part of the noise static, that copy is unreliable, so the motion
+    (FINDINGS.md, "Where the motion comes from"); with part of the noise static, that copy is unreliable, so the motion
     words and the frame order have to say where the object goes. 0 draws exactly as `torch.randn` does."""
     noise = torch.randn(shape, generator=g)
     if max_share <= 0:
@@ -133,7 +133,7 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
     v-prediction, Hang et al. 2023), so the many low-noise steps stop dominating the gradient; 0 = plain MSE.
     `high_noise_share`: share of the timesteps redrawn from the noisier half (`draw_timesteps`); 0 = uniform.
     `frame_diff_weight`: > 0 adds that weight times `frame_difference_loss`, so the motion words matter to the loss
-    (without it the shipped model ignores them: README, "Which words it follows").
+    (without it the shipped model ignores them: FINDINGS.md, "Which words it follows").
     `masks`, `object_weight`: object masks per latent frame ([N, F, h, w], `data.object_masks`) and the extra weight
     of their cells in the loss (`object_weighted_error`); 0 = plain MSE.
     `motion_contrast`, `swapped_captions`: > 0 adds that weight times `motion_contrast_loss`, with one caption per

@@ -29,7 +29,7 @@ def train_vae(frames: torch.Tensor, steps: int, batch: int = 32, lr: float = 1e-
     mode, on `device`) and its scaling factor (1 / latent std). Random draws come from CPU generators, so a seed
     picks the same batches on any device. `luma_anchor`: 8 latent channels instead of 4, channels 3-6 anchored to
     the frame's luminance at twice the latent resolution (space-to-depth), meant to make an object's outline as loud
-    in the latents as its colour (in a GPU sweep it made samples worse at 675 steps; the README has the figures)."""
+    in the latents as its colour (in a GPU sweep it made samples worse at 675 steps; FINDINGS.md has the figures)."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     vae = build_vae(LUMA_LATENT_CHANNELS if luma_anchor else LATENT_CHANNELS).to(device)
