@@ -15,7 +15,6 @@ import argparse
 import json
 import math
 import random
-import resource
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from ..toy.shapes import SHAPES
 from ..toy.tracking import track_object
 from ..training import TrainingConfig, train_motion_lora
 from .gpu import peak_gib, reset_peak
+from .peak_rss import PeakRss
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "toy" / "shapes_t2v"
 REFERENCE_COLOUR, REFERENCE_SHAPE = "red", "square"
@@ -61,22 +61,19 @@ def other_appearances(count: int, seed: int) -> list[tuple[str, str]]:
     return pairs[:count]
 
 
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> dict:
     clips = reference_clips(motion, shots, args.seed)
     stack, train_s, memory = LoraStack(), 0.0, 0.0
     if recipe != BASE:
         reset_peak(backbone.device)
-        before, started = _peak_rss_mib(), time.monotonic()
         config = TrainingConfig(steps=args.train_steps or None, width=FRAME_SIZE, height=FRAME_SIZE,
                                 frames=NUM_FRAMES, seed=args.seed, name=f"{recipe}_{motion}")
-        result = train_motion_lora(backbone, clips, recipe, config)
-        train_s = time.monotonic() - started
+        with PeakRss() as rss:
+            started = time.monotonic()
+            result = train_motion_lora(backbone, clips, recipe, config)
+            train_s = time.monotonic() - started
         gpu_gib = peak_gib(backbone.device)
-        memory = gpu_gib * 1024 if gpu_gib is not None else max(0.0, _peak_rss_mib() - before)
+        memory = gpu_gib * 1024 if gpu_gib is not None else rss.mib
         stack = stack.add(result.motion_lora, 1.0)
     scores, prior = [], clips.clips[0] if args.noise_prior > 0 else None
     for i, (colour, shape) in enumerate(other_appearances(args.prompts, args.seed)):
@@ -93,9 +90,14 @@ def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> dict:
             "leakage": summary["leakage"], "train_s": train_s, "peak_mem_mib": memory, "samples": len(scores)}
 
 
-def _mean(values):
-    values = [v for v in values if not math.isnan(v)]
-    return sum(values) / len(values) if values else math.nan
+def _mean(values) -> float | None:
+    """Mean over the measured values; None (JSON null) when there are none, e.g. memory where it cannot be read."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None or math.isnan(value) else format(value, spec)
 
 
 def run(argv=None) -> dict:
@@ -118,8 +120,8 @@ def run(argv=None) -> dict:
                    help="full: the whole inversion; motion: only its frame-to-frame part (fresh still part)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu", help="cpu or cuda. Memory: on the CPU the growth of the process's "
-                   "peak RSS during training; on CUDA the peak GPU memory allocated during training, model included")
+    p.add_argument("--device", default="cpu", help="cpu or cuda. Memory: on the CPU the peak RSS growth during "
+                   "each training (Linux; null elsewhere); on CUDA the peak GPU memory allocated, model included")
     args = p.parse_args(argv)
     if args.quick:
         args.motions, args.shots, args.train_steps = "circle", "1", args.train_steps or 60
@@ -135,11 +137,11 @@ def run(argv=None) -> dict:
                 rows.append(row)
                 print(f"{recipe:18s} {motion:12s} {shots}-shot  fidelity {row['fidelity']:.2f}  appearance "
                       f"{row['appearance']:.2f}  leakage {row['leakage']:.2f}  train {row['train_s']:.0f}s  "
-                      f"mem +{row['peak_mem_mib']:.0f} MiB", flush=True)
+                      f"mem +{_fmt(row['peak_mem_mib'], '.0f')} MiB", flush=True)
     figures = {}
     for recipe in args.recipes.split(","):
         mine = [r for r in rows if r["recipe"] == recipe]
-        figures[recipe] = {k: round(_mean([r[k] for r in mine]), 4) for k in
+        figures[recipe] = {k: _mean([r[k] for r in mine]) for k in
                            ("fidelity", "appearance", "leakage", "train_s", "peak_mem_mib")}
     return {"figures": figures, "rows": rows}
 
@@ -147,8 +149,10 @@ def run(argv=None) -> dict:
 def main(argv=None) -> int:
     result = run(argv)
     print()
-    print(f"{'recipe':18s} {'fidelity':>8s} {'appearance':>10s} {'leakage':>8s} {'train s':>8s}")
+    print(f"{'recipe':18s} {'fidelity':>8s} {'appearance':>10s} {'leakage':>8s} {'train s':>8s} {'peak MiB':>8s}")
     for recipe, f in result["figures"].items():
-        print(f"{recipe:18s} {f['fidelity']:8.2f} {f['appearance']:10.2f} {f['leakage']:8.2f} {f['train_s']:8.0f}")
+        cells = [_fmt(f[k], s).rjust(w) for k, s, w in (("fidelity", ".2f", 8), ("appearance", ".2f", 10),
+                 ("leakage", ".2f", 8), ("train_s", ".0f", 8), ("peak_mem_mib", ".0f", 8))]
+        print(f"{recipe:18s} " + " ".join(cells))
     print(json.dumps(result["figures"]))
     return 0
