@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import statistics
 import time
 
@@ -104,8 +105,9 @@ def peak_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def fmt_or_dash(value, spec: str) -> str:
+    """A table cell: the figure, or "-" where it was not measured (None or NaN)."""
+    return "-" if value is None or math.isnan(value) else format(value, spec)
 
 
 def _rounded(figures: dict) -> dict:
@@ -203,14 +205,14 @@ def main(argv=None) -> int:
                 continue
             figures[f"{family}/{label}"] = _rounded(m)
             rows.append((family, label, "x".join(map(str, train_size)), f"{m['step_s']:.3f}",
-                         _fmt(m["peak_gib"], ".1f")))
+                         fmt_or_dash(m["peak_gib"], ".1f")))
             stages = "".join(f", {k[:-7]} {v:.3f} s/step" for k, v in m.items() if k.endswith("_step_s"))
-            print(f"{family} {label}: {m['step_s']:.3f} s/step{stages}, peak {_fmt(m['peak_gib'], '.1f')} GiB",
+            print(f"{family} {label}: {m['step_s']:.3f} s/step{stages}, peak {fmt_or_dash(m['peak_gib'], '.1f')} GiB",
                   flush=True)
         s = measure_sampling(backbone, sample_size, args.sample_steps)
         figures[f"{family}/sampling"] = _rounded(s)
         rows.append((family, f"sampling {args.sample_steps} steps cfg", "x".join(map(str, sample_size)),
-                     f"{s['sample_s']:.1f} (total)", _fmt(s["peak_gib"], ".1f")))
+                     f"{s['sample_s']:.1f} (total)", fmt_or_dash(s["peak_gib"], ".1f")))
         del backbone
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()

@@ -34,7 +34,7 @@ from ..toy.render import ClipSpec, render_clip
 from ..toy.shapes import SHAPES
 from ..toy.tracking import track_object
 from ..training import TrainingConfig, train_motion_lora
-from .gpu import peak_gib, reset_peak
+from .gpu import fmt_or_dash, peak_gib, reset_peak
 from .peak_rss import PeakRss
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "toy" / "shapes_t2v"
@@ -96,10 +96,6 @@ def _mean(values) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None or math.isnan(value) else format(value, spec)
-
-
 def run(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m motion_core.bench quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=str(DEFAULT_MODEL))
@@ -137,7 +133,7 @@ def run(argv=None) -> dict:
                 rows.append(row)
                 print(f"{recipe:18s} {motion:12s} {shots}-shot  fidelity {row['fidelity']:.2f}  appearance "
                       f"{row['appearance']:.2f}  leakage {row['leakage']:.2f}  train {row['train_s']:.0f}s  "
-                      f"mem +{_fmt(row['peak_mem_mib'], '.0f')} MiB", flush=True)
+                      f"mem +{fmt_or_dash(row['peak_mem_mib'], '.0f')} MiB", flush=True)
     figures = {}
     for recipe in args.recipes.split(","):
         mine = [r for r in rows if r["recipe"] == recipe]
@@ -151,7 +147,7 @@ def main(argv=None) -> int:
     print()
     print(f"{'recipe':18s} {'fidelity':>8s} {'appearance':>10s} {'leakage':>8s} {'train s':>8s} {'peak MiB':>8s}")
     for recipe, f in result["figures"].items():
-        cells = [_fmt(f[k], s).rjust(w) for k, s, w in (("fidelity", ".2f", 8), ("appearance", ".2f", 10),
+        cells = [fmt_or_dash(f[k], s).rjust(w) for k, s, w in (("fidelity", ".2f", 8), ("appearance", ".2f", 10),
                  ("leakage", ".2f", 8), ("train_s", ".0f", 8), ("peak_mem_mib", ".0f", 8))]
         print(f"{recipe:18s} " + " ".join(cells))
     print(json.dumps(result["figures"]))
