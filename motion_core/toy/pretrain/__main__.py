@@ -57,7 +57,8 @@ def main(argv=None) -> int:
     p.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
                    help="refine the VAE decoder on posterior means, object pixels weighted (encoder frozen); 0 = off")
     p.add_argument("--t2v-steps", type=int, default=4000,
-                   help="sized to fill the 47-min cap on the 2-core reference machine, compiled in bf16 (~0.6 s a step)")
+                   help="sized to fill the 47-min cap on the 2-core reference machine, compiled in bf16 "
+                   "(~0.6 s a step)")
     p.add_argument("--minutes", type=float, default=47.0,
                    help="cap on the text-to-video stage's wall time: the whole run stays within 60 min on 2 cores")
     p.add_argument("--batch", type=int, default=16, help="whole clips per step (twice as many short windows)")
@@ -145,8 +146,8 @@ def main(argv=None) -> int:
             compile=use_compile(args.compile, args.t2v_steps), precision=precision, log=log)
         unet, text_encoder, vae = unet.cpu(), text_encoder.cpu(), vae.cpu()
         previous = None if args.continue_from is None else (args.continue_from / "README.md").read_text()
-        card = model_card(args={**vars(args), "precision": precision}, t2v_steps=steps, vae_error=recon, object_error=after,
-                          minutes=(time.monotonic() - started) / 60, previous=previous)
+        card = model_card(args={**vars(args), "precision": precision}, t2v_steps=steps, vae_error=recon,
+                          object_error=after, minutes=(time.monotonic() - started) / 60, previous=previous)
         out = save_model_folder(args.out, unet=unet, vae=vae, vae_scaling=scaling, text_encoder=text_encoder,
                                 tokenizer=tokenizer, scheduler=scheduler, card=card)
     log(f"saved {out}")

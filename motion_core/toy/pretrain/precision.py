@@ -4,6 +4,8 @@ Why: the stage is starved of compute (a GPU sweep reached 85% shapes with ~7x th
 on the 2-core reference machine (AVX512-BF16) the UNet's forward and backward at batch 16 run about twice as fast
 under bfloat16 autocast. The weights, the optimiser state, the EMA and the loss stay in float32; only the matmuls
 and convolutions run in bfloat16, so a step's arithmetic, not what is learned or saved, changes.
+The LoRA trainer's `training.precision.Precision` keeps CPU training in float32 on purpose (bit-reproducible runs
+on users' machines); pretraining is one seeded offline run on a known CPU, where the speed is worth more.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def resolve_precision(mode: str, device) -> str:
     if kind == "cuda":
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
     if kind == "cpu":
-        return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        return "bf16" if native else "fp32"
     return "fp32"
 
 
