@@ -47,7 +47,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..errors import InvalidInputError, ModelLoadError
+from ..errors import InvalidInputError
+from .objectives import DiffusionObjective, Objective
 
 SHARED_TARGET_SETS = (
     "spatial_self_attn",
@@ -107,12 +108,38 @@ class Backbone(ABC):
         self.device = torch.device(device)
         self.dtype = dtype
         self.source = source
-        self.prediction_type = str(scheduler.config.get("prediction_type", "epsilon"))
-        if self.prediction_type not in ("epsilon", "v_prediction"):
-            raise ModelLoadError(
-                f"The scheduler's prediction_type is {self.prediction_type!r}; only 'epsilon' and 'v_prediction' "
-                "models can be trained. Fix scheduler/scheduler_config.json of the model folder."
+        self.objective = self.make_objective()
+        self.prediction_type = self.objective.prediction_type
+
+    def make_objective(self) -> Objective:
+        """The training objective (noising, target, clean estimate); the DDPM families read it from their
+        scheduler, flow-matching families override this."""
+        return DiffusionObjective(self.scheduler)
+
+    temporal_compression: int = 1
+    """Video frames per latent frame (after the first, for causal video VAEs). 1: one latent frame per frame."""
+
+    def latent_frames(self, video_frames: int) -> int:
+        """Latent frames for a clip of ``video_frames`` frames (causal VAEs: 1 + (F − 1) / compression)."""
+        c = int(self.temporal_compression)
+        return int(video_frames) if c == 1 else 1 + (int(video_frames) - 1) // c
+
+    def check_video_frames(self, video_frames: int) -> None:
+        """Raise InvalidInputError when the VAE cannot encode a clip of this length (causal VAEs need 1 + k·c)."""
+        c = int(self.temporal_compression)
+        if c > 1 and (int(video_frames) - 1) % c:
+            low = 1 + (int(video_frames) - 1) // c * c
+            raise InvalidInputError(
+                f"This {self.family} model encodes clips of 1 + {c}·k frames (e.g. {low} or {low + c}); got "
+                f"{video_frames}. Set frames to one of those."
             )
+
+    def encode_frames_as_images(self, frames: torch.Tensor) -> torch.Tensor:
+        """Each frame encoded on its own, as an image: [B, C, F, h, w] with one latent frame per video frame.
+        What single-frame paths train on (MotionDirector's spatial path, Customize-A-Video's absorber). For VAEs
+        that encode frame by frame this is ``encode_video``; a temporally compressing VAE must encode each frame
+        alone, since one latent frame of a clip mixes several video frames."""
+        return self.encode_video(frames)
 
     # ---- encoding -------------------------------------------------------------------------------------------
     @abstractmethod

@@ -137,7 +137,20 @@ def target_modules(backbone: "Backbone", set_names, *, optional=()) -> tuple[tup
             continue
         modules.extend(backbone.target_modules(set_name))
         used.append(set_name)
-    return tuple(modules), tuple(used)
+    # Joint space-time attention (DiTs) is both spatial_self_attn and temporal_attn: one module, listed once.
+    return tuple(dict.fromkeys(modules)), tuple(used)
+
+
+def beside_temporal(backbone: "Backbone", set_names) -> tuple[str, ...]:
+    """``set_names`` without the sets whose modules are the temporal LoRA's own (``temporal_attn``).
+
+    A spatial LoRA trained *in parallel* with the temporal one (MotionCrafter) on the very same modules would be a
+    second copy of it, not a spatial adapter. On UNets spatial and temporal modules never coincide, so this keeps
+    every set; on a DiT the joint self-attention drops out and the spatial LoRA keeps the frame-local modules (ff),
+    as METHODS.md reads MotionCrafter for DiTs. Sequential recipes (MotionDirector, Customize-A-Video) keep both
+    adapters on one module, switched by name."""
+    temporal = set(backbone.target_modules("temporal_attn"))
+    return tuple(s for s in set_names if not temporal.intersection(backbone.target_modules(s)))
 
 
 def spec(backbone: "Backbone", name: str, set_names, *, rank: int, alpha: float, dropout: float,

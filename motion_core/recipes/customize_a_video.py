@@ -66,7 +66,8 @@ class CustomizeAVideo(Recipe):
         return {"motion_mse": loss.detach(), "total": loss.detach()}
 
     def _absorber_step(self, ctx):
-        latents = ctx.sample.latents
+        # Frames as images: the per-frame latents (the clip's own latents where the VAE encodes frame by frame).
+        latents = ctx.sample.image_latents if ctx.sample.image_latents is not None else ctx.sample.latents
         count = self.config.absorber_frames_per_step or latents.shape[2]
         order = ctx.permutation(latents.shape[2])[: min(count, latents.shape[2])].to(latents.device)
         # [1, C, F, h, w] -> [n, C, 1, h, w]: each frame a clip of its own, with its own noise level.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from . import losses
-from .base import Recipe, RecipeConfig, spec
+from .base import Recipe, RecipeConfig, beside_temporal, spec
 
 COLOURS = ("red", "blue", "green", "yellow", "purple", "orange", "white", "black")
 SUBJECTS = ("cat", "dog", "robot", "car", "bird", "horse", "person", "ball")
@@ -47,9 +47,9 @@ class MotionCrafter(Recipe):
 
     def adapters(self, backbone, num_clips, *, rank, alpha, dropout):
         return [
-            spec(backbone, "spatial", ("spatial_self_attn", "spatial_ff"), rank=rank, alpha=alpha, dropout=dropout,
-                 kind="appearance"),
-            spec(backbone, "temporal", ("temporal_attn", "temporal_ff"), optional=("transformer_in",), rank=rank,
+            spec(backbone, "spatial", beside_temporal(backbone, ("spatial_self_attn", "spatial_ff")), rank=rank,
+                 alpha=alpha, dropout=dropout, kind="appearance"),
+            spec(backbone, "temporal", ("temporal_attn",), optional=("temporal_ff", "transformer_in"), rank=rank,
                  alpha=alpha, dropout=dropout),
         ]
 

@@ -54,7 +54,8 @@ class MotionDirector(Recipe):
     def adapters(self, backbone, num_clips, *, rank, alpha, dropout) -> list[AdapterSpec]:
         spatial = [spec(backbone, name, ("spatial_self_attn", "spatial_ff"), rank=rank, alpha=alpha,
                         dropout=dropout, kind="appearance") for name in self._spatial_names(num_clips)]
-        temporal = spec(backbone, "temporal", ("temporal_attn", "temporal_ff"), optional=("transformer_in",),
+        # DiTs have no temporal feed-forward: there the temporal LoRA is the joint self-attention alone.
+        temporal = spec(backbone, "temporal", ("temporal_attn",), optional=("temporal_ff", "transformer_in"),
                         rank=rank, alpha=alpha, dropout=dropout)
         return [*spatial, temporal]
 
@@ -79,9 +80,10 @@ class MotionDirector(Recipe):
         spatial = self.spatial_adapter(sample.clip_index)
         terms = {}
         if ctx.random() >= self.config.spatial_skip_probability:
-            frame = ctx.randint(sample.num_frames)
+            frame = ctx.randint(sample.num_image_frames)
+            noisy_frame, target_frame = ctx.single_frame(frame, noise, t)
             ctx.use_adapters(enabled=[spatial], trainable=[spatial])
-            loss = self.spatial_loss(ctx.predict(noisy, t, frame_indices=[frame]), target, frame)
+            loss = self.spatial_loss(ctx.predict(noisy_frame, t), target_frame, 0)
             ctx.backward(loss)
             terms["spatial"] = loss.detach()
         anchor = ctx.randint(sample.num_frames)

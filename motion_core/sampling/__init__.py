@@ -12,17 +12,19 @@ Typical use::
 from ..lora.merge import StackMerger, lora_delta
 from ..lora.stack import LoraStack, LoraStackEntry, StackSegment
 from .callbacks import PREVIEW_KINDS, SamplingCallbacks
-from .noise_prior import NOISE_PRIOR_MODES, blend_motion_noise, blend_noise, blend_prior, ddim_invert, prepare_reference
+from .noise_prior import (NOISE_PRIOR_MODES, blend_motion_noise, blend_noise, blend_prior, ddim_invert, flow_invert,
+                          invert, prepare_reference)
 from .preview import latent_preview, latent_rgb_projection
 from .request import SampleRequest, SampleResult, validate_request, validate_stack
 from .sampler import sample_video
-from .schedulers import SCHEDULER_NAMES, SCHEDULERS, make_scheduler
+from .schedulers import FLOW_SCHEDULERS, SCHEDULER_NAMES, SCHEDULERS, make_scheduler, scheduler_names
 
 __all__ = [
     "sample_video", "SampleRequest", "SampleResult", "SamplingCallbacks", "PREVIEW_KINDS",
     "LoraStack", "LoraStackEntry", "StackSegment", "StackMerger", "lora_delta",
-    "make_scheduler", "SCHEDULER_NAMES", "SCHEDULERS",
-    "ddim_invert", "blend_noise", "blend_motion_noise", "blend_prior", "NOISE_PRIOR_MODES", "prepare_reference",
+    "make_scheduler", "scheduler_names", "SCHEDULER_NAMES", "SCHEDULERS", "FLOW_SCHEDULERS",
+    "ddim_invert", "flow_invert", "invert", "blend_noise", "blend_motion_noise", "blend_prior", "NOISE_PRIOR_MODES",
+    "prepare_reference",
     "latent_preview", "latent_rgb_projection",
     "validate_request", "validate_stack",
 ]

@@ -1,4 +1,6 @@
-"""Noise prior (METHODS.md): start sampling from a DDIM inversion of the reference clip blended with fresh noise.
+"""Noise prior (METHODS.md): start sampling from an inversion of the reference clip blended with fresh noise.
+
+DDIM inversion for ε/v models; for flow-matching models (Wan) the flow ODE integrated upwards (``flow_invert``).
 
 z_T = sqrt(p) · z_inv + sqrt(1 − p) · N(0, I). The inversion runs the deterministic DDIM ODE backwards with an empty
 prompt (no guidance), so z_inv carries the reference clip's layout and motion at the noise level sampling starts
@@ -87,6 +89,40 @@ def ddim_invert(backbone, latents: torch.Tensor, timesteps: Sequence, *, text_st
         if callbacks is not None:
             callbacks.report(progress_offset + i + 1, total, None)
     return z
+
+
+@torch.no_grad()
+def flow_invert(backbone, latents: torch.Tensor, timesteps: Sequence, *, text_states=None,
+                callbacks: SamplingCallbacks | None = None, progress_offset: int = 0,
+                progress_total: int | None = None) -> torch.Tensor:
+    """Clean latents -> the flow-ODE inversion at ``timesteps[0]`` (model timesteps 1000·σ in sampling order).
+
+    The analogue of DDIM inversion for flow matching (METHODS.md): integrate dz/dσ = v(z, σ) from σ = 0 up through
+    the sampler's own levels with Euler steps, the velocity evaluated at the level being stepped to, mirroring a
+    sampling step. One model call per level."""
+    scale = float(backbone.objective.num_train_timesteps)
+    if text_states is None:
+        text_states = backbone.encode_prompt([""])
+    levels = [float(t) / scale for t in reversed(list(timesteps))]
+    total = progress_total if progress_total is not None else len(levels)
+    sigma_now = 0.0
+    z = latents.to(backbone.device, torch.float32)
+    for i, sigma_next in enumerate(levels):
+        if callbacks is not None:
+            callbacks.check_cancel(progress_offset + i, total)
+        t = torch.tensor(sigma_next * scale, device=backbone.device)
+        velocity = backbone.denoise(z.to(backbone.dtype), t, text_states).float()
+        z = z + (sigma_next - sigma_now) * velocity
+        sigma_now = sigma_next
+        if callbacks is not None:
+            callbacks.report(progress_offset + i + 1, total, None)
+    return z
+
+
+def invert(backbone, latents: torch.Tensor, timesteps: Sequence, **options) -> torch.Tensor:
+    """The inversion that fits the model's objective: DDIM for ε/v models, the flow ODE for flow matching."""
+    kind = backbone.objective.kind
+    return (flow_invert if kind == "flow" else ddim_invert)(backbone, latents, timesteps, **options)
 
 
 def _epsilon(pred: torch.Tensor, z: torch.Tensor, alpha_bar: float, prediction_type: str) -> torch.Tensor:

@@ -15,7 +15,7 @@ from ..errors import InvalidInputError, LoraMismatchError
 from ..lora import check_lora_fits
 from ..lora.stack import LoraStack
 from .noise_prior import check_noise_prior_mode
-from .schedulers import SCHEDULERS, SCHEDULER_NAMES
+from .schedulers import check_scheduler
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class SampleRequest:
     width: int = 256
     height: int = 256
     scheduler: str = "ddim"
+    """A name from sampling.SCHEDULER_NAMES that the model's family takes; "auto" = the family's usual solver."""
     lora_stack: LoraStack = field(default_factory=LoraStack)
     noise_prior_clip: Clip | torch.Tensor | None = None
     noise_prior_p: float = 0.0
@@ -75,7 +76,7 @@ def validate_request(backbone, request: SampleRequest) -> None:
     _positive_int(request.height, "height")
     if not math.isfinite(float(request.cfg)) or request.cfg < 0:
         raise InvalidInputError(f"CFG must be a finite number >= 0 (1 disables guidance); got {request.cfg}.")
-    multiple = int(getattr(backbone, "vae_scale_factor", 8))
+    multiple = int(getattr(backbone, "pixel_multiple", getattr(backbone, "vae_scale_factor", 8)))
     if request.width % multiple or request.height % multiple:
         raise InvalidInputError(
             f"Width and height must be multiples of {multiple} for this model's VAE; got {request.width}x"
@@ -87,9 +88,8 @@ def validate_request(backbone, request: SampleRequest) -> None:
         raise InvalidInputError(
             f"This {backbone.family} model handles at most {max_frames} frames in one window; asked for {frames}."
         )
-    if str(request.scheduler).strip().lower() not in SCHEDULERS:
-        raise InvalidInputError(
-            f"Unknown scheduler {request.scheduler!r}; choose one of {', '.join(SCHEDULER_NAMES)}.")
+    backbone.check_video_frames(frames)
+    check_scheduler(request.scheduler, backbone.objective.kind)
     p = float(request.noise_prior_p)
     if not 0.0 <= p <= 1.0:
         raise InvalidInputError(f"noise_prior_p must be between 0 and 1; got {p}.")

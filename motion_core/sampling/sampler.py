@@ -11,14 +11,13 @@ video on any device (up to the device's arithmetic).
 from __future__ import annotations
 
 import inspect
-import math
 import time
 
 import torch
 
 from ..lora.merge import StackMerger
 from .callbacks import SamplingCallbacks
-from .noise_prior import blend_prior, ddim_invert, prepare_reference
+from .noise_prior import blend_prior, invert, prepare_reference
 from .preview import latent_preview
 from .request import SampleRequest, SampleResult, validate_request
 from .schedulers import make_scheduler
@@ -41,7 +40,7 @@ def sample_video(backbone, request: SampleRequest, callbacks: SamplingCallbacks 
 
 def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> SampleResult:
     clock = time.perf_counter()
-    scheduler = make_scheduler(request.scheduler, backbone.scheduler.config)
+    scheduler = make_scheduler(request.scheduler, backbone.scheduler.config, backbone.objective)
     scheduler.set_timesteps(request.steps, device=backbone.device)
     timesteps = scheduler.timesteps
     use_prior = request.noise_prior_p > 0 and request.noise_prior_clip is not None
@@ -50,7 +49,7 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
     generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
     scale = int(getattr(backbone, "vae_scale_factor", 8))
     channels = int(getattr(backbone, "latent_channels", backbone.denoiser.config.in_channels))
-    shape = (1, channels, request.frames, request.height // scale, request.width // scale)
+    shape = (1, channels, backbone.latent_frames(request.frames), request.height // scale, request.width // scale)
     noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(backbone.device)
 
     guided = float(request.cfg) != 1.0
@@ -61,8 +60,7 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
         reference = prepare_reference(request.noise_prior_clip, request.frames, request.height, request.width)
         clean = backbone.encode_video(reference).float()
         empty = text_states[:1] if guided and request.negative_prompt == "" else backbone.encode_prompt([""])
-        inverted = ddim_invert(backbone, clean, timesteps, text_states=empty, callbacks=callbacks,
-                               progress_total=total)
+        inverted = invert(backbone, clean, timesteps, text_states=empty, callbacks=callbacks, progress_total=total)
         start = blend_prior(inverted, float(request.noise_prior_p), noise, request.noise_prior_mode)
     latents = start * scheduler.init_noise_sigma
     done = total - len(timesteps)
@@ -85,7 +83,7 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
             step = done + i + 1
             preview = None
             if callbacks.wants_preview(step, total):
-                estimate = _clean_estimate(scheduler, model_input, pred, t, backbone.prediction_type)
+                estimate = backbone.objective.clean_estimate(model_input, pred, t)
                 preview = estimate[0] if callbacks.preview == "latents" else latent_preview(backbone, estimate)
             callbacks.report(step, total, preview)
         merge_count = merger.merge_count
@@ -96,14 +94,3 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
     return SampleResult(frames=frames, latents=latents.float().cpu(), fps=float(request.fps), merge_count=merge_count,
                         seconds={"prepare": prepare_seconds, "denoise": denoise_seconds,
                                  "decode": time.perf_counter() - clock})
-
-
-def _clean_estimate(scheduler, model_input: torch.Tensor, pred: torch.Tensor, t, prediction_type: str):
-    """The denoised latents the model predicts at this step (what the preview shows: the final video's layout
-    appears within the first steps, long before the noisy latents look like anything). ``model_input`` is the
-    variance-preserving latent the model saw, for every solver."""
-    alphas = scheduler.alphas_cumprod
-    a = float(alphas[min(max(int(round(float(t))), 0), len(alphas) - 1)])
-    if prediction_type == "v_prediction":
-        return math.sqrt(a) * model_input - math.sqrt(1.0 - a) * pred
-    return (model_input - math.sqrt(1.0 - a) * pred) / math.sqrt(a)

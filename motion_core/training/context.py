@@ -30,10 +30,19 @@ class TrainingSample:
     caption: str
     regularisation: bool = False
     extra_text: dict[str, Any] = field(default_factory=dict)
+    image_latents: torch.Tensor | None = None
+    """Each video frame encoded alone [1, C, F_video, h, w] (``Backbone.encode_frames_as_images``); None or the
+    very ``latents`` object where the VAE encodes frame by frame."""
 
     @property
     def num_frames(self) -> int:
+        """Latent frames of the clip (what whole-clip losses see)."""
         return int(self.latents.shape[2])
+
+    @property
+    def num_image_frames(self) -> int:
+        """Frames available to single-frame paths (video frames; equals num_frames for per-frame VAEs)."""
+        return int((self.image_latents if self.image_latents is not None else self.latents).shape[2])
 
 
 class StepContext:
@@ -54,12 +63,14 @@ class StepContext:
 
     # ---- randomness (the trainer's CPU generator only, so runs replay exactly) ---------------------------------
     def timesteps(self, n: int = 1) -> torch.Tensor:
-        t = self.recipe.sample_timesteps(self.generator, self.num_train_timesteps, n)
-        return t.to(self.sample.latents.device)
+        """``n`` model timesteps from the recipe's law (drawn as indices 0..T−1, mapped by the backbone's
+        objective: integers for DDPM families, 1000·σ for flow matching)."""
+        index = self.recipe.sample_timesteps(self.generator, self.num_train_timesteps, n)
+        return self.backbone.objective.model_timesteps(index).to(self.sample.latents.device)
 
     @property
     def num_train_timesteps(self) -> int:
-        return int(self.backbone.scheduler.config.num_train_timesteps)
+        return int(self.backbone.objective.num_train_timesteps)
 
     def noise_like(self, x: torch.Tensor) -> torch.Tensor:
         # Drawn on the CPU and moved: the same seed gives the same noise on CPU and CUDA.
@@ -76,14 +87,26 @@ class StepContext:
 
     # ---- diffusion ----------------------------------------------------------------------------------------------
     def noisy(self, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """z_t = sqrt(ᾱ_t)·z_0 + sqrt(1−ᾱ_t)·ε (the scheduler's forward process), in float32."""
-        return self.backbone.scheduler.add_noise(latents.float(), noise, t)
+        """The forward process at ``t`` in float32 (DDPM: sqrt(ā)·z0 + sqrt(1−ā)·ε; flow: (1−σ)·z0 + σ·ε)."""
+        return self.backbone.objective.add_noise(latents.float(), noise, t)
 
     def target(self, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """What the model is trained to predict: ε, or v = sqrt(ᾱ_t)·ε − sqrt(1−ᾱ_t)·z_0 for v-prediction."""
-        if self.backbone.prediction_type == "v_prediction":
-            return self.backbone.scheduler.get_velocity(latents.float(), noise, t)
-        return noise
+        """What the model is trained to predict: ε, v = sqrt(ā)·ε − sqrt(1−ā)·z0, or the flow ε − z0."""
+        return self.backbone.objective.target(latents.float(), noise, t)
+
+    def single_frame(self, frame: int, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(noisy latents, target) of video frame ``frame`` as a one-frame clip [1, C, 1, h, w], for single-frame
+        paths. Where frames are encoded one by one anyway (UNet families) this is exactly that frame of the clip's
+        noisy latents with the clip's ``noise``, so the path costs no extra draw; a temporally compressed family
+        uses the frame's own image latents and draws its own noise for it (METHODS.md: never slice a latent frame
+        out of a compressed clip)."""
+        images = self.sample.image_latents
+        if images is None or images is self.sample.latents:
+            clean, frame_noise = self.sample.latents[:, :, frame:frame + 1], noise[:, :, frame:frame + 1]
+        else:
+            clean = images[:, :, frame:frame + 1]
+            frame_noise = self.noise_like(clean)
+        return self.noisy(clean, frame_noise, t), self.target(clean, frame_noise, t)
 
     def predict(self, noisy_latents: torch.Tensor, t: torch.Tensor, text_states: Any = None,
                 frame_indices: Sequence[int] | None = None) -> torch.Tensor:

@@ -51,8 +51,10 @@ def cache_samples(backbone, recipe, clips: ClipSet, *, frames: int, width: int, 
         caption = clip.caption if regularisation else recipe.training_caption(clip.caption, training_caption)
         extra = {} if regularisation else recipe.extra_prompts(caption)
         texts = _encode_texts(backbone, [caption, *extra.values()])
+        backbone.check_video_frames(frames)
         latents = backbone.encode_video(video).float()
+        images = latents if backbone.temporal_compression == 1 else backbone.encode_frames_as_images(video).float()
         samples.append(TrainingSample(latents=latents, text_states=texts[caption], clip_index=index, caption=caption,
-                                      regularisation=regularisation,
+                                      regularisation=regularisation, image_latents=images,
                                       extra_text={k: texts[p] for k, p in extra.items()}))
     return samples
