@@ -1,4 +1,4 @@
-"""``python -m motion_core <command>``: command-line entry (train)."""
+"""``python -m motion_core <command>``: command-line entry (train, sample)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from .errors import MotionCoreError
 
 
 def main(argv=None) -> int:
-    from .cli import train
+    from .cli import sample, train
 
     parser = argparse.ArgumentParser(prog="python -m motion_core", description="Motion LoRA engine")
     commands = parser.add_subparsers(dest="command", required=True)
     train.add_parser(commands)
+    sample.add_parser(commands)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

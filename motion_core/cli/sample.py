@@ -1,0 +1,95 @@
+"""``python -m motion_core sample``: the Sample Video node on the command line, for every family.
+
+LoRAs stack in the order given, each as PATH[:STRENGTH[:START:END]] (step range as fractions of the run, like the
+stack node's start/end percent). Ctrl-C cancels between steps without writing anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+from ..errors import InvalidInputError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from ..sampling import NOISE_PRIOR_MODES, SCHEDULER_NAMES
+
+    p = subparsers.add_parser("sample", help="sample a video with stacked motion/appearance LoRAs",
+                              description="Text-to-video with a LoRA stack, written as .mp4, .gif or .webp.")
+    p.add_argument("--model", required=True, help="diffusers folder or single-file model (as for train)")
+    p.add_argument("--vae", default=None, help="VAE file, for single-file models that need one (Wan)")
+    p.add_argument("--text-encoder", default=None, help="text encoder file, for single-file models (Wan: UMT5)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--negative-prompt", default="")
+    p.add_argument("--lora", action="append", default=[], metavar="PATH[:STRENGTH[:START:END]]",
+                   help="a motion or appearance LoRA; repeat to stack")
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--cfg", type=float, default=7.5)
+    p.add_argument("--frames", type=int, default=16, help="video frames (Wan: 1 + 4k, e.g. 17, 33, 81)")
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scheduler", default="auto", choices=SCHEDULER_NAMES, help="auto: the family's usual solver")
+    p.add_argument("--noise-prior-video", default=None, help="reference clip for the noise prior")
+    p.add_argument("--noise-prior-p", type=float, default=0.0, help="share of the reference's inversion (0 = off)")
+    p.add_argument("--noise-prior-mode", choices=NOISE_PRIOR_MODES, default="full")
+    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--out", required=True, help="output video (.mp4, .gif or .webp)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(run=run)
+    return p
+
+
+def parse_lora(spec: str) -> tuple[str, float, float, float]:
+    """PATH[:STRENGTH[:START:END]] -> (path, strength, start, end). A Windows drive letter stays in the path."""
+    head, sep, rest = spec.partition(":") if len(spec) > 2 and spec[1] == ":" else ("", "", spec)
+    path, *numbers = rest.split(":")
+    path = head + sep + path
+    if len(numbers) not in (0, 1, 3):
+        raise InvalidInputError(f"--lora {spec!r}: write PATH, PATH:STRENGTH or PATH:STRENGTH:START:END.")
+    try:
+        values = [float(n) for n in numbers]
+    except ValueError:
+        raise InvalidInputError(f"--lora {spec!r}: strength, start and end must be numbers.") from None
+    strength = values[0] if values else 1.0
+    start, end = (values[1], values[2]) if len(values) == 3 else (0.0, 1.0)
+    return path, strength, start, end
+
+
+def run(args) -> int:
+    import torch
+
+    from ..backbones import load_backbone
+    from ..lora import load_lora
+    from ..sampling import LoraStack, SampleRequest, SamplingCallbacks, sample_video
+    from ..video import load_reference_video
+    from .video_out import check_output_path, write_video
+
+    out = check_output_path(args.out, overwrite=args.overwrite)
+    stack = LoraStack()
+    for spec in args.lora:
+        path, strength, start, end = parse_lora(spec)
+        stack = stack.add(load_lora(path), strength, start, end)
+    prior = load_reference_video(args.noise_prior_video) if args.noise_prior_video else None
+    files = {k: v for k, v in (("vae", args.vae), ("text_encoder", args.text_encoder)) if v}
+    backbone = load_backbone(args.model, device=args.device, dtype=torch.float32, **files)
+    request = SampleRequest(
+        prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed, steps=args.steps, cfg=args.cfg,
+        frames=args.frames, width=args.width, height=args.height, scheduler=args.scheduler, lora_stack=stack,
+        noise_prior_clip=prior, noise_prior_p=args.noise_prior_p if prior is not None else 0.0,
+        noise_prior_mode=args.noise_prior_mode, fps=args.fps)
+    cancelled = []
+    previous = signal.signal(signal.SIGINT, lambda *_: cancelled.append(True))
+
+    def report(step, total, _preview=None):
+        print(f"step {step}/{total}", flush=True)
+
+    try:
+        callbacks = SamplingCallbacks(progress=report, should_cancel=lambda: bool(cancelled), preview="none")
+        result = sample_video(backbone, request, callbacks)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(f"video: {write_video(result.frames, out, result.fps, overwrite=args.overwrite)}")
+    return 0
