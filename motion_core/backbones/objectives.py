@@ -98,16 +98,25 @@ class FlowMatchObjective(Objective):
     kind = "flow"
     prediction_type = "flow"
 
-    def __init__(self, shift: float = 3.0, num_train_timesteps: int = 1000):
+    def __init__(self, shift: float = 3.0, num_train_timesteps: int = 1000,
+                 sigma_range: tuple[float, float] = (0.0, 1.0)):
         if not (math.isfinite(float(shift)) and float(shift) > 0):
             raise InvalidInputError(f"The flow shift must be a positive number; got {shift}.")
+        low, high = (float(v) for v in sigma_range)
+        if not 0.0 <= low < high <= 1.0:
+            raise InvalidInputError(f"The training noise range must satisfy 0 <= low < high <= 1; got {sigma_range}.")
         self.shift = float(shift)
         self.num_train_timesteps = int(num_train_timesteps)
+        self.sigma_range = (low, high)
+        """Training draws land in [low, high]: a Wan 2.2 A14B expert trains only on its own side of the boundary
+        (the high-noise expert above it, where motion forms)."""
 
     def sigma(self, indices: torch.Tensor) -> torch.Tensor:
-        """Index 0..T−1 -> shifted σ in (0, 1]."""
+        """Index 0..T−1 -> shifted σ in (0, 1], then mapped linearly into ``sigma_range``."""
         u = (torch.as_tensor(indices, dtype=torch.float64) + 1.0) / self.num_train_timesteps
-        return (self.shift * u / (1.0 + (self.shift - 1.0) * u)).float()
+        shifted = self.shift * u / (1.0 + (self.shift - 1.0) * u)
+        low, high = self.sigma_range
+        return (low + (high - low) * shifted).float()
 
     def model_timesteps(self, indices):
         return self.sigma(indices.cpu()).to(indices.device) * self.num_train_timesteps
