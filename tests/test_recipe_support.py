@@ -33,7 +33,7 @@ def base_snapshot(model):
     return {n: p.detach().clone() for n, p in model.named_parameters() if ".lora_" not in n}
 
 
-def probe_step(backbone, recipe, clips, *, stage="main", clip_index=0, seed=0):
+def probe_step(backbone, recipe, clips, *, stage="main", clip_index=0, seed=0, frames=4, size=16):
     """Inject the recipe's adapters (B made non-zero so A gets gradients too), run one recipe step, record after
     each backward which adapters got new gradients, then take one optimiser step.
 
@@ -49,7 +49,7 @@ def probe_step(backbone, recipe, clips, *, stage="main", clip_index=0, seed=0):
             for _, layer in lora_layers(model):
                 for name in layer.lora_B:
                     layer.lora_B[name].weight.normal_(0, 0.05)
-        samples = cache_samples(backbone, recipe, clips, frames=4, width=16, height=16)
+        samples = cache_samples(backbone, recipe, clips, frames=frames, width=size, height=size)
         params = {n: adapter_parameters(model, p) for n, p in names.items()}
         optimizer, _ = build_optimizer([p for ps in params.values() for p in ps], lr=1e-2, weight_decay=1e-2,
                                        choice="adamw", device=torch.device("cpu"))

@@ -13,18 +13,23 @@ from .tiny import (
     tiny_animatediff_backbone,
     tiny_unet3d_backbone,
 )
+from .tiny_wan import save_tiny_wan_diffusers_folder, tiny_wan_backbone
 from .unet3d import UNet3DBackbone
+from .wan import WanBackbone
 
 __all__ = [
     "AnimateDiffBackbone",
     "Backbone",
     "SHARED_TARGET_SETS",
     "UNet3DBackbone",
+    "WanBackbone",
     "detect_family",
     "load_backbone",
     "load_motion_adapter",
     "save_tiny_diffusers_folder",
     "save_tiny_motion_module_file",
+    "save_tiny_wan_diffusers_folder",
     "tiny_animatediff_backbone",
     "tiny_unet3d_backbone",
+    "tiny_wan_backbone",
 ]

@@ -25,15 +25,15 @@ and Customize-A-Video adapt all four projections; leaving the output projection 
 method that wants q/k/v only (VMC) gets ``temporal_attn_qkv``. The projections in and out of a transformer
 (proj_in/proj_out) are in no set: no method adapts them.
 
-Spatial sets and temporal sets never share a module, so a spatial LoRA and a temporal LoRA can be switched
-independently (MotionDirector's dual path, Customize-A-Video's absorber).
+In the UNet families spatial sets and temporal sets never share a module, so a spatial LoRA and a temporal LoRA can
+be switched independently (MotionDirector's dual path, Customize-A-Video's absorber).
 
-Diffusion transformers (joint space-time attention, e.g. CogVideoX, Wan, LTX) would map as follows when added:
-their single self-attention mixes space and time, so it is exposed as ``temporal_attn`` (motion lives there) and
-``spatial_*`` sets are whatever is frame-local (text cross-attention, ff); a family without a frame-local self
-attention simply does not list ``spatial_self_attn`` in ``target_sets``. Their latents may be temporally compressed
-(F_latent != F_video), which ``encode_video``'s contract already allows, and ``text_states`` may be a dict (tokens
-plus masks) rather than one tensor: recipes only pass it along.
+Diffusion transformers (joint space-time attention; Wan, see wan.py) map by data, as METHODS.md reads them: their
+single self-attention mixes space and time, so it is ``temporal_attn`` (motion lives there) and ``spatial_*`` sets are
+what is frame-local (text cross-attention, ff), except ``spatial_self_attn``, which names the SAME joint
+self-attention modules: a spatial LoRA trained on one-frame clips sits there as a second adapter, switched by name.
+Their latents may be temporally compressed (F_latent != F_video), which ``encode_video``'s contract already allows,
+and ``text_states`` may be a dict (tokens plus masks) rather than one tensor: recipes only pass it along.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def latent_rgb_projection(backbone) -> torch.Tensor:
     colours = _calibration_colours()
     side = _CALIBRATION_SIDE * int(getattr(backbone, "vae_scale_factor", 8))
     frames = colours[:, None, None, :].expand(len(colours), side, side, 3)
-    latents = backbone.encode_video(frames.contiguous()).float().cpu()  # [1, C, N, h, w]
+    latents = backbone.encode_frames_as_images(frames.contiguous()).float().cpu()  # [1, C, N, h, w]
     features = latents[0].mean(dim=(-2, -1)).T  # [N, C]: one mean latent per colour
     design = torch.cat([features, torch.ones(len(colours), 1)], dim=1)
     projection = torch.linalg.lstsq(design, colours).solution

@@ -38,7 +38,7 @@ class SampleRequest:
     frames: int = 16
     width: int = 256
     height: int = 256
-    scheduler: str = "ddim"
+    scheduler: str = "auto"
     """A name from sampling.SCHEDULER_NAMES that the model's family takes; "auto" = the family's usual solver."""
     lora_stack: LoraStack = field(default_factory=LoraStack)
     noise_prior_clip: Clip | torch.Tensor | None = None

@@ -62,7 +62,8 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
         empty = text_states[:1] if guided and request.negative_prompt == "" else backbone.encode_prompt([""])
         inverted = invert(backbone, clean, timesteps, text_states=empty, callbacks=callbacks, progress_total=total)
         start = blend_prior(inverted, float(request.noise_prior_p), noise, request.noise_prior_mode)
-    latents = start * scheduler.init_noise_sigma
+    # Flow-matching solvers start at unit scale and have no init_noise_sigma (nor a scale_model_input).
+    latents = start * float(getattr(scheduler, "init_noise_sigma", 1.0))
     done = total - len(timesteps)
     prepare_seconds = time.perf_counter() - clock
 
@@ -73,7 +74,7 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
         for i, t in enumerate(timesteps):
             callbacks.check_cancel(done + i, total)
             merger.apply(stack.active_at(i, len(timesteps)))
-            model_input = scheduler.scale_model_input(latents, t)
+            model_input = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
             batch = torch.cat([model_input, model_input]) if guided else model_input
             pred = backbone.denoise(batch, t, text_states).float()
             if guided:

@@ -1,0 +1,115 @@
+"""A tiny random-init Wan 2.1 built from the REAL classes (WanTransformer3DModel, AutoencoderKLWan, UMT5EncoderModel,
+T5Tokenizer, FlowMatchEulerDiscreteScheduler), for tests and benchmarks of the Wan path. No download.
+
+Two widths are NOT tiny, on purpose: ComfyUI's own Wan loader derives the head count as dim // 128 and fixes the text
+width at 4096, so a tiny model that must mean the same thing in diffusers and in ComfyUI (the native-node tests load
+what we train) has one head of 128 channels and 4096-wide text states. Everything else is small: two blocks, a 256-wide
+feed-forward, a one-layer UMT5 with 8-channel heads.
+
+The tiny VAE keeps the real latent layout: 16 channels (ComfyUI's Wan 2.1 latent format and empty-latent nodes assume
+16, and its per-channel statistics are the real ones), temporal compression 4 (two temporal downsamples; diffusers'
+encoder also reads clips in chunks of 4 frames after the first). It downsamples space by 4, so frames must be a
+multiple of 8 pixels (4 x the transformer's 2x2 patch). A 5-frame 16x16 clip gives latents [1, 16, 2, 4, 4].
+
+The tokenizer is a T5 (Unigram) tokenizer over an in-memory character vocabulary: pad 0, eos 1, unk 2 as in UMT5, then
+the metaspace "▁" and the printable ASCII and Latin-1 characters, so any prompt tokenizes (other characters map to unk).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .base import move
+
+TINY_WAN_TEXT_DIM = 4096
+TINY_WAN_MAX_TOKENS = 32
+TINY_WAN_Z_DIM = 16
+
+
+def tiny_wan_backbone(seed: int = 0, *, dtype: torch.dtype = torch.float32, device="cpu", shift: float = 3.0):
+    """A ready WanBackbone with random weights drawn from ``seed`` (base weights frozen, denoiser in train mode)."""
+    from .wan import WanBackbone
+
+    parts = tiny_wan_parts(seed, shift=shift)
+    for name in ("denoiser", "vae", "text_encoder"):
+        move(parts[name], device, dtype).requires_grad_(False)
+    parts["denoiser"].train()
+    parts["vae"].eval()
+    parts["text_encoder"].eval()
+    return WanBackbone(**parts, device=device, dtype=dtype, source=f"tiny-wan-seed{seed}")
+
+
+def tiny_wan_parts(seed: int = 0, *, shift: float = 3.0) -> dict:
+    """The five components (denoiser, vae, text_encoder, tokenizer, scheduler), float32 on the CPU; the same seed
+    gives the same weights, drawn in a fixed order under a forked RNG (the caller's RNG state is untouched)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        parts = dict(denoiser=_tiny_transformer(), vae=_tiny_vae(), text_encoder=_tiny_umt5())
+    parts["tokenizer"] = tiny_wan_tokenizer()
+    parts["scheduler"] = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=float(shift))
+    return parts
+
+
+def save_tiny_wan_diffusers_folder(path, seed: int = 0, *, shift: float = 3.0) -> Path:
+    """Write the tiny Wan as a WanPipeline diffusers folder (model_index.json, transformer/, vae/, text_encoder/,
+    tokenizer/, scheduler/) for loader tests; the same seed gives the same weights as ``tiny_wan_backbone``."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    parts = tiny_wan_parts(seed, shift=shift)
+    index = {"_class_name": "WanPipeline", "_diffusers_version": "0.42.1"}
+    folders = {"transformer": "denoiser", "vae": "vae", "text_encoder": "text_encoder", "tokenizer": "tokenizer",
+               "scheduler": "scheduler"}
+    for folder, part in folders.items():
+        component = parts[part]
+        component.save_pretrained(path / folder)
+        library = "transformers" if folder in ("text_encoder", "tokenizer") else "diffusers"
+        index[folder] = [library, type(component).__name__]
+    (path / "model_index.json").write_text(json.dumps(index, indent=2))
+    return path
+
+
+def tiny_wan_tokenizer(model_max_length: int = TINY_WAN_MAX_TOKENS):
+    """A T5Tokenizer (UMT5's class) over a character vocabulary built in memory."""
+    from transformers import T5Tokenizer
+
+    characters = [chr(c) for c in (*range(0x21, 0x7F), *range(0xA1, 0x100)) if chr(c) != "▁"]
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)] + [(c, -3.0) for c in characters]
+    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=model_max_length)
+
+
+# ---- component builders (call under a seeded RNG) ----------------------------------------------------------------
+def _tiny_transformer():
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=TINY_WAN_Z_DIM,
+        out_channels=TINY_WAN_Z_DIM, text_dim=TINY_WAN_TEXT_DIM, freq_dim=32, ffn_dim=256, num_layers=2,
+        cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=64,
+    )
+
+
+def _tiny_vae():
+    from diffusers import AutoencoderKLWan
+
+    # dim_mult of three levels = two downsamples in space, both also in time: 4x spatial, 4x temporal.
+    return AutoencoderKLWan(
+        base_dim=8, z_dim=TINY_WAN_Z_DIM, dim_mult=[1, 2, 2], num_res_blocks=1, temperal_downsample=[True, True],
+        scale_factor_temporal=4, scale_factor_spatial=4,
+    )
+
+
+def _tiny_umt5():
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    vocab_size = len(tiny_wan_tokenizer())
+    config = UMT5Config(
+        vocab_size=vocab_size, d_model=TINY_WAN_TEXT_DIM, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+        relative_attention_num_buckets=8, relative_attention_max_distance=32, feed_forward_proj="gated-gelu",
+        dropout_rate=0.0, pad_token_id=0, eos_token_id=1,
+    )
+    return UMT5EncoderModel(config).eval()
