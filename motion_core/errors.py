@@ -30,3 +30,10 @@ class TrainingError(MotionCoreError):
 
 class CancelledError(MotionCoreError):
     """The user cancelled a long job; any checkpoint written before stopping is named in the message."""
+
+
+class UnsafePathError(InvalidInputError):
+    """A dropdown value names something outside the folder it lists (``..``, absolute, a link out) or not in it.
+
+    The message is the same whether or not such a file exists anywhere, so a refusal cannot be used as a probe.
+    """

@@ -8,6 +8,7 @@ import folder_paths
 from comfy_api.latest import io, ui
 
 from ..motion_core.errors import InvalidInputError
+from ..motion_core.safe_paths import is_plain_relative, resolve_in_folders
 from ..motion_core.lora import load_lora, save_lora
 from ..motion_core.lora.stack import LoraStack
 from . import paths
@@ -26,10 +27,20 @@ FORMAT_HELP = (
 def _next_free_path(folder: str, prefix: str) -> str:
     """prefix may contain sub-folders; files are numbered prefix_00001.safetensors, never overwriting."""
     prefix = prefix.strip().replace("\\", "/").lstrip("/") or "motion_lora"
-    if ".." in prefix.split("/"):
-        raise ValueError(f"filename_prefix {prefix!r} must stay inside the motion_loras folder; remove '..'.")
+    if not is_plain_relative(prefix):
+        raise InvalidInputError(
+            f"filename_prefix {prefix!r} must stay inside the motion_loras folder; remove '..', '~' and NUL bytes."
+        )
     base = os.path.join(folder, prefix)
     os.makedirs(os.path.dirname(base) or folder, exist_ok=True)
+    real_folder = os.path.realpath(folder)
+    if not os.path.realpath(os.path.dirname(base)).startswith(real_folder.rstrip(os.sep) + os.sep) and (
+        os.path.realpath(os.path.dirname(base)) != real_folder
+    ):
+        raise InvalidInputError(
+            f"filename_prefix {prefix!r} leads out of the motion_loras folder through a link; choose another "
+            "sub-folder name."
+        )
     counter = 1
     while os.path.exists(f"{base}_{counter:05d}.safetensors"):
         counter += 1
@@ -63,8 +74,13 @@ class SaveMotionLoRA(io.ComfyNode):
     @classmethod
     def execute(cls, lora, filename_prefix, format) -> io.NodeOutput:
         folder = folder_paths.get_folder_paths(paths.MOTION_LORAS)[0]
-        target = _next_free_path(folder, filename_prefix)
-        save_lora(lora, target, format=format)
+        for _attempt in range(100):  # another save may take the same number between the check and the write
+            target = _next_free_path(folder, filename_prefix)
+            try:
+                save_lora(lora, target, format=format, overwrite=False)
+                break
+            except FileExistsError:
+                continue
         text = f"saved {os.path.relpath(target, folder)} ({format})\n{lora.describe()}"
         return io.NodeOutput(target, ui=ui.PreviewText(text))
 
@@ -118,7 +134,11 @@ def _add_to_stack(
     elif lora_name == NONE:
         raise InvalidInputError("Choose a LoRA file in `lora_name`, or connect a LoRA to `trained_lora`.")
     else:
-        lora = load_lora(folder_paths.get_full_path_or_raise(folder, lora_name), module_names)
+        label = "models/motion_loras" if folder == paths.MOTION_LORAS else f"models/{folder}"
+        fix = f"Pick a LoRA from the list (press R after adding files to {label}), or connect `trained_lora`."
+        path = resolve_in_folders(lora_name, folder_paths.get_folder_paths(folder), label=label, fix=fix,
+                                  listed=lambda: folder_paths.get_filename_list(folder))
+        lora = load_lora(path, module_names)
     stack = (previous_stack or LoraStack()).add(lora, strength, start_percent, end_percent)
     return io.NodeOutput(stack, lora, ui=ui.PreviewText(str(stack)))
 

@@ -2,20 +2,33 @@
 
 motion_loras: LoRAs this pack trains and saves (and loads back); animatediff_models: motion modules, the folder
 AnimateDiff-Evolved users already have. Core already knows checkpoints, diffusers and loras.
+
+Dropdown values arrive from the browser unchecked (ComfyUI does not compare them with the listing for these
+widgets), so every value is resolved through motion_core.safe_paths: it stays inside its registered folders.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import folder_paths
+
+from ..motion_core.errors import ModelLoadError
+from ..motion_core.safe_paths import folders_containing, refusal, resolve_in_folders
+
+log = logging.getLogger(__name__)
 
 MOTION_LORAS = "motion_loras"
 ANIMATEDIFF_MODELS = "animatediff_models"
 LORA_EXTENSIONS = {".safetensors", ".ckpt", ".pt", ".pth", ".bin"}
 BUILTIN_SHAPES_T2V = "built-in: ShapesT2V"
 SHAPES_T2V_DIR = Path(__file__).resolve().parents[1] / "motion_core" / "toy" / "shapes_t2v"
+MODEL_FIX = (
+    "Pick a model from the list (press R after adding one): diffusers folders (with model_index.json) go in "
+    "models/diffusers/, single-file SD1.5 checkpoints in models/checkpoints/."
+)
 
 
 def register_folders() -> None:
@@ -27,14 +40,14 @@ def register_folders() -> None:
 
 
 def diffusers_model_folders() -> list[str]:
-    """Relative names of folders with a model_index.json under every registered `diffusers` path."""
+    """Relative names of folders with a model_index.json under every registered `diffusers` path (bounded walk)."""
     found = []
     for root in folder_paths.get_folder_paths("diffusers"):
-        if os.path.isdir(root):
-            for here, _dirs, files in os.walk(root, followlinks=True):
-                if "model_index.json" in files:
-                    found.append(os.path.relpath(here, root))
-    return sorted(found)
+        walk = folders_containing(root, "model_index.json")
+        if walk.stopped:
+            log.warning("Listing diffusers models under %s %s; move unrelated files out of it.", root, walk.stopped)
+        found += walk.dirs
+    return sorted(set(found))
 
 
 def model_choices() -> list[str]:
@@ -46,27 +59,29 @@ def model_choices() -> list[str]:
 
 
 def resolve_model(choice: str) -> str:
-    """Turn a choice from `model_choices` (or an absolute path typed by the user) into a path on disk."""
+    """Turn a choice from `model_choices` into a path inside ComfyUI's model folders; anything else is refused."""
     if choice == BUILTIN_SHAPES_T2V:
         return str(SHAPES_T2V_DIR)
-    kind, _, name = choice.partition(": ")
+    kind, _, name = str(choice).partition(": ")
     if kind == "diffusers":
-        for root in folder_paths.get_folder_paths("diffusers"):
-            candidate = os.path.join(root, name)
-            if os.path.isdir(candidate):
-                return candidate
+        path = resolve_in_folders(name, folder_paths.get_folder_paths("diffusers"), label="models/diffusers",
+                                  fix=MODEL_FIX, want="dir", listed=diffusers_model_folders)
+        if os.path.isfile(os.path.join(path, "model_index.json")):
+            return path
     elif kind == "checkpoint":
-        found = folder_paths.get_full_path("checkpoints", name)
-        if found:
-            return found
-    elif os.path.isabs(choice):
-        return choice
-    from ..motion_core.errors import ModelLoadError
+        return resolve_listed("checkpoints", name, "models/checkpoints", MODEL_FIX)
+    raise _model_refusal(choice)
 
-    raise ModelLoadError(
-        f"Model {choice!r} was not found. Put diffusers folders (with model_index.json) in models/diffusers/ and "
-        "single-file SD1.5 checkpoints in models/checkpoints/, then refresh the node (press R)."
-    )
+
+def _model_refusal(choice):
+    error = refusal(choice, "ComfyUI's model folders", MODEL_FIX)
+    return ModelLoadError(str(error))
+
+
+def resolve_listed(folder_name: str, name: str, label: str, fix: str) -> str:
+    """A file from a folder_paths-registered folder's dropdown, kept inside that folder."""
+    return resolve_in_folders(name, folder_paths.get_folder_paths(folder_name), label=label, fix=fix,
+                              listed=lambda: folder_paths.get_filename_list(folder_name))
 
 
 def comfy_tokenizer_dir() -> str:

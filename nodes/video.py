@@ -6,10 +6,11 @@ import os
 
 import comfy.model_management
 import folder_paths
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..motion_core.clips import Clip, ClipSet
-from ..motion_core.errors import VideoReadError
+from ..motion_core.errors import MotionCoreError, VideoReadError
+from ..motion_core.safe_paths import resolve_in_folders
 from ..motion_core.video import (
     ANIMATED_IMAGE_EXTENSIONS,
     CONTAINER_EXTENSIONS,
@@ -23,16 +24,41 @@ MAX_PIXELS_ENV = "MD_MAX_VIDEO_PIXELS"
 VIDEO_EXTENSIONS = CONTAINER_EXTENSIONS + ANIMATED_IMAGE_EXTENSIONS
 
 
+INPUT_FIX = (
+    "Pick a video from the list (upload one with the node's upload button, or put it in ComfyUI's input folder and "
+    "press R), or type a file/folder path into the `path` field, the one way to read from elsewhere."
+)
+# A huge input folder must not stall the widget listing (and with it every /object_info request).
+MAX_INPUT_CHOICES = 5000
+
+
 def _input_choices() -> list[str]:
-    """Videos in ComfyUI's input folder, plus sub-folders (which may hold numbered frames)."""
+    """Videos in ComfyUI's input folder, plus sub-folders (which may hold numbered frames); bounded."""
     root = folder_paths.get_input_directory()
+    videos, folders = [], []
     try:
-        names = sorted(os.listdir(root))
+        with os.scandir(root) as entries:
+            for count, entry in enumerate(entries):
+                if count >= MAX_INPUT_CHOICES:
+                    break
+                try:
+                    if entry.is_file() and entry.name.lower().endswith(VIDEO_EXTENSIONS):
+                        videos.append(entry.name)
+                    elif entry.is_dir() and not entry.name.startswith("."):
+                        folders.append(entry.name + "/")
+                except OSError:
+                    continue
     except OSError:
         return []
-    videos = [n for n in names if os.path.isfile(os.path.join(root, n)) and n.lower().endswith(VIDEO_EXTENSIONS)]
-    folders = [n + "/" for n in names if os.path.isdir(os.path.join(root, n)) and not n.startswith(".")]
-    return videos + folders
+    return sorted(videos) + sorted(folders)
+
+
+def _choice_path(video: str) -> str:
+    """The dropdown value as a path inside ComfyUI's input (or an annotated output/temp) folder, or a refusal."""
+    name, base_dir = folder_paths.annotated_filepath(str(video).rstrip("/"))
+    root = base_dir or folder_paths.get_input_directory()
+    return resolve_in_folders(name, [root], label="ComfyUI's input folder", fix=INPUT_FIX, want="any",
+                              listed=lambda: [c.rstrip("/") for c in _input_choices()])
 
 
 def _resolve(video: str, path: str) -> str:
@@ -43,7 +69,7 @@ def _resolve(video: str, path: str) -> str:
             "No reference video chosen: upload one with the node's upload button, put it in ComfyUI's input "
             "folder, or type a file/folder path into `path`."
         )
-    return folder_paths.get_annotated_filepath(video.rstrip("/"))
+    return _choice_path(video)
 
 
 def _max_pixels() -> int:
@@ -127,7 +153,8 @@ class LoadReferenceVideo(io.ComfyNode):
                     "path",
                     default="",
                     optional=True,
-                    tooltip="Optional file or frames-folder path; overrides the `video` choice.",
+                    tooltip="Optional file or frames-folder path, anywhere on disk; overrides the `video` choice. "
+                    "This field is the one way to read a video from outside ComfyUI's input folder.",
                 ),
                 io.Float.Input(
                     "folder_fps",
@@ -173,6 +200,7 @@ class LoadReferenceVideo(io.ComfyNode):
         folder_fps=8.0,
         previous_clips=None,
     ) -> io.NodeOutput:
+        warnings: list[str] = []
         clip = load_reference_video(
             _resolve(video, path or ""),
             caption=caption,
@@ -187,15 +215,21 @@ class LoadReferenceVideo(io.ComfyNode):
             folder_fps=folder_fps,
             max_pixels=_max_pixels(),
             progress=lambda _count: comfy.model_management.throw_exception_if_processing_interrupted(),
+            on_warning=warnings.append,
         )
         clips = (previous_clips or ClipSet()).add(clip)
+        if warnings:
+            return io.NodeOutput(clip.as_image(), clip.fps, clips, ui=ui.PreviewText("\n".join(warnings)))
         return io.NodeOutput(clip.as_image(), clip.fps, clips)
 
     @classmethod
     def fingerprint_inputs(cls, video, path="", **_):
         target = path.strip() if path else ""
         if not target and video:
-            target = folder_paths.get_annotated_filepath(video.rstrip("/"))
+            try:
+                target = _choice_path(video)
+            except MotionCoreError:
+                return str(video)
         try:
             return f"{target}:{os.path.getmtime(target)}"
         except OSError:
@@ -205,8 +239,11 @@ class LoadReferenceVideo(io.ComfyNode):
     def validate_inputs(cls, video, path="", **_):
         if path and path.strip():
             return True
-        if video and not folder_paths.exists_annotated_filepath(video.rstrip("/")):
-            return f"Reference video not found in ComfyUI's input folder: {video}"
+        if video:
+            try:
+                _choice_path(video)
+            except MotionCoreError as error:
+                return str(error)
         return True
 
 

@@ -2,15 +2,22 @@
 
 Ctrl-C asks the trainer to cancel: it finishes the current step, writes a checkpoint and says where, so the run can
 be resumed with --resume.
+
+Existing outputs are checked before any training starts and never replaced without --overwrite: an hour of training
+should neither clobber a LoRA nor end in "file exists". If the final save fails (full disk), the trained LoRA is
+written to the first fallback folder that takes it, and the error names it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import sys
+import tempfile
 from pathlib import Path
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, MotionCoreError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -45,6 +52,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-gradient-checkpointing", action="store_true")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--out", required=True, help="output .safetensors (appearance LoRAs go next to it)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out (and its appearance LoRAs) if they exist; without it existing files are kept "
+                        "and the command stops before training")
     p.set_defaults(run=run)
     return p
 
@@ -63,16 +73,63 @@ def _clips(videos, captions, label):
     return clips
 
 
+def appearance_path(out: Path, lora_name: str) -> Path:
+    return out.with_name(f"{out.stem}{lora_name[len(out.stem):]}.safetensors")
+
+
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    """Fail before training, not after it, when an output name is taken."""
+    if overwrite:
+        return
+    taken = [out] if out.exists() else []
+    taken += sorted(out.parent.glob(f"{out.stem}_appearance*.safetensors")) if out.parent.is_dir() else []
+    if taken:
+        raise InvalidInputError(
+            f"{', '.join(str(t) for t in taken)} already exist{'s' if len(taken) == 1 else ''}; nothing was trained "
+            "or written. Choose another --out, or add --overwrite to replace them."
+        )
+
+
+def _fallback_dirs(checkpoint_dir) -> list[Path]:
+    dirs = [Path(checkpoint_dir)] if checkpoint_dir else []
+    dirs += [Path(tempfile.gettempdir()) / "motion_core_recovery", Path.home() / ".motion_core_recovery"]
+    return dirs
+
+
+def save_or_recover(lora, target: Path, *, overwrite: bool, fallbacks: list[Path]) -> Path:
+    """Save ``lora`` to ``target``; if that fails, to the first fallback folder that works, and say so."""
+    from ..lora import LoraFileError, save_lora
+    from ..lora.files import FileExistsRefusedError
+
+    try:
+        return save_lora(lora, target, overwrite=overwrite)
+    except FileExistsRefusedError:
+        raise
+    except LoraFileError as error:
+        failed = error
+    for folder in fallbacks:
+        rescue = folder / f"{target.stem}-recovered-{os.getpid()}.safetensors"
+        try:
+            save_lora(lora, rescue, overwrite=False)
+        except LoraFileError:
+            continue
+        raise LoraFileError(f"{failed} The trained LoRA was saved instead to {rescue}; move it where you want it "
+                            "(nothing is lost).") from None
+    raise LoraFileError(f"{failed} No fallback folder ({', '.join(map(str, fallbacks))}) could take it either; the "
+                        "last training checkpoint, if any was written, can be resumed to save again.") from None
+
+
 def run(args) -> int:
     import torch
 
     from ..backbones import load_backbone
-    from ..lora import save_lora
     from ..training import TrainingCallbacks, TrainingConfig, train_motion_lora
 
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise InvalidInputError(f"--out must end in .safetensors; got {out.name}.")
+    overwrite = bool(getattr(args, "overwrite", False))
+    _refuse_existing(out, overwrite)
     config = TrainingConfig(
         steps=args.steps, lr=args.lr, rank=args.rank, alpha=args.alpha, width=args.width, height=args.height,
         frames=args.frames, seed=args.seed, lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
@@ -93,8 +150,16 @@ def run(args) -> int:
                                    training_caption=args.training_caption, resume_from=args.resume)
     finally:
         signal.signal(signal.SIGINT, previous)
-    print(f"motion LoRA: {save_lora(result.motion_lora, out)}")
-    for lora in result.appearance_loras:
-        path = out.with_name(f"{out.stem}{lora.name[len(out.stem):]}.safetensors")
-        print(f"appearance LoRA: {save_lora(lora, path)}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    fallbacks = _fallback_dirs(args.checkpoint_dir)
+    failures: list[MotionCoreError] = []
+    for lora, path, label in [(result.motion_lora, out, "motion"),
+                              *[(a, appearance_path(out, a.name), "appearance") for a in result.appearance_loras]]:
+        try:
+            print(f"{label} LoRA: {save_or_recover(lora, path, overwrite=overwrite, fallbacks=fallbacks)}")
+        except MotionCoreError as error:  # keep saving the others: each file is a separate result
+            failures.append(error)
+    if failures:
+        raise type(failures[0])(" ".join(str(f) for f in failures))
     return 0

@@ -1,13 +1,23 @@
 """Reading and writing LoRA files: safetensors only on write, never unpickling on read, atomic saves.
 
 A save goes to a temporary file in the target folder, is fsynced and then renamed over the target, so a crash or
-a full disk never leaves a half-written LoRA where a user (or AnimateDiff-Evolved) would pick it up.
+a full disk never leaves a half-written LoRA where a user (or AnimateDiff-Evolved) would pick it up. The file gets
+the mode a plain ``open()`` would give it under the user's umask (mkstemp alone makes it 0600).
+
+Reading checks what the sampler would otherwise trust blindly: every tensor finite, every alpha finite and of a
+sane size, so a poisoned file is refused at load naming the tensor, instead of "succeeding" with a black video.
+Library errors are translated into what is wrong with the file; their raw text never reaches the user.
 """
 
 from __future__ import annotations
 
+import errno
+import json
+import math
 import os
 import pickle
+import re
+import struct
 import tempfile
 from pathlib import Path
 
@@ -28,31 +38,93 @@ class LoraFileError(MotionCoreError):
     """A LoRA file cannot be read or written (missing, corrupt, unsafe, disk full, folder not writable)."""
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` all-or-nothing; on failure the target is untouched and no temp file remains."""
+class FileExistsRefusedError(LoraFileError, FileExistsError):
+    """The target exists and the caller did not ask to overwrite it."""
+
+
+# |alpha / rank| above this turns a LoRA into noise (the usual range is 0.5..2); bigger values are a broken header.
+MAX_ALPHA_SCALE = 1024.0
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (changing it races with other threads)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def clean_library_text(text: str, limit: int = 160) -> str:
+    """Library messages without terminal colour codes, on one line, cut short (for logs and last-resort detail)."""
+    text = " ".join(_ANSI.sub("", str(text)).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, *, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` all-or-nothing; on failure the target is untouched and no temp file remains.
+
+    With ``overwrite=False`` an existing target raises FileExistsRefusedError, checked atomically (a hard link
+    either creates the name or fails), so two saves racing for one name never replace each other.
+    """
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not overwrite and path.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(path))
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
         tmp = None
+    except FileExistsError:
+        raise FileExistsRefusedError(
+            f"{path} already exists and was left as it is. Choose another name, or ask to overwrite it "
+            "explicitly (e.g. --overwrite on the command line)."
+        ) from None
     except OSError as err:
         raise LoraFileError(
-            f"Could not write {path}: {err.strerror or err}. Free some disk space or choose a folder you can "
-            "write to, then save again."
+            f"Could not write {path}: {err.strerror or clean_library_text(err)}. Free some disk space or choose a "
+            "folder you can write to, then save again."
         ) from err
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def save_lora(lora: MotionLora, path: str | os.PathLike, format: str = "canonical") -> Path:
-    """Write ``lora`` as safetensors in ``format`` ("canonical", "animatediff", "kohya"); returns the path."""
+def _link_new(tmp: str, path: Path) -> None:
+    """Give the finished temp file its name only if the name is free; falls back to a checked rename where the
+    file system has no hard links (FAT, some network mounts)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def save_lora(lora: MotionLora, path: str | os.PathLike, format: str = "canonical", *,
+              overwrite: bool = True) -> Path:
+    """Write ``lora`` as safetensors in ``format`` ("canonical", "animatediff", "kohya"); returns the path.
+
+    overwrite=False refuses an existing file (FileExistsRefusedError) instead of replacing it."""
     path = Path(path)
     if path.suffix != ".safetensors":
         raise InvalidInputError(f"LoRAs are saved as .safetensors; got {path.name}. Use a name ending in .safetensors.")
@@ -62,7 +134,7 @@ def save_lora(lora: MotionLora, path: str | os.PathLike, format: str = "canonica
         raise InvalidInputError(f"Unknown LoRA format {format!r}; choose one of {', '.join(FORMATS)}.")
     tensors, header = writers[format](lora)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write(path, safetensors_bytes(tensors, metadata=header))
+    atomic_write(path, safetensors_bytes(tensors, metadata=header), overwrite=overwrite)
     return path
 
 
@@ -71,16 +143,62 @@ def _read_pickle_free(path: Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise LoraFileError(
-            f"Refused to load {path.name}: it contains pickled Python objects, which could run code. Convert it "
-            "to .safetensors with a tool you trust, or get a .safetensors release."
+            f"Refused to load {path.name} (in {path.parent}): it contains pickled Python objects, which could run code (or it is not a "
+            "PyTorch file at all). Convert it to .safetensors with a tool you trust, or get a .safetensors release."
         ) from err
-    except (OSError, RuntimeError, EOFError) as err:
-        raise LoraFileError(f"{path} is not a readable checkpoint ({err}); re-download or re-export it.") from err
+    except Exception as err:  # torch raises RuntimeError, EOFError, zipfile errors, ... on cut or foreign files
+        raise LoraFileError(
+            f"{path} is not a readable PyTorch weights file ({_empty_or_cut(path)}). Re-download or re-export it, "
+            "preferably as .safetensors."
+        ) from err
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise LoraFileError(f"{path.name} holds a {type(obj).__name__}, not a dict of LoRA weights.")
-    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        raise LoraFileError(f"{path} holds a {type(obj).__name__}, not a dict of LoRA weights; pick a LoRA file.")
+    return {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+
+
+def _empty_or_cut(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "it cannot be read"
+    return "the file is empty" if size == 0 else "it is truncated, corrupt or another kind of file"
+
+
+def safetensors_problem(path: Path) -> str:
+    """What is wrong with a file safetensors refused, in the user's words (the library's own text is not shown)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if size == 0:
+                return "the file is empty (0 bytes)"
+            if len(head) < 8:
+                return f"the file is only {size} bytes long, too short for a safetensors header"
+            (header_len,) = struct.unpack("<Q", head)
+            if header_len > size - 8:
+                return (f"it is truncated or not a safetensors file: its header claims {header_len:,} bytes but the "
+                        f"file holds {size:,}")
+            if header_len > 100_000_000:
+                return f"its header is {header_len:,} bytes, far more than any LoRA needs"
+            header = json.loads(handle.read(header_len))
+    except OSError as err:
+        return f"it cannot be read ({err.strerror or 'I/O error'})"
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return "its header is not valid JSON, so it is not a safetensors file (perhaps another format renamed)"
+    if not isinstance(header, dict):
+        return "its header is not a table of tensors"
+    data = size - 8 - header_len
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            return f"tensor {name!r} has no valid data offsets in the header"
+        if offsets[1] > data:
+            return f"it is truncated: tensor {name!r} ends at byte {offsets[1]:,} of the data but only {data:,} remain"
+    return "its tensor table is inconsistent (wrong dtype, shape or overlapping data)"
 
 
 def read_tensor_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -88,13 +206,67 @@ def read_tensor_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     path = Path(path)
     if not path.is_file():
         raise LoraFileError(f"LoRA file not found: {path}. Put the file there or pick another one.")
-    if path.suffix in PICKLE_SUFFIXES:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
         return _read_pickle_free(path), {}
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             return {k: handle.get_tensor(k) for k in handle.keys()}, dict(handle.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as err:
-        raise LoraFileError(f"{path} is not a valid safetensors file ({err}); re-download or re-export it.") from err
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as err:
+        raise LoraFileError(
+            f"{path} is not a valid safetensors file: {safetensors_problem(path)}. Re-download or re-export it."
+        ) from err
+
+
+def check_finite_file(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse NaN/inf weights and non-number tensors up front, naming the file and the first bad tensor."""
+    for key, tensor in tensors.items():
+        if not (tensor.is_floating_point() or key.endswith(".alpha")):
+            raise LoraFileError(
+                f"{path}: tensor {key!r} holds {str(tensor.dtype).replace('torch.', '')} values, not weights. The "
+                "file is corrupt or not a LoRA; re-export it."
+            )
+        if tensor.numel() and not bool(torch.isfinite(tensor.float()).all()):
+            raise LoraFileError(
+                f"{path}: tensor {key!r} contains NaN or infinite values, which would turn every sample black. "
+                "The LoRA is broken (often a run whose loss diverged); retrain it with a lower learning rate or "
+                "use an earlier checkpoint."
+            )
+        if not key.endswith(".alpha") and tensor.ndim < 2:
+            raise LoraFileError(
+                f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}; LoRA weights are matrices (or conv "
+                "kernels). The file is corrupt or not a LoRA."
+            )
+
+
+def check_header_alpha(path: Path, header: dict[str, str]) -> None:
+    """Header alphas as written, before MotionLora reads "alpha <= 0" as "alpha = rank" and hides a -inf."""
+    meta = decode_header(header)
+    if meta is None:
+        return
+    for where, value in [("alpha", meta["alpha"]), *((f"alpha_pattern[{m!r}]", a)
+                                                    for m, a in meta["alpha_pattern"].items())]:
+        try:
+            finite = math.isfinite(float(value))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise LoraFileError(
+                f"{path}: header field {where} is {value!r}, not a finite number. Fix the file's header (alpha = rank "
+                "is neutral) or re-export the LoRA."
+            )
+
+
+def check_scales(path: Path, lora: MotionLora) -> None:
+    """Alpha comes from the header or from .alpha tensors; a NaN/inf or absurd alpha would poison every step."""
+    for module in lora.modules():
+        alpha = lora.module_alpha(module)
+        rank = lora.weights(module)[0].shape[0]
+        if not math.isfinite(alpha) or abs(alpha) / max(rank, 1) > MAX_ALPHA_SCALE:
+            raise LoraFileError(
+                f"{path}: module {module!r} has alpha {alpha} for rank {rank}, a scale of {alpha / max(rank, 1):g}; "
+                f"a usable LoRA's alpha/rank is finite and at most {MAX_ALPHA_SCALE:g}. Fix the file's 'alpha' header "
+                "field (alpha = rank is neutral) or re-export it."
+            )
 
 
 def lora_from_tensors(tensors: dict[str, torch.Tensor], header: dict[str, str] | None = None,
@@ -112,7 +284,13 @@ def load_lora(path: str | os.PathLike, module_names=None, *, name: str | None = 
     """Read a LoRA file of any supported layout. The name defaults to the file's stem when the file has none."""
     path = Path(path)
     tensors, header = read_tensor_file(path)
-    lora = lora_from_tensors(tensors, header, module_names)
+    check_finite_file(path, tensors)
+    check_header_alpha(path, header)
+    try:
+        lora = lora_from_tensors(tensors, header, module_names)
+    except MotionCoreError as err:
+        raise type(err)(f"{path}: {err}") from None
+    check_scales(path, lora)
     if name or not lora.name:
         lora = lora.with_metadata(name=name or path.stem)
     return lora

@@ -9,6 +9,7 @@ RNG is left untouched and the model gets back exactly the adapters it had before
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tempfile
 import time
@@ -19,7 +20,7 @@ import torch
 
 from ..backbones.base import move
 from ..clips import Clip, ClipSet
-from ..errors import CancelledError, InvalidInputError, TrainingError
+from ..errors import CancelledError, InvalidInputError, MotionCoreError, TrainingError
 from ..lora import MotionLora, add_adapter, adapter_parameters, remove_adapter
 from ..lora.control import sync_adapters
 from ..lora.inject import registry
@@ -46,6 +47,8 @@ class TrainingResult:
     checkpoint: Path | None
     """The last checkpoint written (None when checkpoint_every is 0)."""
     steps_done: int
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    """Things that went wrong without losing the result (e.g. the final checkpoint could not be written)."""
 
 
 def train_motion_lora(backbone, clips: ClipSet, recipe: "str | Recipe", config: TrainingConfig | None = None,
@@ -111,12 +114,12 @@ class _Run:
                 start = self._restore(resume_from) if resume_from else 0
                 self._loop(start)
                 steps_done = self.settings.steps
-                if self.config.checkpoint_every and self.checkpoint_step != steps_done:
-                    self._save(steps_done)
+                warnings = self._final_save(steps_done)
                 motion, appearance = build_loras(
                     self.backbone, self.recipe, adapter_names=self.names, captions=[s.caption for s in self.samples],
                     config=self.config, settings=self.settings, steps_done=steps_done, name=self.config.name)
-                return TrainingResult(motion, appearance, list(self.history), self.last_checkpoint, steps_done)
+                return TrainingResult(motion, appearance, list(self.history), self.last_checkpoint, steps_done,
+                                      warnings)
             finally:
                 for name in self.names.values():
                     if name in registry(denoiser):
@@ -177,7 +180,7 @@ class _Run:
             adapters={n: adapter_state_dict(self.backbone.denoiser, p) for n, p in self.names.items()},
             optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
             scaler=self.precision.state_dict(), rng=ckpt.capture_rng(self.generator), history=self.history,
-            fingerprint=self.backbone.fingerprint())
+            fingerprint=self.backbone.fingerprint(), signature=self._signature())
         # Keep only the newest checkpoint of this run (each is complete); never delete one we resumed from.
         for old in self.written:
             if old != path and old.exists():
@@ -188,12 +191,44 @@ class _Run:
             self.callbacks.on_checkpoint(path)
         return path
 
+    def _final_save(self, steps_done: int) -> list[str]:
+        """A failed last checkpoint (disk full) must not throw the trained adapters away: they are returned anyway,
+        and the older checkpoint, never deleted before a newer one is written, stays resumable."""
+        if not self.config.checkpoint_every or self.checkpoint_step == steps_done:
+            return []
+        try:
+            self._save(steps_done)
+        except MotionCoreError as error:
+            kept = (f"the checkpoint of step {self.checkpoint_step} is kept at {self.last_checkpoint}"
+                    if self.last_checkpoint else "no earlier checkpoint exists")
+            return [f"The final checkpoint could not be written ({error}); the trained LoRA is returned anyway "
+                    f"and {kept}."]
+        return []
+
+    def _signature(self) -> dict:
+        layout = ckpt.adapter_layout({n: adapter_state_dict(self.backbone.denoiser, p) for n, p in self.names.items()})
+        return ckpt.run_signature(
+            recipe=self.recipe.name, recipe_config=self.recipe.config.to_dict(), settings=self.settings,
+            config=self.config, clips=self.clips, regularisation_clips=self.regularisation_clips,
+            training_caption=self.training_caption, adapter_layout=layout)
+
     def _restore(self, resume_from) -> int:
         state = ckpt.load_checkpoint(resume_from)
-        if state["recipe"] != self.recipe.name or set(state["adapters"]) != set(self.names):
+        total, done = self.settings.steps, int(state["step"])
+        current = json.loads(json.dumps(self._signature()))  # tuples become lists, as in the saved copy
+        saved = state["signature"] or {
+            "recipe": state["recipe"], "recipe_config": state["recipe_config"],
+            "config": state["training_config"], "adapters": ckpt.adapter_layout(state["adapters"])}
+        differences = ckpt.signature_differences(saved, current)
+        if done > total and not any(d.startswith("steps:") for d in differences):
+            differences.insert(0, f"steps: checkpoint already holds {done}, this run has {total} in all")
+        if differences:
             raise InvalidInputError(
-                f"{resume_from} was written by a {state['recipe']!r} run with adapters {sorted(state['adapters'])}; "
-                f"this run is {self.recipe.name!r} with {sorted(self.names)}. Resume with the same recipe and clips.")
+                f"{resume_from} is not this run, so resuming would mix two trainings:\n  - "
+                + "\n  - ".join(differences)
+                + f"\nResume with the checkpoint's settings and clips (it holds step {done} of a "
+                f"{saved.get('settings', {}).get('steps', '?')}-step {state['recipe']!r} run), or start a new run "
+                "without --resume / resume_from.")
         if state["fingerprint"] != self.backbone.fingerprint():
             raise InvalidInputError(f"{resume_from} was trained on another base model; load that model to resume.")
         for name, tensors in state["adapters"].items():
@@ -203,10 +238,10 @@ class _Run:
         self.precision.load_state_dict(state["scaler"])
         ckpt.restore_rng(state["rng"], self.generator)
         self.history = list(state["history"])
-        self.last_checkpoint, self.checkpoint_step = Path(resume_from), int(state["step"])
+        self.last_checkpoint, self.checkpoint_step = Path(resume_from), done
         if self.config.checkpoint_dir is None:
             self._default_dir = Path(resume_from).parent
-        return int(state["step"])
+        return done
 
     # ---- the loop -----------------------------------------------------------------------------------------------
     def _loop(self, start: int) -> None:
@@ -227,7 +262,8 @@ class _Run:
                 rate = (done - start) / elapsed if elapsed > 0 else 0.0
                 eta = (total - done) / rate if rate > 0 else 0.0
                 self.callbacks.on_progress(ProgressInfo(done, total, stage.name, values, lr, rate, eta, elapsed))
-            if self.config.checkpoint_every and done % self.config.checkpoint_every == 0:
+            # The last step's checkpoint is the final save's, which survives a full disk (_final_save).
+            if self.config.checkpoint_every and done % self.config.checkpoint_every == 0 and done < total:
                 self._save(done)
             if self.config.validate_every and done % self.config.validate_every == 0 and self.callbacks.on_validation:
                 self._validate(done)

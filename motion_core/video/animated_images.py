@@ -25,8 +25,8 @@ def open_animated_image(path: Path) -> FrameSource:
         image.load()
     except _PILLOW_DECODE_ERRORS as error:
         raise VideoReadError(
-            f"{str(path)!r} is not a readable {path.suffix.lower().lstrip('.')} image ({error}). It may be truncated "
-            "or another kind of file renamed; re-export it."
+            f"{str(path)!r} is not a readable {path.suffix.lower().lstrip('.')} image ({image_problem(error)}). It may be "
+            "truncated or another kind of file renamed; re-export it."
         ) from None
     delay = _delay_ms(image)
     return FrameSource(
@@ -40,6 +40,19 @@ def open_animated_image(path: Path) -> FrameSource:
         _frames=_frames(image, delay),
         _close=image.close,
     )
+
+
+def image_problem(error: Exception) -> str:
+    """Pillow's errors in the user's words; its raw text (struct offsets, plugin names) stays out of messages."""
+    if isinstance(error, FileNotFoundError):
+        return "it does not exist"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if type(error).__name__ == "DecompressionBombError":
+        return "its frames are too large to decode safely"
+    if type(error).__name__ == "UnidentifiedImageError":
+        return "its contents are not an image"
+    return "it is cut short or damaged"
 
 
 def _delay_ms(image, fallback: float = _DEFAULT_DELAY_MS) -> float:

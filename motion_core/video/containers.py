@@ -18,8 +18,8 @@ def open_container(path: Path) -> FrameSource:
         container = av.open(str(path))
     except av.error.FFmpegError as error:
         raise VideoReadError(
-            f"{str(path)!r} is not a readable video (FFmpeg: {error.strerror or error}). It may be truncated, corrupt "
-            f"or another kind of file renamed; re-export it or {_REENCODE}."
+            f"{str(path)!r} is not a readable video ({_what(error)}). It may be truncated, corrupt or another kind "
+            f"of file renamed; re-export it or {_REENCODE}."
         ) from None
     if not container.streams.video:
         container.close()
@@ -39,7 +39,27 @@ def open_container(path: Path) -> FrameSource:
         frame_count=int(stream.frames) or None,
         _frames=_decode(container, stream, fps),
         _close=container.close,
+        duration=_stated_duration(container, stream),
     )
+
+
+def _stated_duration(container, stream) -> float | None:
+    """The video stream's duration from the header; the container's only when nothing else (audio) could make
+    it longer than the video."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration and len(container.streams) == 1:
+        return container.duration / 1_000_000
+    return None
+
+
+def _what(error) -> str:
+    """FFmpeg's error in the user's words (its own strings are library internals)."""
+    if isinstance(error, av.error.FileNotFoundError):
+        return "it does not exist"
+    if isinstance(error, av.error.PermissionError):
+        return "permission denied"
+    return "FFmpeg found no decodable video data in it"
 
 
 def _decode(container, stream, fps: float):

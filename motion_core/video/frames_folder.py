@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InvalidInputError, VideoReadError
+from .animated_images import image_problem
 from .formats import FRAME_IMAGE_EXTENSIONS, FRAMES_FOLDER
 from .source import FrameSource, SourceFrame
 
@@ -72,7 +73,7 @@ def _header_size(file: Path) -> tuple[int, int]:
         with Image.open(file) as image:
             return image.size
     except Exception as error:  # UnidentifiedImageError, OSError, SyntaxError, DecompressionBombError, ...
-        message = f"Frame {str(file)!r} is not a readable image ({error}); re-export or remove it."
+        message = f"Frame {str(file)!r} is not a readable image ({image_problem(error)}); re-export or remove it."
         raise VideoReadError(message) from None
 
 
@@ -81,7 +82,7 @@ def _read_rgb(file: Path) -> np.ndarray:
         with Image.open(file) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except Exception as error:  # Pillow's plugins raise many types on cut files; all mean "broken frame".
-        message = f"Frame {str(file)!r} is corrupt or truncated ({error}); re-export or remove it."
+        message = f"Frame {str(file)!r} is corrupt or truncated ({image_problem(error)}); re-export or remove it."
         raise VideoReadError(message) from None
 
 

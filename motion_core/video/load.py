@@ -24,6 +24,7 @@ def load_reference_video(
     caption: str = "",
     search_dirs: Sequence = (),
     progress: Callable[[int], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
     **options,
 ) -> Clip:
     """Read a reference video (mp4, webm, mov, gif, animated webp or a numbered frames folder) into a Clip.
@@ -31,7 +32,9 @@ def load_reference_video(
     `options` are the fields of VideoReadOptions (start_frame, frame_cap, every_nth, target_fps, width, height,
     resize_mode, min_frames, max_pixels, folder_fps). Relative paths are looked up in `search_dirs`, then the
     working folder. `progress(frames_read)` is called after every kept frame; it may raise (e.g. CancelledError)
-    to stop reading. Only as many frames as needed are decoded.
+    to stop reading. Only as many frames as needed are decoded. A file that breaks part-way gives the frames
+    read before the break; `on_warning(message)` (and the log) then says how many and why, the same for every
+    container. Frames kept, pixels kept and frames decoded are bounded (InvalidInputError beyond the limits).
     """
     opts = VideoReadOptions(**options)
     file = locate_video(path, search_dirs)
@@ -40,7 +43,7 @@ def load_reference_video(
         width, height = output_size(source.width, source.height, opts.width, opts.height)
         check_pixels(f"output size {width}x{height}", width, height, opts)
         chosen = select_frames(
-            source.frames(),
+            _bounded(source.frames(), opts.max_decoded_frames, file),
             start_frame=opts.start_frame,
             every_nth=opts.every_nth,
             target_fps=opts.target_fps,
@@ -49,6 +52,7 @@ def load_reference_video(
         )
         frames = []
         for frame in chosen:
+            check_totals(file, len(frames) + 1, width * height, opts)
             frames.append(fit_frame(_checked_rgb(frame.to_rgb(), source), width, height, opts.resize_mode))
             if progress is not None:
                 progress(len(frames))
@@ -60,7 +64,11 @@ def load_reference_video(
                 f"{opts.min_frames}. Lower start_frame, every_nth or min_frames, or use a longer video."
             )
         if source.stopped_early:
-            log.warning("%s: %s; using the %d frames read before it.", file, source.stopped_early, len(frames))
+            message = (f"{file.name}: read {len(frames)} frames, then stopped: {source.stopped_early}. Re-export the "
+                       "video for the rest.")
+            log.warning("%s (%s)", message, file)
+            if on_warning is not None:
+                on_warning(message)
     return Clip(frames=torch.stack(frames), fps=float(fps), caption=caption, source=str(file))
 
 
@@ -71,6 +79,30 @@ def check_pixels(what: str, width: int, height: int, opts: VideoReadOptions) -> 
             "(max_pixels). Lower the resolution first (e.g. `ffmpeg -i input -vf scale=1280:-2 output.mp4`), set a "
             "smaller width/height, or raise max_pixels if you have the memory."
         )
+
+
+def check_totals(file, frames: int, pixels_per_frame: int, opts: VideoReadOptions) -> None:
+    """Refuse before decoding the frame that would pass the frame or total-pixel limit."""
+    if frames > opts.max_frames:
+        raise InvalidInputError(
+            f"{str(file)!r} yields more than {opts.max_frames:,} frames (max_frames). Set frame_cap (training uses "
+            "8-24 frames), raise every_nth, or cut the clip."
+        )
+    if frames * pixels_per_frame > opts.max_total_pixels:
+        raise InvalidInputError(
+            f"{str(file)!r}: {frames:,} frames of {pixels_per_frame:,} pixels pass the limit of "
+            f"{opts.max_total_pixels:,} pixels in all (max_total_pixels). Set a smaller frame_cap or width/height."
+        )
+
+
+def _bounded(frames, limit: int, file):
+    for count, frame in enumerate(frames, 1):
+        if count > limit:
+            raise InvalidInputError(
+                f"{str(file)!r}: reached {limit:,} decoded source frames (max_decoded_frames) before the selection "
+                "was complete. Lower start_frame or every_nth, or cut the video to the part you need."
+            )
+        yield frame
 
 
 def _checked_rgb(rgb, source):

@@ -15,8 +15,14 @@ def locate_video(path, search_dirs: Sequence = ()) -> Path:
     given = Path(path).expanduser()
     candidates = [given] if given.is_absolute() else [Path(d) / given for d in search_dirs] + [given.resolve()]
     for candidate in candidates:
-        if candidate.exists():
+        # Only regular files and folders: a FIFO or device named clip.mp4 would block the decoder forever.
+        if candidate.is_file() or candidate.is_dir():
             return candidate
+        if candidate.exists():
+            raise VideoReadError(
+                f"Reference video {str(candidate)!r} is not a regular file or folder (a pipe, socket or device). "
+                "Copy the video into a file and pick that."
+            )
     looked = ", ".join(repr(str(c)) for c in candidates)
     raise VideoReadError(
         f"Reference video {str(path)!r} not found (looked at {looked}). Put the file in one of those folders or "

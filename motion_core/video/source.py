@@ -7,9 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import logging
+
 import numpy as np
 
 from ..errors import VideoReadError
+
+log = logging.getLogger(__name__)
 
 
 class SourceFrame(NamedTuple):
@@ -41,22 +45,31 @@ class FrameSource:
     _frames: Iterator[SourceFrame] = field(repr=False)
     _close: Callable[[], None] = field(default=lambda: None, repr=False)
     stopped_early: str = ""
+    duration: float | None = None
+    """Seconds of video the header states, where it does (webm states no frame count, only this)."""
 
     def frames(self) -> Iterator[SourceFrame]:
-        decoded = 0
+        decoded, last_time = 0, 0.0
         try:
             for frame in self._frames:
                 decoded += 1
+                last_time = frame.time
                 yield frame
         except DecodeStopped as stop:
+            # The decoder's own words go to the log only: users get what it means, not library internals.
+            log.info("%s: decoder stopped after %d frames: %s", self.path, decoded, stop)
             if decoded == 0:
                 raise VideoReadError(
-                    f"{str(self.path)!r} is corrupt or truncated: no frame could be decoded ({stop}). Re-export or "
+                    f"{str(self.path)!r} is corrupt or truncated: no frame could be decoded. Re-export or "
                     "re-download it, or re-encode with `ffmpeg -i input -c:v libx264 -pix_fmt yuv420p output.mp4`."
                 ) from None
-            self.stopped_early = f"decoding stopped after frame {decoded}: the file is truncated or corrupt ({stop})"
+            self.stopped_early = f"frame {decoded + 1} could not be decoded: the file is truncated or corrupt there"
         if 0 < decoded < (self.frame_count or 0) and not self.stopped_early:
             self.stopped_early = f"the file ends after frame {decoded} of the {self.frame_count} its header states"
+        # Cut webm/mkv files decode cleanly up to the cut and state no frame count: only their duration tells.
+        if decoded and not self.stopped_early and self.duration and last_time + 2.0 / self.fps < self.duration:
+            self.stopped_early = (f"the file ends at {last_time + 1.0 / self.fps:.2f} s of the {self.duration:.2f} s "
+                                  "its header states (truncated)")
         if decoded == 0:
             raise VideoReadError(
                 f"{str(self.path)!r} contains no video frames. Check that the export finished, or pick another file."
