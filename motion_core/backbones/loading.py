@@ -16,6 +16,7 @@ import torch
 from ..errors import ModelLoadError
 from .base import Backbone, move
 from .motion_module import CONFIGS_DIR, load_motion_adapter, read_state_dict
+from .wan_loading import is_wan_file, is_wan_folder, load_wan_backbone
 
 __all__ = ["load_backbone", "detect_family", "CONFIGS_DIR"]
 
@@ -27,7 +28,7 @@ _NOT_A_MODEL = ("pick a diffusers folder like zeroscope_v2_576w or text-to-video
 
 
 def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", motion_module=None,
-                  tokenizer_dir=None) -> Backbone:
+                  tokenizer_dir=None, vae=None, text_encoder=None) -> Backbone:
     """Load a model from disk and return its Backbone, on ``device`` in ``dtype``, all weights frozen.
 
     path: a diffusers folder (ModelScope/ZeroScope TextToVideoSDPipeline, AnimateDiffPipeline, or an SD1.5
@@ -35,10 +36,16 @@ def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", mot
     motion_module: an AnimateDiff motion module file (v1/v2/v3 .ckpt/.safetensors) or diffusers MotionAdapter folder;
     required for SD1.5 models, overrides a folder's own motion_adapter. tokenizer_dir: a CLIP tokenizer folder
     (vocab.json + merges.txt, or tokenizer.json; e.g. ComfyUI's comfy/sd1_tokenizer) used when the model has none.
+    Wan 2.1 / 2.2 (a WanPipeline folder, or a models/diffusion_models file with ``vae`` and ``text_encoder`` files
+    from models/vae and models/text_encoders) is handed to wan_loading.
     """
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"{path} does not exist: {_NOT_A_MODEL}.")
+    # ComfyUI's Wan files are all .safetensors, whose header names the tensors without reading them.
+    if path.is_dir() and is_wan_folder(path) or path.suffix.lower() == ".safetensors" and is_wan_file(path):
+        return load_wan_backbone(path, vae_path=vae, text_encoder_path=text_encoder, tokenizer_dir=tokenizer_dir,
+                                 dtype=dtype, device=device)
     if path.is_dir():
         family = detect_family(path)
         if family == "unet3d":
@@ -53,8 +60,11 @@ def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", mot
 
 
 def detect_family(folder) -> str:
-    """The backbone family of a diffusers folder, from its unet's config class name ("unet3d" or "animatediff")."""
+    """The backbone family of a diffusers folder, from its unet's config class name ("unet3d" or "animatediff"),
+    or "wan" for a WanPipeline folder."""
     folder = Path(folder)
+    if is_wan_folder(folder):
+        return "wan"
     if not (folder / "model_index.json").is_file():
         raise ModelLoadError(f"model_index.json not found in {folder}: {_NOT_A_MODEL}.")
     config = _read_json(folder / "unet" / "config.json", "the denoiser's config (unet/config.json)")

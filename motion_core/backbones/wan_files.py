@@ -1,0 +1,154 @@
+"""Reading the Wan files ComfyUI users have (models/diffusion_models, models/vae, models/text_encoders) as they are.
+
+Each file is read tensor by tensor and cast to the requested dtype on the way in, so a 14B fp8 file never sits in
+memory twice at full width. ComfyUI's "scaled" fp8 files store ``weight / scale`` in float8_e4m3fn next to a
+per-tensor ``<module>.scale_weight`` (and a ``scaled_fp8`` marker); the product is restored here, so the model sees
+the same weights ComfyUI computes with. What a file is comes from its keys, never from its name, and a file of the
+wrong kind is refused with the folder it belongs in.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelLoadError
+from .motion_module import read_state_dict
+from .wan_keys import strip_original_prefix
+
+FOLDERS = {
+    "transformer": "models/diffusion_models (e.g. wan2.1_t2v_1.3B_fp16.safetensors)",
+    "vae": "models/vae (wan_2.1_vae.safetensors, or wan2.2_vae.safetensors for the Wan 2.2 TI2V 5B)",
+    "text_encoder": "models/text_encoders (umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled.safetensors)",
+}
+_SCALE_SUFFIXES = ("scale_weight", "weight_scale")
+_SKIPPED = ("scaled_fp8", "scale_input", "input_scale", "comfy_quant")
+
+
+def file_keys(path) -> list[str]:
+    """The tensor names of a weights file without reading the tensors (safetensors: its header only)."""
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        return list(_safetensors_header(path, complete=False))
+    return list(read_state_dict(path))
+
+
+def _safetensors_header(path: Path, complete: bool = True) -> dict:
+    """The header of a .safetensors file and, if ``complete``, a check against the file's size, so that a cut-off
+    download is named as such instead of surfacing as a library error half-way through loading."""
+    damaged = f"{path.name} is not a complete .safetensors file"
+    fix = "re-download it (the download was probably cut off)"
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > size - 8:
+                raise ModelLoadError(f"{damaged} (its header runs past the end of the file): {fix}.")
+            header = json.loads(handle.read(length))
+    except (OSError, struct.error, ValueError, UnicodeDecodeError) as error:
+        raise ModelLoadError(f"{damaged} ({error}): {fix}.") from error
+    header.pop("__metadata__", None)
+    end = max((entry["data_offsets"][1] for entry in header.values()), default=0)
+    if complete and 8 + length + end > size:
+        raise ModelLoadError(f"{damaged}: it holds {size:,} bytes but its tensors need {8 + length + end:,}; {fix}.")
+    return header
+
+
+def read_weights(path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Every tensor of ``path`` with ComfyUI's prefix kept, floats cast to ``dtype`` (fp8 upcast, scaled fp8
+    multiplied back by its scale); integer tensors (the embedded tokenizer) are kept as they are."""
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raw = read_state_dict(path)
+        return _dequantize(list(raw), raw.__getitem__, dtype)
+    from safetensors import SafetensorError, safe_open
+
+    _safetensors_header(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return _dequantize(list(handle.keys()), handle.get_tensor, dtype)
+    except (SafetensorError, OSError, RuntimeError) as error:
+        raise ModelLoadError(f"{path.name} could not be read ({error}); re-download it.") from error
+
+
+def _dequantize(keys: list[str], get, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    names = set(keys)
+    out = {}
+    for key in keys:
+        tail = key.rsplit(".", 1)[-1]
+        if tail in _SKIPPED or tail in _SCALE_SUFFIXES:
+            continue
+        tensor = get(key)
+        if tensor.is_floating_point():
+            scale = next((key[: -len("weight")] + s for s in _SCALE_SUFFIXES
+                          if key.endswith("weight") and key[: -len("weight")] + s in names), None)
+            if scale is not None:
+                tensor = tensor.to(torch.float32) * get(scale).to(torch.float32)
+            tensor = tensor.to(dtype)
+        out[key] = tensor
+    return out
+
+
+def classify(keys) -> str:
+    """What a Wan-ecosystem file holds, from its key names: "transformer", "transformer_i2v" (image-conditioned:
+    I2V, FLF2V, VACE, Animate), "vae", "vae_diffusers", "text_encoder", "clip_vision" or "unknown"."""
+    bare = {strip_original_prefix(k) for k in keys}
+    if "patch_embedding.weight" in bare and any(k.startswith("blocks.0.self_attn.") for k in bare):
+        image_keys = ("img_emb.", "vace_", "motion_encoder.", "face_adapter.", "pose_patch_embedding")
+        if any(k.startswith(image_keys) or ".k_img." in k for k in bare):
+            return "transformer_i2v"
+        return "transformer"
+    if "decoder.middle.0.residual.0.gamma" in bare or "encoder.conv1.weight" in bare and "conv2.weight" in bare:
+        return "vae"
+    if "decoder.mid_block.resnets.0.norm1.gamma" in bare:
+        return "vae_diffusers"
+    if any(k.startswith(("encoder.block.0.layer.0.SelfAttention", "block.0.layer.0.SelfAttention")) for k in bare):
+        return "text_encoder"
+    if any(k.startswith(("visual.", "vision_model.", "log_scale")) for k in bare):
+        return "clip_vision"
+    return "unknown"
+
+
+_WHAT = {"vae": "a Wan VAE", "vae_diffusers": "a VAE in diffusers layout", "text_encoder": "a UMT5 text encoder",
+         "clip_vision": "a CLIP vision encoder (for image-to-video models)", "transformer": "a Wan diffusion model",
+         "transformer_i2v": "a Wan image-to-video diffusion model", "unknown": "not a Wan model file"}
+
+
+def expect_kind(path, keys, wanted: str) -> None:
+    """Refuse a file whose keys say it is not ``wanted``, naming what it is and where the right file lives."""
+    kind = classify(keys)
+    if kind == wanted:
+        return
+    name = Path(path).name
+    if kind == "transformer_i2v" and wanted == "transformer":
+        raise ModelLoadError(
+            f"{name} is an image-to-video (or VACE/Animate) Wan model; motion LoRAs here train text-to-video models. "
+            f"Pick a text-to-video file from {FOLDERS['transformer']}, e.g. wan2.1_t2v_1.3B_fp16.safetensors, "
+            "wan2.2_ti2v_5B_fp16.safetensors or wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors.")
+    where = FOLDERS.get(kind.removesuffix("_i2v"), "")
+    hint = f" (it belongs in {where})" if where and kind != wanted else ""
+    raise ModelLoadError(f"{name} is {_WHAT[kind]}{hint}, but {_WHAT.get(wanted, wanted)} was expected here: "
+                         f"choose one from {FOLDERS[wanted]}.")
+
+
+def load_weights_into(model: torch.nn.Module, weights: dict, name: str, what: str) -> torch.nn.Module:
+    """Assign ``weights`` to a model built on the meta device (no random init of billions of parameters): a
+    missing or unexpected key, or a shape that differs, is a ModelLoadError naming the file."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    if missing or unexpected:
+        detail = (f"missing {missing[:5]}" if missing else "") + ("; " if missing and unexpected else "") + \
+                 (f"unexpected {unexpected[:5]}" if unexpected else "")
+        cut = " (a truncated or partly converted file?)" if missing else ""
+        raise ModelLoadError(f"{name} does not match the {what} it was detected as{cut}: {detail}. Re-download the "
+                             "file, or pick the one that matches this model.")
+    wrong = [f"{k}: file {tuple(weights[k].shape)}, model {tuple(v.shape)}" for k, v in expected.items()
+             if tuple(weights[k].shape) != tuple(v.shape)]
+    if wrong:
+        raise ModelLoadError(f"{name} does not fit the {what} it was detected as; shapes differ: {wrong[:3]}.")
+    model.load_state_dict(weights, strict=True, assign=True)
+    return model

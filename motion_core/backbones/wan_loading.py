@@ -1,0 +1,168 @@
+"""Wan 2.1 / 2.2 from disk: a diffusers WanPipeline folder, or ComfyUI's three single files (diffusion model, VAE,
+UMT5 text encoder), local only.
+
+Wan 2.2 A14B is two experts of one architecture: the high-noise one denoises t >= boundary_ratio * 1000, the low-noise
+one the rest. A motion LoRA is trained per expert, so one expert is loaded at a time (``expert``), and the boundary
+travels on ``backbone.model_info`` for the sampler and the LoRA export (one file per expert).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelLoadError
+from .motion_module import CONFIGS_DIR
+
+EXPERTS = ("high_noise", "low_noise")
+A14B_BOUNDARY_RATIO = 0.875  # Wan 2.2 T2V A14B's switch point (Wan-AI's t2v_A14B config)
+SCHEDULERS = {"wan2.2_ti2v_5b": "wan2.2_ti2v_5b", "wan2.2_t2v_a14b_expert": "wan2.2_t2v_a14b"}
+
+
+def is_wan_folder(folder) -> bool:
+    """A diffusers folder whose pipeline or transformer class is a Wan one."""
+    folder = Path(folder)
+    for file in (folder / "model_index.json", folder / "transformer" / "config.json"):
+        try:
+            if json.loads(file.read_text()).get("_class_name", "").startswith("Wan"):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def is_wan_file(path) -> bool:
+    """Whether a single weights file belongs to the Wan ecosystem (a diffusion model, its VAE or UMT5). An unreadable
+    file is not, here: the caller's own reader says what is wrong with it."""
+    from .wan_files import classify, file_keys
+
+    try:
+        return classify(file_keys(path)) in ("transformer", "transformer_i2v", "vae", "text_encoder")
+    except ModelLoadError:
+        return False
+
+
+def load_wan_components(model_path, *, vae_path=None, text_encoder_path=None, tokenizer_dir=None,
+                        expert: str = "high_noise", dtype: torch.dtype = torch.float32) -> dict:
+    """denoiser, vae, text_encoder, tokenizer, scheduler (on the CPU, in ``dtype``) and ``model_info`` (arch, expert,
+    boundary_ratio, files) from a Wan folder or single file; ``vae_path`` / ``text_encoder_path`` / ``tokenizer_dir``
+    are needed for a single file and override a folder's own parts."""
+    if expert not in EXPERTS:
+        raise ModelLoadError(f"expert must be one of {EXPERTS}, got {expert!r}.")
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise ModelLoadError(f"{model_path} does not exist: pick a Wan diffusion model from models/diffusion_models "
+                             "or a Wan diffusers folder.")
+    if model_path.is_dir():
+        parts = _folder_parts(model_path, expert, dtype)
+    else:
+        parts = _single_file_parts(model_path, vae_path, text_encoder_path, expert, dtype)
+    if vae_path is not None and model_path.is_dir():
+        from .wan_single_file import load_vae_file
+
+        parts["vae"] = load_vae_file(vae_path, dtype)
+    if text_encoder_path is not None and model_path.is_dir():
+        from .wan_text_encoder import load_text_encoder_file
+
+        parts["text_encoder"], parts["spiece"] = load_text_encoder_file(text_encoder_path, dtype)
+    if parts.get("tokenizer") is None or tokenizer_dir is not None:
+        from .wan_text_encoder import load_umt5_tokenizer
+
+        parts["tokenizer"] = load_umt5_tokenizer(parts.get("spiece"), tokenizer_dir,
+                                                 Path(text_encoder_path or model_path).name)
+    parts.pop("spiece", None)
+    _check_fit(parts, model_path)
+    parts["model_info"]["files"] = [str(p) for p in (model_path, vae_path, text_encoder_path) if p is not None]
+    return parts
+
+
+def load_wan_backbone(model_path, *, vae_path=None, text_encoder_path=None, tokenizer_dir=None,
+                      expert: str = "high_noise", dtype: torch.dtype = torch.float32, device="cpu"):
+    """A WanBackbone, frozen, on ``device`` in ``dtype``; ``backbone.model_info`` says which model and expert."""
+    from .loading import ready
+    from .wan import WanBackbone
+
+    parts = load_wan_components(model_path, vae_path=vae_path, text_encoder_path=text_encoder_path,
+                                tokenizer_dir=tokenizer_dir, expert=expert, dtype=dtype)
+    info = parts.pop("model_info")
+    backbone = ready(WanBackbone, parts["denoiser"], parts["vae"], parts["text_encoder"], parts["tokenizer"],
+                     parts["scheduler"], dtype, device, str(model_path))
+    backbone.model_info = info
+    return backbone
+
+
+def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype) -> dict:
+    from .loading import _load_scheduler
+    from .wan_files import FOLDERS, expect_kind, file_keys
+    from .wan_single_file import load_transformer_file, load_vae_file
+    from .wan_text_encoder import load_text_encoder_file
+
+    # The cheap checks first: nothing of a 14B file is read before every needed file is known to exist.
+    expect_kind(path, file_keys(path), "transformer")
+    for given, part in ((vae_path, "vae"), (text_encoder_path, "text_encoder")):
+        if given is None:
+            what = {"vae": "VAE", "text_encoder": "text encoder"}[part]
+            raise ModelLoadError(f"{path.name} is a Wan diffusion model only; it also needs its {what}: choose one "
+                                 f"from {FOLDERS[part]}.")
+        if not Path(given).is_file():
+            raise ModelLoadError(f"{given} not found: choose the {part.replace('_', ' ')} from {FOLDERS[part]}.")
+    denoiser, arch = load_transformer_file(path, dtype)
+    vae = load_vae_file(vae_path, dtype)
+    text_encoder, spiece = load_text_encoder_file(text_encoder_path, dtype)
+    a14b = arch == "wan2.2_t2v_a14b_expert"
+    named = next((e for e in EXPERTS if e in path.name.lower()), None)
+    scheduler = _load_scheduler(CONFIGS_DIR / "wan_scheduler" / SCHEDULERS.get(str(arch), "wan2.1_t2v"))
+    info = {"arch": arch or "derived", "expert": (named or expert) if a14b else None,
+            "boundary_ratio": A14B_BOUNDARY_RATIO if a14b else None}
+    return dict(denoiser=denoiser, vae=vae, text_encoder=text_encoder, spiece=spiece, tokenizer=None,
+                scheduler=scheduler, model_info=info)
+
+
+def _folder_parts(folder: Path, expert, dtype) -> dict:
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    from .loading import _from_pretrained, _load_scheduler, _read_json
+
+    index = _read_json(folder / "model_index.json", "model_index.json of a WanPipeline folder")
+    if index.get("_class_name", "WanPipeline") != "WanPipeline":
+        raise ModelLoadError(f"{folder} is a {index.get('_class_name')} model (image-to-video, VACE or Animate); "
+                             "motion LoRAs here train text-to-video Wan models (WanPipeline folders).")
+    two_experts = (folder / "transformer_2" / "config.json").is_file()
+    subfolder = "transformer_2" if two_experts and expert == "low_noise" else "transformer"
+    config = _read_json(folder / subfolder / "config.json", f"the Wan transformer config ({subfolder}/config.json)")
+    if config.get("image_dim") or config.get("in_channels") != config.get("out_channels", config.get("in_channels")):
+        raise ModelLoadError(f"{folder} holds an image-to-video Wan transformer; pick a text-to-video Wan model.")
+    denoiser = _from_pretrained(WanTransformer3DModel, folder, subfolder, dtype)
+    vae = _from_pretrained(AutoencoderKLWan, folder, "vae", dtype)
+    text_encoder = _pretrained(UMT5EncoderModel, folder / "text_encoder", "UMT5 text encoder", dtype=dtype)
+    tokenizer = None
+    if (folder / "tokenizer").is_dir():
+        tokenizer = _pretrained(AutoTokenizer, folder / "tokenizer", "tokenizer")
+    boundary = index.get("boundary_ratio") or (A14B_BOUNDARY_RATIO if two_experts else None)
+    info = {"arch": "folder", "expert": expert if two_experts else None, "boundary_ratio": boundary}
+    return dict(denoiser=denoiser, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                scheduler=_load_scheduler(folder / "scheduler"), model_info=info)
+
+
+def _pretrained(cls, directory: Path, what: str, **kwargs):
+    try:
+        return cls.from_pretrained(directory, local_files_only=True, **kwargs)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ModelLoadError(f"Could not load the {what} in {directory}: {error}") from error
+
+
+def _check_fit(parts: dict, source: Path) -> None:
+    """The three files must belong together: latent channels and text width are fixed per Wan generation."""
+    config = parts["denoiser"].config
+    z_dim = int(parts["vae"].config.z_dim)
+    if z_dim != int(config.in_channels):
+        right = "wan2.2_vae.safetensors" if int(config.in_channels) == 48 else "wan_2.1_vae.safetensors"
+        raise ModelLoadError(f"The VAE makes {z_dim}-channel latents but {source.name} expects {config.in_channels}: "
+                             f"use {right} from models/vae with this model.")
+    width = int(parts["text_encoder"].config.d_model)
+    if width != int(config.text_dim):
+        raise ModelLoadError(f"The text encoder is {width} wide but {source.name} expects {config.text_dim}-wide text "
+                             "states: use umt5_xxl_fp16.safetensors (or its fp8 version) from models/text_encoders.")

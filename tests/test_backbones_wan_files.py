@@ -1,0 +1,378 @@
+"""Wan from the files ComfyUI users have: models/diffusion_models (fp16, bf16, fp8, scaled fp8), models/vae (Wan 2.1
+and 2.2 layouts), models/text_encoders (UMT5 with its embedded SentencePiece model), and WanPipeline folders.
+
+Tiny models of the real classes are written in the ORIGINAL layouts (the transformer through wan_keys, the VAE through
+the inverse of the loader's rule, below) and must load back into the same function. Nothing may touch the network.
+"""
+
+import json
+import os
+import socket
+import struct
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from motion_core.backbones import load_backbone
+from motion_core.backbones.loading import detect_family
+from motion_core.backbones.motion_module import CONFIGS_DIR
+from motion_core.backbones.tiny_wan import save_tiny_wan_diffusers_folder, tiny_wan_parts, tiny_wan_tokenizer
+from motion_core.backbones.wan_keys import diffusers_module_to_original, diffusers_to_original, original_to_diffusers
+from motion_core.backbones.wan_loading import load_wan_components
+from motion_core.backbones.wan_single_file import load_transformer_file, load_vae_file, transformer_arch, \
+    transformer_config_from_weights, vae_layout, vae_to_diffusers
+from motion_core.backbones.wan_text_encoder import load_text_encoder_file
+from motion_core.errors import LoraMismatchError, ModelLoadError
+
+PREFIX = "model.diffusion_model."
+FP8 = torch.float8_e4m3fn
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a Wan loader tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+# ---- writing tiny files in the original layouts -----------------------------------------------------------------
+def _vae_to_original(state, residual, blocks):
+    """The inverse of the loader's VAE rule (diffusers -> Wan-AI names), written independently for the test."""
+    resnet = {"norm1": "residual.0", "conv1": "residual.2", "norm2": "residual.3", "conv2": "residual.6",
+              "conv_shortcut": "shortcut"}
+    fixed = {"encoder.conv_in": "encoder.conv1", "decoder.conv_in": "decoder.conv1", "quant_conv": "conv1",
+             "post_quant_conv": "conv2", "encoder.norm_out": "encoder.head.0", "encoder.conv_out": "encoder.head.2",
+             "decoder.norm_out": "decoder.head.0", "decoder.conv_out": "decoder.head.2"}
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        module, parameter = ".".join(parts[:-1]), parts[-1]
+        if module in fixed:
+            out[f"{fixed[module]}.{parameter}"] = value
+            continue
+
+        def tail(rest):
+            return ".".join([resnet.get(rest[0], rest[0]), *rest[1:]])
+        if parts[1] == "mid_block":
+            slot = 1 if parts[2] == "attentions" else 2 * int(parts[3])
+            rest = parts[4:] if parts[2] == "attentions" else [resnet[parts[4]], *parts[5:]]
+            out[f"{parts[0]}.middle.{slot}." + ".".join(rest)] = value
+        elif parts[1] == "down_blocks" and residual:
+            level = parts[2]
+            if parts[3] == "resnets":
+                out[f"encoder.downsamples.{level}.downsamples.{parts[4]}." + tail(parts[5:])] = value
+            else:
+                out[f"encoder.downsamples.{level}.downsamples.{blocks}." + ".".join(parts[4:])] = value
+        elif parts[1] == "down_blocks":
+            out[f"encoder.downsamples.{parts[2]}." + tail(parts[3:])] = value
+        elif parts[1] == "up_blocks" and residual:
+            if parts[3] == "resnets":
+                out[f"decoder.upsamples.{parts[2]}.upsamples.{parts[4]}." + tail(parts[5:])] = value
+            else:
+                out[f"decoder.upsamples.{parts[2]}.upsamples.{blocks + 1}." + ".".join(parts[4:])] = value
+        elif parts[1] == "up_blocks":
+            base = int(parts[2]) * (blocks + 2)
+            if parts[3] == "resnets":
+                out[f"decoder.upsamples.{base + int(parts[4])}." + tail(parts[5:])] = value
+            else:
+                out[f"decoder.upsamples.{base + blocks + 1}." + ".".join(parts[5:])] = value
+        else:
+            raise AssertionError(f"unmapped VAE key {key}")
+    return out
+
+
+def _proto_varint(n):
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _proto_bytes(field, payload):
+    return _proto_varint(field << 3 | 2) + _proto_varint(len(payload)) + payload
+
+
+def _sentencepiece_model(pieces):
+    """A SentencePiece ModelProto with these (piece, score) pairs, unk_id 2, an empty normaliser."""
+    body = b"".join(_proto_bytes(1, _proto_bytes(1, p.encode()) + _proto_varint(2 << 3 | 5) + struct.pack("<f", s))
+                    for p, s in pieces)
+    return body + _proto_bytes(2, _proto_varint(40 << 3) + _proto_varint(2))
+
+
+def _scaled_fp8(state):
+    """ComfyUI's scaled fp8: 2-D weights stored as (w / s) in float8 with a float32 scale_weight, plus a marker."""
+    out = {PREFIX + "scaled_fp8": torch.empty(0, dtype=FP8)}
+    for key, value in state.items():
+        if key.endswith(".weight") and value.dim() == 2:
+            scale = value.abs().max().float() / 448.0
+            out[key] = (value / scale).to(FP8)
+            out[key[: -len("weight")] + "scale_weight"] = scale.reshape(1)
+        else:
+            out[key] = value.half()
+    return out
+
+
+def _rounded_like_file(state, kind):
+    """What the file's tensors are worth once read back (the reference the loaded model must equal)."""
+    if kind == "fp16":
+        return {k: v.half().float() for k, v in state.items()}
+    if kind == "fp8":
+        return {k: v.to(FP8).float() for k, v in state.items()}
+    out = {}
+    for key, value in state.items():
+        if key.endswith(".weight") and value.dim() == 2:
+            scale = value.abs().max().float() / 448.0
+            out[key] = (value / scale).to(FP8).float() * scale.reshape(1)
+        else:
+            out[key] = value.half().float()
+    return out
+
+
+@pytest.fixture(scope="module")
+def wan(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wan_files")
+    parts = tiny_wan_parts(0)
+    original = diffusers_to_original(parts["denoiser"].state_dict(), PREFIX)
+    save_file({k: v.half().contiguous() for k, v in original.items()}, str(root / "wan_tiny_fp16.safetensors"))
+    save_file({k: v.to(FP8).contiguous() for k, v in original.items()}, str(root / "wan_tiny_fp8_e4m3fn.safetensors"))
+    save_file({k: v.contiguous() for k, v in _scaled_fp8(original).items()},
+              str(root / "wan_tiny_fp8_scaled.safetensors"))
+    residual, blocks = False, parts["vae"].config.num_res_blocks
+    save_file({k: v.contiguous() for k, v in _vae_to_original(parts["vae"].state_dict(), residual, blocks).items()},
+              str(root / "wan_tiny_vae.safetensors"))
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    # The derived UMT5 config keeps UMT5's bucket distance (128; no shape records it): the reference uses the same.
+    config = UMT5Config(**{**parts["text_encoder"].config.to_dict(), "relative_attention_max_distance": 128})
+    text_encoder = UMT5EncoderModel(config).eval()
+    text_encoder.load_state_dict(parts["text_encoder"].state_dict())
+    vocab = tiny_wan_tokenizer().backend_tokenizer.model
+    pieces = [(vocab.id_to_token(i), -3.0) for i in range(len(tiny_wan_tokenizer()))]
+    text_state = {k: v.half() for k, v in text_encoder.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    text_state["spiece_model"] = torch.frombuffer(bytearray(_sentencepiece_model(pieces)), dtype=torch.uint8)
+    save_file(text_state, str(root / "umt5_tiny_fp16.safetensors"))
+    return {"root": root, "parts": parts, "original": original, "text_encoder": text_encoder}
+
+
+def _denoiser_output(model):
+    generator = torch.Generator().manual_seed(1)
+    latents = torch.randn(1, 16, 2, 4, 4, generator=generator)
+    text = torch.randn(1, 6, 4096, generator=generator)
+    with torch.no_grad():
+        return model(latents, torch.tensor([500]), text, return_dict=False)[0]
+
+
+# ---- key mapping ----------------------------------------------------------------------------------------------
+def test_key_mapping_round_trips_a_tiny_transformer_and_agrees_with_diffusers(wan):
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    state = wan["parts"]["denoiser"].state_dict()
+    original = wan["original"]
+    assert {PREFIX + k for k in ("blocks.0.self_attn.q.weight", "blocks.1.cross_attn.norm_k.weight",
+                                 "blocks.0.norm3.bias", "blocks.0.ffn.2.weight", "blocks.0.modulation",
+                                 "head.modulation", "head.head.weight", "time_projection.1.weight",
+                                 "text_embedding.0.weight", "time_embedding.2.bias")} <= set(original)
+    back = original_to_diffusers(original)
+    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+    assert set(convert_wan_transformer_to_diffusers(dict(original))) == set(state)
+
+
+def test_module_names_map_to_comfyui_native_lora_names():
+    assert diffusers_module_to_original("blocks.3.attn1.to_out.0") == "blocks.3.self_attn.o"
+    assert diffusers_module_to_original("transformer.blocks.0.attn2.to_k") == "blocks.0.cross_attn.k"
+    assert diffusers_module_to_original("blocks.0.ffn.net.0.proj") == "blocks.0.ffn.0"
+    assert diffusers_module_to_original("blocks.2.ffn.net.2") == "blocks.2.ffn.2"
+    assert diffusers_module_to_original("condition_embedder.time_proj") == "time_projection.1"
+    with pytest.raises(LoraMismatchError, match="no counterpart"):
+        diffusers_module_to_original("blocks.0.attn1.rotary")
+
+
+def test_released_sizes_are_recognised_from_shapes_on_the_meta_device():
+    from diffusers import WanTransformer3DModel
+
+    for arch in ("wan2.1_t2v_1.3b", "wan2.1_t2v_14b", "wan2.2_ti2v_5b"):
+        shipped = json.loads((CONFIGS_DIR / "wan_transformer" / arch / "config.json").read_text())
+        with torch.device("meta"):
+            state = WanTransformer3DModel.from_config(shipped).state_dict()
+        derived = transformer_config_from_weights(state)
+        assert transformer_arch(derived, "some.safetensors") == arch
+        assert all(derived[k] == shipped[k] for k in derived if k in shipped and k != "patch_size")
+    assert transformer_arch(derived | {"num_attention_heads": 40, "ffn_dim": 13824, "num_layers": 40,
+                                       "in_channels": 16}, "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors") \
+        == "wan2.2_t2v_a14b_expert"
+
+
+# ---- transformer files ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind, file", [("fp16", "wan_tiny_fp16.safetensors"),
+                                        ("fp8", "wan_tiny_fp8_e4m3fn.safetensors"),
+                                        ("scaled", "wan_tiny_fp8_scaled.safetensors")])
+def test_diffusion_model_file_loads_into_the_same_transformer(wan, kind, file):
+    from diffusers import WanTransformer3DModel
+
+    loaded, arch = load_transformer_file(wan["root"] / file, torch.float32)
+    assert arch is None and not any(p.is_meta for p in loaded.parameters())
+    reference = WanTransformer3DModel.from_config(wan["parts"]["denoiser"].config)
+    reference.load_state_dict(_rounded_like_file(wan["parts"]["denoiser"].state_dict(), kind))
+    torch.testing.assert_close(_denoiser_output(loaded), _denoiser_output(reference))
+    if kind == "fp16":  # and fp16 storage is close to the float32 original
+        torch.testing.assert_close(_denoiser_output(loaded), _denoiser_output(wan["parts"]["denoiser"]),
+                                   atol=2e-2, rtol=2e-2)
+
+
+def test_bf16_requested_from_an_fp8_file_gives_bf16_weights(wan):
+    loaded, _ = load_transformer_file(wan["root"] / "wan_tiny_fp8_scaled.safetensors", torch.bfloat16)
+    assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
+
+
+# ---- VAE and text encoder -------------------------------------------------------------------------------------
+def test_vae_file_in_the_wan21_layout_loads_into_the_same_vae(wan):
+    vae = load_vae_file(wan["root"] / "wan_tiny_vae.safetensors")
+    frames = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    reference = wan["parts"]["vae"]
+    with torch.no_grad():
+        torch.testing.assert_close(vae.encode(frames).latent_dist.mean, reference.encode(frames).latent_dist.mean)
+    assert vae.config.dim_mult == reference.config.dim_mult and vae.config.z_dim == 16
+
+
+def test_vae_rule_matches_diffusers_converter_on_the_real_wan21_vae_and_reads_the_wan22_layout():
+    from diffusers import AutoencoderKLWan
+    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+
+    config21 = json.loads((CONFIGS_DIR / "wan_vae" / "wan2.1" / "config.json").read_text())
+    with torch.device("meta"):
+        state = AutoencoderKLWan.from_config(config21).state_dict()
+    original = _vae_to_original(state, False, 2)
+    assert "decoder.upsamples.4.shortcut.weight" in original and vae_layout(original) == (False, 2)
+    assert set(convert_wan_vae_to_diffusers(original)) == set(vae_to_diffusers(original)) == set(state)
+    torch.manual_seed(0)
+    tiny22 = AutoencoderKLWan(base_dim=8, decoder_base_dim=12, z_dim=8, dim_mult=[1, 2, 2], num_res_blocks=1,
+                              temperal_downsample=[True, True], is_residual=True, in_channels=12, out_channels=12,
+                              patch_size=2, scale_factor_spatial=8, latents_mean=[0.0] * 8, latents_std=[1.0] * 8)
+    original22 = _vae_to_original(tiny22.state_dict(), True, 1)
+    assert any(".downsamples.0.downsamples.0.residual." in k for k in original22)
+    assert vae_to_diffusers(original22).keys() == tiny22.state_dict().keys()
+
+
+def test_wan22_vae_file_loads_with_its_derived_config(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    tiny22 = AutoencoderKLWan(base_dim=8, decoder_base_dim=12, z_dim=8, dim_mult=[1, 2, 2], num_res_blocks=1,
+                              temperal_downsample=[True, True], is_residual=True, in_channels=12, out_channels=12,
+                              patch_size=2, scale_factor_spatial=8, latents_mean=[0.0] * 8, latents_std=[1.0] * 8)
+    save_file({k: v.contiguous() for k, v in _vae_to_original(tiny22.state_dict(), True, 1).items()},
+              str(tmp_path / "wan2.2_tiny_vae.safetensors"))
+    vae = load_vae_file(tmp_path / "wan2.2_tiny_vae.safetensors")
+    assert vae.config.is_residual and vae.config.patch_size == 2 and vae.config.decoder_base_dim == 12
+    frames = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(vae.encode(frames).latent_dist.mean, tiny22.encode(frames).latent_dist.mean)
+
+
+def test_text_encoder_file_loads_umt5_and_its_embedded_tokenizer(wan):
+    from motion_core.backbones.wan_text_encoder import load_umt5_tokenizer
+
+    model, spiece = load_text_encoder_file(wan["root"] / "umt5_tiny_fp16.safetensors")
+    tokenizer = load_umt5_tokenizer(spiece)
+    expected = tiny_wan_tokenizer()
+    for prompt in ("a dog dancing", "A red ball rolls left, fast!"):
+        assert tokenizer(prompt).input_ids == expected(prompt).input_ids
+    ids = torch.tensor([expected("a dog dancing").input_ids])
+    reference = wan["text_encoder"].half().float()
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).last_hidden_state, reference(ids).last_hidden_state)
+    assert model.encoder.embed_tokens.weight is model.shared.weight
+
+
+# ---- whole backbones ------------------------------------------------------------------------------------------
+def test_load_backbone_takes_comfyui_files(wan):
+    root = wan["root"]
+    backbone = load_backbone(root / "wan_tiny_fp8_scaled.safetensors", vae=root / "wan_tiny_vae.safetensors",
+                             text_encoder=root / "umt5_tiny_fp16.safetensors")
+    assert backbone.family == "wan" and backbone.model_info["boundary_ratio"] is None
+    assert backbone.scheduler.config.shift == 3.0
+    states = backbone.encode_prompt(["a dog dancing"])
+    latents = torch.randn(1, 16, 2, 4, 4)
+    with torch.no_grad():
+        assert torch.isfinite(backbone.denoise(latents, torch.tensor([500]), states)).all()
+
+
+def test_wan_folders_are_detected_and_a14b_experts_chosen(tmp_path):
+    folder = save_tiny_wan_diffusers_folder(tmp_path / "wan", seed=0)
+    assert detect_family(folder) == "wan"
+    assert load_backbone(folder).family == "wan"
+    second = tiny_wan_parts(1)["denoiser"]
+    second.save_pretrained(folder / "transformer_2")
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "boundary_ratio": 0.875}))
+    parts = load_wan_components(folder, expert="low_noise")
+    assert parts["model_info"] == {**parts["model_info"], "expert": "low_noise", "boundary_ratio": 0.875}
+    torch.testing.assert_close(parts["denoiser"].state_dict(), second.state_dict())
+
+
+# ---- refusals that say what to do -----------------------------------------------------------------------------
+def test_truncated_file_is_named_with_the_fix(wan, tmp_path):
+    data = (wan["root"] / "wan_tiny_fp16.safetensors").read_bytes()
+    (tmp_path / "wan_cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError, match=r"wan_cut\.safetensors is not a complete .*re-download"):
+        load_transformer_file(tmp_path / "wan_cut.safetensors")
+
+
+def test_wrong_files_are_refused_with_the_right_folder(wan, tmp_path):
+    root = wan["root"]
+    with pytest.raises(ModelLoadError, match=r"wan_tiny_vae\.safetensors is a Wan VAE .*models/vae.*models/diffusion"):
+        load_transformer_file(root / "wan_tiny_vae.safetensors")
+    with pytest.raises(ModelLoadError, match=r"umt5_tiny_fp16\.safetensors is a UMT5 text encoder"):
+        load_vae_file(root / "umt5_tiny_fp16.safetensors")
+    i2v = {**wan["original"], PREFIX + "img_emb.proj.1.weight": torch.zeros(4, 4),
+           PREFIX + "blocks.0.cross_attn.k_img.weight": torch.zeros(128, 128)}
+    save_file({k: v.contiguous() for k, v in i2v.items()}, str(tmp_path / "wan2.1_i2v_tiny.safetensors"))
+    with pytest.raises(ModelLoadError, match=r"wan2.1_i2v_tiny\.safetensors is an image-to-video"):
+        load_backbone(tmp_path / "wan2.1_i2v_tiny.safetensors")
+    partial = {k: v for k, v in wan["original"].items() if "blocks.1.ffn.2" not in k}
+    save_file({k: v.contiguous() for k, v in partial.items()}, str(tmp_path / "wan_partial.safetensors"))
+    with pytest.raises(ModelLoadError, match=r"wan_partial\.safetensors does not match .*missing.*blocks\.1\.ffn"):
+        load_transformer_file(tmp_path / "wan_partial.safetensors")
+
+
+def test_single_file_without_vae_or_text_encoder_says_which_file_to_choose(wan):
+    root = wan["root"]
+    with pytest.raises(ModelLoadError, match=r"needs its text encoder: .*models/text_encoders.*umt5_xxl"):
+        load_backbone(root / "wan_tiny_fp16.safetensors", vae=root / "wan_tiny_vae.safetensors")
+    with pytest.raises(ModelLoadError, match=r"needs its VAE: .*models/vae.*wan_2.1_vae"):
+        load_backbone(root / "wan_tiny_fp16.safetensors", text_encoder=root / "umt5_tiny_fp16.safetensors")
+
+
+def test_truncated_wan_file_given_to_load_backbone_is_named(wan, tmp_path):
+    data = (wan["root"] / "wan_tiny_fp16.safetensors").read_bytes()
+    (tmp_path / "wan2.1_t2v_cut.safetensors").write_bytes(data[: len(data) - 1000])
+    with pytest.raises(ModelLoadError, match=r"wan2.1_t2v_cut\.safetensors is not a complete .*re-download"):
+        load_backbone(tmp_path / "wan2.1_t2v_cut.safetensors", vae=wan["root"] / "wan_tiny_vae.safetensors",
+                      text_encoder=wan["root"] / "umt5_tiny_fp16.safetensors")
+
+
+def test_real_vae_and_umt5_sizes_pick_the_shipped_configs_on_the_meta_device():
+    from diffusers import AutoencoderKLWan
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from motion_core.backbones.wan_single_file import vae_config_from_weights
+    from motion_core.backbones.wan_text_encoder import umt5_config_from_weights
+
+    for name, residual in (("wan2.1", False), ("wan2.2", True)):
+        shipped = json.loads((CONFIGS_DIR / "wan_vae" / name / "config.json").read_text())
+        with torch.device("meta"):
+            state = AutoencoderKLWan.from_config(shipped).state_dict()
+        original = _vae_to_original(state, residual, 2)
+        assert vae_config_from_weights(original) == shipped
+        assert vae_to_diffusers(original).keys() == state.keys()
+    shipped = json.loads((CONFIGS_DIR / "umt5_xxl" / "config.json").read_text())
+    with torch.device("meta"):
+        state = UMT5EncoderModel(UMT5Config(**shipped)).state_dict()
+    assert umt5_config_from_weights(state) == shipped
+    assert sum(v.numel() for k, v in state.items() if k != "encoder.embed_tokens.weight") > 5.5e9  # UMT5-XXL encoder
