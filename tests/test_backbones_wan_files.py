@@ -376,3 +376,15 @@ def test_real_vae_and_umt5_sizes_pick_the_shipped_configs_on_the_meta_device():
         state = UMT5EncoderModel(UMT5Config(**shipped)).state_dict()
     assert umt5_config_from_weights(state) == shipped
     assert sum(v.numel() for k, v in state.items() if k != "encoder.embed_tokens.weight") > 5.5e9  # UMT5-XXL encoder
+
+
+def test_each_a14b_expert_trains_on_its_own_side_of_the_boundary(tmp_path):
+    folder = save_tiny_wan_diffusers_folder(tmp_path / "wan", seed=0)
+    tiny_wan_parts(1)["denoiser"].save_pretrained(folder / "transformer_2")
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "boundary_ratio": 0.875}))
+    every = torch.arange(1000)
+    high = load_backbone(folder).objective.sigma(every)
+    low = load_backbone(folder, expert="low_noise").objective.sigma(every)
+    assert float(high.min()) >= 0.875 and float(low.max()) <= 0.875 + 1e-6
+    assert load_backbone(save_tiny_wan_diffusers_folder(tmp_path / "one", seed=0)).objective.sigma_range == (0.0, 1.0)

@@ -28,7 +28,7 @@ _NOT_A_MODEL = ("pick a diffusers folder like zeroscope_v2_576w or text-to-video
 
 
 def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", motion_module=None,
-                  tokenizer_dir=None, vae=None, text_encoder=None) -> Backbone:
+                  tokenizer_dir=None, vae=None, text_encoder=None, expert: str = "high_noise") -> Backbone:
     """Load a model from disk and return its Backbone, on ``device`` in ``dtype``, all weights frozen.
 
     path: a diffusers folder (ModelScope/ZeroScope TextToVideoSDPipeline, AnimateDiffPipeline, or an SD1.5
@@ -37,7 +37,8 @@ def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", mot
     required for SD1.5 models, overrides a folder's own motion_adapter. tokenizer_dir: a CLIP tokenizer folder
     (vocab.json + merges.txt, or tokenizer.json; e.g. ComfyUI's comfy/sd1_tokenizer) used when the model has none.
     Wan 2.1 / 2.2 (a WanPipeline folder, or a models/diffusion_models file with ``vae`` and ``text_encoder`` files
-    from models/vae and models/text_encoders) is handed to wan_loading.
+    from models/vae and models/text_encoders) is handed to wan_loading; ``expert`` picks a Wan 2.2 A14B expert
+    ("high_noise", where motion forms, or "low_noise"), each trained only on its own side of the boundary.
     """
     path = Path(path)
     if not path.exists():
@@ -45,7 +46,7 @@ def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", mot
     # ComfyUI's Wan files are all .safetensors, whose header names the tensors without reading them.
     if path.is_dir() and is_wan_folder(path) or path.suffix.lower() == ".safetensors" and is_wan_file(path):
         return load_wan_backbone(path, vae_path=vae, text_encoder_path=text_encoder, tokenizer_dir=tokenizer_dir,
-                                 dtype=dtype, device=device)
+                                 expert=expert, dtype=dtype, device=device)
     if path.is_dir():
         family = detect_family(path)
         if family == "unet3d":

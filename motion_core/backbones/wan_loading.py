@@ -82,6 +82,7 @@ def load_wan_backbone(model_path, *, vae_path=None, text_encoder_path=None, toke
                       expert: str = "high_noise", dtype: torch.dtype = torch.float32, device="cpu"):
     """A WanBackbone, frozen, on ``device`` in ``dtype``; ``backbone.model_info`` says which model and expert."""
     from .loading import ready
+    from .objectives import FlowMatchObjective
     from .wan import WanBackbone
 
     parts = load_wan_components(model_path, vae_path=vae_path, text_encoder_path=text_encoder_path,
@@ -90,6 +91,12 @@ def load_wan_backbone(model_path, *, vae_path=None, text_encoder_path=None, toke
     backbone = ready(WanBackbone, parts["denoiser"], parts["vae"], parts["text_encoder"], parts["tokenizer"],
                      parts["scheduler"], dtype, device, str(model_path))
     backbone.model_info = info
+    if info.get("expert") and info.get("boundary_ratio"):
+        # Each A14B expert trains only where it denoises: the high-noise one above the boundary (where motion forms).
+        boundary = float(info["boundary_ratio"])
+        backbone.objective = FlowMatchObjective(
+            backbone.objective.shift, backbone.objective.num_train_timesteps,
+            sigma_range=(boundary, 1.0) if info["expert"] == "high_noise" else (0.0, boundary))
     return backbone
 
 
