@@ -38,15 +38,17 @@ class LoadVideoModel(io.ComfyNode):
             node_id="MDLoadVideoModel",
             display_name="Load Video Model",
             category=f"{CATEGORY}/model",
-            description="Load a text-to-video model for motion-LoRA training and sampling: a ModelScope/ZeroScope "
-            "or AnimateDiff diffusers folder (models/diffusers), an SD1.5 checkpoint plus an AnimateDiff motion "
-            "module, or the built-in ShapesT2V demo model.",
+            description="Load a text-to-video model for motion-LoRA training and sampling: a ModelScope/ZeroScope, "
+            "AnimateDiff or Wan diffusers folder (models/diffusers), an SD1.5 checkpoint plus an AnimateDiff motion "
+            "module, a Wan 2.1 / 2.2 diffusion-model file (models/diffusion_models) with its VAE and UMT5 text "
+            "encoder, or the built-in ShapesT2V demo model.",
             inputs=[
                 io.Combo.Input(
                     "model",
                     options=paths.model_choices(),
                     tooltip="diffusers folders from models/diffusers, SD1.5 checkpoints from "
-                    "models/checkpoints (need a motion module), or the built-in ShapesT2V.",
+                    "models/checkpoints (need a motion module), Wan files from models/diffusion_models (need a VAE "
+                    "and a text encoder), or the built-in ShapesT2V.",
                 ),
                 io.Combo.Input(
                     "motion_module",
@@ -54,6 +56,30 @@ class LoadVideoModel(io.ComfyNode):
                     default="none",
                     tooltip="AnimateDiff motion module (v2/v3) from models/animatediff_models; needed "
                     "for SD1.5 checkpoints, overrides an AnimateDiff folder's own.",
+                ),
+                io.Combo.Input(
+                    "vae",
+                    options=["none", *folder_paths.get_filename_list("vae")],
+                    default="none",
+                    tooltip="Wan files only: the VAE from models/vae (wan_2.1_vae for Wan 2.1 and the A14B, "
+                    "wan2.2_vae for Wan 2.2 5B).",
+                    optional=True,
+                ),
+                io.Combo.Input(
+                    "text_encoder",
+                    options=["none", *folder_paths.get_filename_list("text_encoders")],
+                    default="none",
+                    tooltip="Wan files only: the UMT5 text encoder from models/text_encoders "
+                    "(umt5_xxl_fp16 or umt5_xxl_fp8_e4m3fn_scaled).",
+                    optional=True,
+                ),
+                io.Combo.Input(
+                    "wan_expert",
+                    options=["high_noise", "low_noise"],
+                    default="high_noise",
+                    tooltip="Wan 2.2 A14B diffusers folders: which expert to load. Motion forms at high noise, so "
+                    "motion LoRAs train the high-noise expert; each expert's LoRA is its own file.",
+                    optional=True,
                 ),
                 io.Combo.Input(
                     "dtype",
@@ -75,8 +101,15 @@ class LoadVideoModel(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, motion_module, dtype, device) -> io.NodeOutput:
+    def execute(cls, model, motion_module, dtype, device, vae="none", text_encoder="none",
+                wan_expert="high_noise") -> io.NodeOutput:
         target = _device(device)
+        files = {}
+        if vae != "none":
+            files["vae"] = paths.resolve_listed("vae", vae, "models/vae", paths.MODEL_FIX)
+        if text_encoder != "none":
+            files["text_encoder"] = paths.resolve_listed("text_encoders", text_encoder, "models/text_encoders",
+                                                         paths.MODEL_FIX)
         module = (
             None
             if motion_module == "none"
@@ -89,7 +122,10 @@ class LoadVideoModel(io.ComfyNode):
                 dtype=_dtype(dtype, target),
                 device=target,
                 motion_module=module,
-                tokenizer_dir=paths.comfy_tokenizer_dir(),
+                # The bundled CLIP tokenizer serves SD1.5 files only; Wan files carry their UMT5 tokenizer.
+                tokenizer_dir=None if paths.is_single_file_dit(model) else paths.comfy_tokenizer_dir(),
+                expert=wan_expert,
+                **files,
             )
         return io.NodeOutput(backbone)
 

@@ -27,7 +27,8 @@ BUILTIN_SHAPES_T2V = "built-in: ShapesT2V"
 SHAPES_T2V_DIR = Path(__file__).resolve().parents[1] / "motion_core" / "toy" / "shapes_t2v"
 MODEL_FIX = (
     "Pick a model from the list (press R after adding one): diffusers folders (with model_index.json) go in "
-    "models/diffusers/, single-file SD1.5 checkpoints in models/checkpoints/."
+    "models/diffusers/, single-file SD1.5 checkpoints in models/checkpoints/, Wan 2.1 / 2.2 diffusion-model files "
+    "in models/diffusion_models/ (with their VAE in models/vae/ and UMT5 in models/text_encoders/)."
 )
 
 
@@ -55,7 +56,15 @@ def model_choices() -> list[str]:
     choices = [BUILTIN_SHAPES_T2V] if (SHAPES_T2V_DIR / "model_index.json").exists() else []
     choices += [f"diffusers: {name}" for name in diffusers_model_folders()]
     choices += [f"checkpoint: {name}" for name in folder_paths.get_filename_list("checkpoints")]
+    # Wan 2.1 / 2.2 single files, as ComfyUI's own Wan workflows keep them (with a VAE and a UMT5 text encoder).
+    choices += [f"diffusion model: {name}" for name in folder_paths.get_filename_list("diffusion_models")
+                if name.lower().endswith(".safetensors")]
     return choices
+
+
+def is_single_file_dit(choice: str) -> bool:
+    """Whether a model choice is a diffusion-model file (needs the VAE and text encoder widgets)."""
+    return str(choice).startswith("diffusion model: ")
 
 
 def resolve_model(choice: str) -> str:
@@ -70,6 +79,8 @@ def resolve_model(choice: str) -> str:
             return path
     elif kind == "checkpoint":
         return resolve_listed("checkpoints", name, "models/checkpoints", MODEL_FIX)
+    elif kind == "diffusion model":
+        return resolve_listed("diffusion_models", name, "models/diffusion_models", MODEL_FIX)
     raise _model_refusal(choice)
 
 

@@ -64,14 +64,16 @@ class SampleVideo(io.ComfyNode):
                     step=0.1,
                     tooltip="Classifier-free guidance; 1 disables it (half the cost).",
                 ),
-                io.Int.Input("frames", default=16, min=1, max=256, tooltip="Number of frames to generate."),
+                io.Int.Input("frames", default=16, min=1, max=256,
+                             tooltip="Number of frames to generate (Wan: 1 + 4k, e.g. 17, 33, 81)."),
                 io.Int.Input("width", default=256, min=8, max=4096, step=8, tooltip="Width in pixels."),
                 io.Int.Input("height", default=256, min=8, max=4096, step=8, tooltip="Height in pixels."),
                 io.Combo.Input(
                     "scheduler",
                     options=list(SCHEDULER_NAMES),
-                    default="ddim",
-                    tooltip="Sampling solver (diffusers schedulers).",
+                    default="auto",
+                    tooltip="Sampling solver (diffusers schedulers). auto: DDIM for UNet models, UniPC with flow "
+                    "sigmas for Wan (as Wan's own pipelines). Wan takes auto, unipc, euler and dpmpp_2m.",
                 ),
                 io.Float.Input(
                     "frame_rate",

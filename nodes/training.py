@@ -70,7 +70,7 @@ class _Reporter:
             frames=self.preview_frames,
             width=self.preview_width,
             height=self.preview_height,
-            scheduler="ddim",
+            scheduler="auto",
         )
         result = sample_video(backbone, request, SamplingCallbacks(should_cancel=interrupted, preview="none"))
         self.last_preview = result.frames
@@ -121,7 +121,8 @@ class TrainMotionLoRA(io.ComfyNode):
                     tooltip="Training width; clips are resized and center-cropped to it.",
                 ),
                 io.Int.Input("height", default=256, min=8, max=4096, step=8, tooltip="Training height."),
-                io.Int.Input("frames", default=16, min=2, max=256, tooltip="Frames per clip used in training."),
+                io.Int.Input("frames", default=16, min=2, max=256,
+                             tooltip="Frames per clip used in training (Wan: 1 + 4k, e.g. 17 or 33)."),
                 io.Int.Input(
                     "seed",
                     default=0,
@@ -227,8 +228,9 @@ class TrainMotionLoRA(io.ComfyNode):
             name=name,
         )
         total = steps or 1
+        preview_frames = video_model.frames_up_to(min(frames, 8))  # a short preview, in a length the VAE takes
         reporter = _Reporter(
-            str(cls.hidden.unique_id), total, preview_prompt or clips.clips[0].caption, (min(frames, 8), width, height)
+            str(cls.hidden.unique_id), total, preview_prompt or clips.clips[0].caption, (preview_frames, width, height)
         )
         callbacks = TrainingCallbacks(
             on_progress=reporter.on_progress,

@@ -8,7 +8,6 @@ the inverse of the loader's rule, below) and must load back into the same functi
 import json
 import os
 import socket
-import struct
 
 import pytest
 import torch
@@ -18,15 +17,14 @@ from motion_core.backbones import load_backbone
 from motion_core.backbones.loading import detect_family
 from motion_core.backbones.motion_module import CONFIGS_DIR
 from motion_core.backbones.tiny_wan import save_tiny_wan_diffusers_folder, tiny_wan_parts, tiny_wan_tokenizer
-from motion_core.backbones.wan_keys import diffusers_module_to_original, diffusers_to_original, original_to_diffusers
+from motion_core.backbones.wan_keys import diffusers_module_to_original, original_to_diffusers
 from motion_core.backbones.wan_loading import load_wan_components
 from motion_core.backbones.wan_single_file import load_transformer_file, load_vae_file, transformer_arch, \
     transformer_config_from_weights, vae_layout, vae_to_diffusers
 from motion_core.backbones.wan_text_encoder import load_text_encoder_file
 from motion_core.errors import LoraMismatchError, ModelLoadError
+from wan_samples import PREFIX, _rounded_like_file, _vae_to_original, write_tiny_wan_files
 
-PREFIX = "model.diffusion_model."
-FP8 = torch.float8_e4m3fn
 
 
 @pytest.fixture(autouse=True)
@@ -39,125 +37,9 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
-# ---- writing tiny files in the original layouts -----------------------------------------------------------------
-def _vae_to_original(state, residual, blocks):
-    """The inverse of the loader's VAE rule (diffusers -> Wan-AI names), written independently for the test."""
-    resnet = {"norm1": "residual.0", "conv1": "residual.2", "norm2": "residual.3", "conv2": "residual.6",
-              "conv_shortcut": "shortcut"}
-    fixed = {"encoder.conv_in": "encoder.conv1", "decoder.conv_in": "decoder.conv1", "quant_conv": "conv1",
-             "post_quant_conv": "conv2", "encoder.norm_out": "encoder.head.0", "encoder.conv_out": "encoder.head.2",
-             "decoder.norm_out": "decoder.head.0", "decoder.conv_out": "decoder.head.2"}
-    out = {}
-    for key, value in state.items():
-        parts = key.split(".")
-        module, parameter = ".".join(parts[:-1]), parts[-1]
-        if module in fixed:
-            out[f"{fixed[module]}.{parameter}"] = value
-            continue
-
-        def tail(rest):
-            return ".".join([resnet.get(rest[0], rest[0]), *rest[1:]])
-        if parts[1] == "mid_block":
-            slot = 1 if parts[2] == "attentions" else 2 * int(parts[3])
-            rest = parts[4:] if parts[2] == "attentions" else [resnet[parts[4]], *parts[5:]]
-            out[f"{parts[0]}.middle.{slot}." + ".".join(rest)] = value
-        elif parts[1] == "down_blocks" and residual:
-            level = parts[2]
-            if parts[3] == "resnets":
-                out[f"encoder.downsamples.{level}.downsamples.{parts[4]}." + tail(parts[5:])] = value
-            else:
-                out[f"encoder.downsamples.{level}.downsamples.{blocks}." + ".".join(parts[4:])] = value
-        elif parts[1] == "down_blocks":
-            out[f"encoder.downsamples.{parts[2]}." + tail(parts[3:])] = value
-        elif parts[1] == "up_blocks" and residual:
-            if parts[3] == "resnets":
-                out[f"decoder.upsamples.{parts[2]}.upsamples.{parts[4]}." + tail(parts[5:])] = value
-            else:
-                out[f"decoder.upsamples.{parts[2]}.upsamples.{blocks + 1}." + ".".join(parts[4:])] = value
-        elif parts[1] == "up_blocks":
-            base = int(parts[2]) * (blocks + 2)
-            if parts[3] == "resnets":
-                out[f"decoder.upsamples.{base + int(parts[4])}." + tail(parts[5:])] = value
-            else:
-                out[f"decoder.upsamples.{base + blocks + 1}." + ".".join(parts[5:])] = value
-        else:
-            raise AssertionError(f"unmapped VAE key {key}")
-    return out
-
-
-def _proto_varint(n):
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
-def _proto_bytes(field, payload):
-    return _proto_varint(field << 3 | 2) + _proto_varint(len(payload)) + payload
-
-
-def _sentencepiece_model(pieces):
-    """A SentencePiece ModelProto with these (piece, score) pairs, unk_id 2, an empty normaliser."""
-    body = b"".join(_proto_bytes(1, _proto_bytes(1, p.encode()) + _proto_varint(2 << 3 | 5) + struct.pack("<f", s))
-                    for p, s in pieces)
-    return body + _proto_bytes(2, _proto_varint(40 << 3) + _proto_varint(2))
-
-
-def _scaled_fp8(state):
-    """ComfyUI's scaled fp8: 2-D weights stored as (w / s) in float8 with a float32 scale_weight, plus a marker."""
-    out = {PREFIX + "scaled_fp8": torch.empty(0, dtype=FP8)}
-    for key, value in state.items():
-        if key.endswith(".weight") and value.dim() == 2:
-            scale = value.abs().max().float() / 448.0
-            out[key] = (value / scale).to(FP8)
-            out[key[: -len("weight")] + "scale_weight"] = scale.reshape(1)
-        else:
-            out[key] = value.half()
-    return out
-
-
-def _rounded_like_file(state, kind):
-    """What the file's tensors are worth once read back (the reference the loaded model must equal)."""
-    if kind == "fp16":
-        return {k: v.half().float() for k, v in state.items()}
-    if kind == "fp8":
-        return {k: v.to(FP8).float() for k, v in state.items()}
-    out = {}
-    for key, value in state.items():
-        if key.endswith(".weight") and value.dim() == 2:
-            scale = value.abs().max().float() / 448.0
-            out[key] = (value / scale).to(FP8).float() * scale.reshape(1)
-        else:
-            out[key] = value.half().float()
-    return out
-
-
 @pytest.fixture(scope="module")
 def wan(tmp_path_factory):
-    root = tmp_path_factory.mktemp("wan_files")
-    parts = tiny_wan_parts(0)
-    original = diffusers_to_original(parts["denoiser"].state_dict(), PREFIX)
-    save_file({k: v.half().contiguous() for k, v in original.items()}, str(root / "wan_tiny_fp16.safetensors"))
-    save_file({k: v.to(FP8).contiguous() for k, v in original.items()}, str(root / "wan_tiny_fp8_e4m3fn.safetensors"))
-    save_file({k: v.contiguous() for k, v in _scaled_fp8(original).items()},
-              str(root / "wan_tiny_fp8_scaled.safetensors"))
-    residual, blocks = False, parts["vae"].config.num_res_blocks
-    save_file({k: v.contiguous() for k, v in _vae_to_original(parts["vae"].state_dict(), residual, blocks).items()},
-              str(root / "wan_tiny_vae.safetensors"))
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    # The derived UMT5 config keeps UMT5's bucket distance (128; no shape records it): the reference uses the same.
-    config = UMT5Config(**{**parts["text_encoder"].config.to_dict(), "relative_attention_max_distance": 128})
-    text_encoder = UMT5EncoderModel(config).eval()
-    text_encoder.load_state_dict(parts["text_encoder"].state_dict())
-    vocab = tiny_wan_tokenizer().backend_tokenizer.model
-    pieces = [(vocab.id_to_token(i), -3.0) for i in range(len(tiny_wan_tokenizer()))]
-    text_state = {k: v.half() for k, v in text_encoder.state_dict().items() if k != "encoder.embed_tokens.weight"}
-    text_state["spiece_model"] = torch.frombuffer(bytearray(_sentencepiece_model(pieces)), dtype=torch.uint8)
-    save_file(text_state, str(root / "umt5_tiny_fp16.safetensors"))
-    return {"root": root, "parts": parts, "original": original, "text_encoder": text_encoder}
+    return write_tiny_wan_files(tmp_path_factory.mktemp("wan_files"))
 
 
 def _denoiser_output(model):

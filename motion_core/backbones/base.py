@@ -124,6 +124,11 @@ class Backbone(ABC):
         c = int(self.temporal_compression)
         return int(video_frames) if c == 1 else 1 + (int(video_frames) - 1) // c
 
+    def frames_up_to(self, limit: int) -> int:
+        """The longest clip of at most ``limit`` frames that the VAE can encode (causal VAEs: 1 + k·c)."""
+        c = int(self.temporal_compression)
+        return int(limit) if c == 1 else 1 + (int(limit) - 1) // c * c
+
     def check_video_frames(self, video_frames: int) -> None:
         """Raise InvalidInputError when the VAE cannot encode a clip of this length (causal VAEs need 1 + k·c)."""
         c = int(self.temporal_compression)
