@@ -56,3 +56,24 @@ def test_lora_arguments_parse_strength_and_step_range():
     assert parse_lora("C:/x/a.safetensors:0.5:0.2:0.8") == ("C:/x/a.safetensors", 0.5, 0.2, 0.8)
     with pytest.raises(Exception, match="STRENGTH"):
         parse_lora("a.safetensors:1:2")
+
+
+def test_train_and_sample_commands_run_wan_from_the_files_comfyui_users_have(tmp_path, capsys):
+    """A Wan diffusion-model file with its VAE and UMT5 files: train a motion LoRA, then sample with it."""
+    from wan_samples import write_tiny_wan_files
+
+    files = write_tiny_wan_files(tmp_path / "wan")["root"]
+    model = ["--model", str(files / "wan_tiny_fp16.safetensors"), "--vae", str(files / "wan_tiny_vae.safetensors"),
+             "--text-encoder", str(files / "umt5_tiny_fp16.safetensors")]
+    video = write_animated_image(tmp_path / "clip.gif", sample_frames(9, 32, 32), 8)
+    lora = tmp_path / "wan_motion.safetensors"
+    assert main(["train", *model, "--video", str(video), "--caption", "a square moves right", "--steps", "2",
+                 "--rank", "2", "--width", "16", "--height", "16", "--frames", "5", "--out", str(lora),
+                 "--no-gradient-checkpointing"]) == 0
+    from motion_core.lora import load_lora
+
+    assert load_lora(lora).family == "wan"
+    out = tmp_path / "wan.gif"
+    assert main(["sample", *model, "--prompt", "a circle", "--steps", "2", "--frames", "5", "--width", "16",
+                 "--height", "16", "--lora", f"{lora}:1.0", "--out", str(out)]) == 0
+    assert load_reference_video(out).num_frames == 5

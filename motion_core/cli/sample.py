@@ -10,6 +10,7 @@ import argparse
 import signal
 
 from ..errors import InvalidInputError
+from .train import add_model_file_options, model_file_options
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -18,8 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("sample", help="sample a video with stacked motion/appearance LoRAs",
                               description="Text-to-video with a LoRA stack, written as .mp4, .gif or .webp.")
     p.add_argument("--model", required=True, help="diffusers folder or single-file model (as for train)")
-    p.add_argument("--vae", default=None, help="VAE file, for single-file models that need one (Wan)")
-    p.add_argument("--text-encoder", default=None, help="text encoder file, for single-file models (Wan: UMT5)")
+    add_model_file_options(p)
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--lora", action="append", default=[], metavar="PATH[:STRENGTH[:START:END]]",
@@ -59,8 +59,6 @@ def parse_lora(spec: str) -> tuple[str, float, float, float]:
 
 
 def run(args) -> int:
-    import torch
-
     from ..backbones import load_backbone
     from ..lora import load_lora
     from ..sampling import LoraStack, SampleRequest, SamplingCallbacks, sample_video
@@ -73,8 +71,7 @@ def run(args) -> int:
         path, strength, start, end = parse_lora(spec)
         stack = stack.add(load_lora(path), strength, start, end)
     prior = load_reference_video(args.noise_prior_video) if args.noise_prior_video else None
-    files = {k: v for k, v in (("vae", args.vae), ("text_encoder", args.text_encoder)) if v}
-    backbone = load_backbone(args.model, device=args.device, dtype=torch.float32, **files)
+    backbone = load_backbone(args.model, device=args.device, **model_file_options(args))
     request = SampleRequest(
         prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed, steps=args.steps, cfg=args.cfg,
         frames=args.frames, width=args.width, height=args.height, scheduler=args.scheduler, lora_stack=stack,

@@ -25,7 +25,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     p = subparsers.add_parser("train", help="train a motion LoRA from reference videos",
                               description="Train a motion LoRA in-process and save it as a canonical .safetensors.")
-    p.add_argument("--model", required=True, help="diffusers model folder (ZeroScope/ModelScope, AnimateDiff)")
+    p.add_argument("--model", required=True,
+                   help="diffusers model folder (ZeroScope/ModelScope, AnimateDiff, Wan) or a Wan diffusion-model file")
+    add_model_file_options(p)
     p.add_argument("--video", action="append", required=True,
                    help="reference video (mp4, webm, gif, frames folder); repeat for several clips")
     p.add_argument("--caption", action="append", default=[],
@@ -57,6 +59,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "and the command stops before training")
     p.set_defaults(run=run)
     return p
+
+
+def add_model_file_options(p: argparse.ArgumentParser) -> None:
+    """The options that complete a single-file model (Wan) and choose the weights' precision; train and sample."""
+    p.add_argument("--vae", default=None, help="Wan files: the VAE file (models/vae)")
+    p.add_argument("--text-encoder", default=None, help="Wan files: the UMT5 text encoder file (models/text_encoders)")
+    p.add_argument("--expert", choices=("high_noise", "low_noise"), default="high_noise",
+                   help="Wan 2.2 A14B: which expert to load (motion forms at high noise)")
+    p.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="weight precision; auto: bf16 on CUDA, fp32 on the CPU")
+
+
+def model_file_options(args) -> dict:
+    """load_backbone keyword arguments from the options of ``add_model_file_options``."""
+    import torch
+
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    dtype = dtypes.get(args.dtype) or (torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32)
+    files = {k: v for k, v in (("vae", args.vae), ("text_encoder", args.text_encoder)) if v}
+    return {"dtype": dtype, "expert": args.expert, **files}
 
 
 def _clips(videos, captions, label):
@@ -138,7 +160,7 @@ def run(args) -> int:
         device=args.device, name=out.stem)
     clips = _clips(args.video, args.caption, "reference")
     regularisation = _clips(args.regularisation_video, args.regularisation_caption, "regularisation")
-    backbone = load_backbone(args.model, device=args.device, dtype=torch.float32)
+    backbone = load_backbone(args.model, device=args.device, **model_file_options(args))
     cancelled = []
     previous = signal.signal(signal.SIGINT, lambda *_: cancelled.append(True))
     callbacks = TrainingCallbacks(on_progress=lambda info: print(info.format(), flush=True),
