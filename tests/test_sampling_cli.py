@@ -1,7 +1,6 @@
 """``python -m motion_core sample``: the sampler on the command line, LoRA stack included, never overwriting."""
 
 import pytest
-import torch
 from video_samples import sample_frames, write_animated_image
 
 from motion_core.__main__ import main

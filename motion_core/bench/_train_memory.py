@@ -1,11 +1,16 @@
-"""Peak extra memory of one MotionDirector training step on the real ZeroScope UNet (random init), CPU.
+"""Peak extra memory of one MotionDirector training step on a real architecture (random init), CPU.
 
 Method: each measurement runs in a fresh subprocess (nothing cached from another measurement), with glibc's
 MALLOC_MMAP_THRESHOLD_ fixed at 64 KiB so every sizeable tensor is its own mmap and freeing it returns the memory
 to the OS at once; RSS then follows live tensor memory. After the model is built and the LoRAs injected, RSS is
 taken as the baseline; a thread samples RSS (psutil) every millisecond during the step, and the figure is peak RSS
-minus baseline: the step's activations, gradients and optimiser-free temporaries, without the 5.6 GB of weights
-that are the same with and without checkpointing. (tracemalloc cannot see torch's C++ allocations.)
+minus baseline: the step's activations, gradients and optimiser-free temporaries, without the weights (5.6 GB for
+ZeroScope, 2.8 GB for Wan 1.3B in bf16) that are the same with and without checkpointing. (tracemalloc cannot see
+torch's C++ allocations.)
+
+Models (``MODELS``): ZeroScope v2 576w (UNet3D, fp32, 8 frames of 16x16 latents, CLIP states [1, 77, 1024]) and
+Wan 2.1 T2V 1.3B (bf16 as Wan is run, video latents [1, 16, 1 + (F - 1)/4, H/8, W/8] plus the per-frame image
+latents MotionDirector's spatial path trains on, UMT5 states [1, 512, 4096] as WanBackbone feeds them).
 """
 
 from __future__ import annotations
@@ -18,16 +23,30 @@ import threading
 import time
 
 FRAMES, LATENT_SIZE = 8, 16
+WAN_FRAMES, WAN_PIXELS = 9, 128
+"""Wan default: 9 video frames at 128x128 px -> latents [1, 16, 3, 16, 16], 3 x 8 x 8 = 192 transformer tokens."""
+
+MODELS = ("zeroscope", "wan2.1_t2v_1.3b")
 
 
-def measure(gradient_checkpointing: bool) -> int:
-    """Bytes; raises RuntimeError with the child's stderr if the measurement fails."""
+def measure(gradient_checkpointing: bool, model: str = "zeroscope", *, frames: int | None = None,
+            pixels: int | None = None, threads: int | None = None) -> int:
+    """Bytes; raises RuntimeError with the child's stderr if the measurement fails. ``frames`` and ``pixels``
+    (square) set the Wan clip; ZeroScope's is fixed. ``threads``: the child's torch threads (default: inherited)."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    code = f"from {__package__}._train_memory import _child; _child({gradient_checkpointing!r})"
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    args = (gradient_checkpointing, model, frames or WAN_FRAMES, pixels or WAN_PIXELS)
+    code = f"from {__package__}._train_memory import _child; _child{args!r}"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"memory measurement failed:\n{done.stderr[-2000:]}")
     return int(json.loads(done.stdout.strip().splitlines()[-1])["bytes"])
+
+
+def wan_tokens(frames: int, pixels: int) -> int:
+    """Transformer tokens of a Wan 2.1 clip: latent frames x (pixels / 8 / 2)^2 (VAE factor 8, 2x2 patches)."""
+    return (1 + (frames - 1) // 4) * (pixels // 16) ** 2
 
 
 def _zeroscope_backbone():
@@ -52,7 +71,29 @@ def _zeroscope_backbone():
     return UNet3DBackbone(denoiser=unet, vae=None, text_encoder=None, tokenizer=None, scheduler=scheduler)
 
 
-def _child(gradient_checkpointing: bool) -> None:
+def _setup(model: str, frames: int, pixels: int, g):
+    """(backbone, TrainingSample) of ``model`` with random cached latents and text states."""
+    import torch
+
+    from ..training.context import TrainingSample
+
+    if model == "zeroscope":
+        return _zeroscope_backbone(), TrainingSample(
+            latents=torch.randn(1, 4, FRAMES, LATENT_SIZE, LATENT_SIZE, generator=g),
+            text_states=torch.randn(1, 77, 1024, generator=g), clip_index=0, caption="")
+    from ..backbones.wan import MAX_TEXT_TOKENS
+    from ._real_wan import denoiser_only_backbone
+
+    backbone = denoiser_only_backbone(model)
+    size, dtype = pixels // 8, backbone.dtype
+    return backbone, TrainingSample(
+        latents=torch.randn(1, 16, 1 + (frames - 1) // 4, size, size, generator=g).to(dtype),
+        image_latents=torch.randn(1, 16, frames, size, size, generator=g).to(dtype),
+        text_states=torch.randn(1, MAX_TEXT_TOKENS, 4096, generator=g).to(dtype), clip_index=0, caption="")
+
+
+def _child(gradient_checkpointing: bool, model: str = "zeroscope", frames: int = WAN_FRAMES,
+           pixels: int = WAN_PIXELS) -> None:
     import ctypes
 
     import psutil
@@ -60,10 +101,11 @@ def _child(gradient_checkpointing: bool) -> None:
 
     from ..lora import add_adapter
     from ..recipes import MotionDirector
-    from ..training.context import StepContext, TrainingSample
+    from ..training.context import StepContext
     from ..training.precision import Precision
 
-    backbone = _zeroscope_backbone()
+    g = torch.Generator().manual_seed(0)
+    backbone, sample = _setup(model, frames, pixels, g)
     recipe = MotionDirector(spatial_skip_probability=0.0)
     names = {}
     for spec in recipe.adapters(backbone, 1, rank=32, alpha=32.0, dropout=0.1):
@@ -71,9 +113,6 @@ def _child(gradient_checkpointing: bool) -> None:
         names[spec.name] = spec.name
     if gradient_checkpointing:
         backbone.enable_gradient_checkpointing()
-    g = torch.Generator().manual_seed(0)
-    sample = TrainingSample(latents=torch.randn(1, 4, FRAMES, LATENT_SIZE, LATENT_SIZE, generator=g),
-                            text_states=torch.randn(1, 77, 1024, generator=g), clip_index=0, caption="")
     ctx = StepContext(backbone, recipe, g, sample, stage="main", step=0, loss_scale=1.0,
                       precision=Precision("fp32", torch.device("cpu")), adapter_names=names)
     ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -89,7 +128,8 @@ def _child(gradient_checkpointing: bool) -> None:
 
     watcher = threading.Thread(target=sample_rss, daemon=True)
     watcher.start()
+    began = time.perf_counter()
     recipe.step(ctx)
     running = False
     watcher.join()
-    print(json.dumps({"bytes": peak - baseline}))
+    print(json.dumps({"bytes": peak - baseline, "step_s": time.perf_counter() - began, "weights_rss": baseline}))

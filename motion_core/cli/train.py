@@ -142,8 +142,6 @@ def save_or_recover(lora, target: Path, *, overwrite: bool, fallbacks: list[Path
 
 
 def run(args) -> int:
-    import torch
-
     from ..backbones import load_backbone
     from ..training import TrainingCallbacks, TrainingConfig, train_motion_lora
 
