@@ -109,7 +109,8 @@ def run(argv=None) -> dict:
     if args.family in ("wan", "all"):
         from ..backbones import tiny_wan_backbone
 
-        backbone = tiny_wan_backbone(0).eval()
+        backbone = tiny_wan_backbone(0)
+        backbone.denoiser.eval()  # as the UNet bench's: sampling, not training (no dropout)
         figures = measure_family(backbone, WAN_LORAS, args, args.wan_frames, "tiny Wan (2 blocks)")
         report.update({f"wan_{k}": v for k, v in figures.items()})
     print(json.dumps(report, sort_keys=True))
