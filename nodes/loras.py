@@ -20,27 +20,35 @@ FORMAT_HELP = (
     "canonical: this pack's format (PEFT/diffusers keys + metadata), loads everywhere in the pack; "
     "animatediff: original AnimateDiff motion-LoRA layout for AnimateDiff-Evolved's Load AnimateDiff "
     "LoRA (temporal LoRAs of AnimateDiff models only); kohya: for appearance (spatial) LoRAs in other "
-    "tools."
+    "tools; comfyui: ComfyUI's native Wan layout for core's LoraLoaderModelOnly (Wan LoRAs only), saved "
+    "to models/loras."
 )
+FORMATS = ["canonical", "animatediff", "kohya", "comfyui"]
+# A comfyui-format file is for core's LoraLoaderModelOnly, which lists only models/loras: it goes where that node
+# (and our Load Appearance LoRA) will show it, not into models/motion_loras, which core does not list.
+SAVE_FOLDERS = {"comfyui": "loras"}
 
 
 def _next_free_path(folder: str, prefix: str) -> str:
     """prefix may contain sub-folders; files are numbered prefix_00001.safetensors, never overwriting."""
     prefix = prefix.strip().replace("\\", "/").lstrip("/") or "motion_lora"
+    name = os.path.basename(os.path.normpath(folder))
     if not is_plain_relative(prefix):
         raise InvalidInputError(
-            f"filename_prefix {prefix!r} must stay inside the motion_loras folder; remove '..', '~' and NUL bytes."
+            f"filename_prefix {prefix!r} must stay inside the {name} folder; remove '..', '~' and NUL bytes."
         )
     base = os.path.join(folder, prefix)
-    os.makedirs(os.path.dirname(base) or folder, exist_ok=True)
+    # Checked before any folder is made: realpath resolves the links of the part that exists, so a prefix through a
+    # linked folder is refused without leaving an empty folder outside.
     real_folder = os.path.realpath(folder)
     if not os.path.realpath(os.path.dirname(base)).startswith(real_folder.rstrip(os.sep) + os.sep) and (
         os.path.realpath(os.path.dirname(base)) != real_folder
     ):
         raise InvalidInputError(
-            f"filename_prefix {prefix!r} leads out of the motion_loras folder through a link; choose another "
+            f"filename_prefix {prefix!r} leads out of the {name} folder through a link; choose another "
             "sub-folder name."
         )
+    os.makedirs(os.path.dirname(base) or folder, exist_ok=True)
     counter = 1
     while os.path.exists(f"{base}_{counter:05d}.safetensors"):
         counter += 1
@@ -54,18 +62,18 @@ class SaveMotionLoRA(io.ComfyNode):
             node_id="MDSaveMotionLoRA",
             display_name="Save Motion LoRA",
             category=f"{CATEGORY}/lora",
-            description="Save a trained LoRA to models/motion_loras (written atomically; existing files are never "
-            "overwritten). Shows the LoRA's metadata once saved.",
+            description="Save a trained LoRA to models/motion_loras, or in the comfyui format to models/loras for "
+            "core's LoraLoaderModelOnly (written atomically; existing files are never overwritten). Shows the "
+            "LoRA's metadata once saved.",
             inputs=[
                 LoraType.Input("lora", tooltip="A LoRA from Train Motion LoRA."),
                 io.String.Input(
                     "filename_prefix",
                     default="motion_lora/my_motion",
-                    tooltip="File name under models/motion_loras; a number and .safetensors are added.",
+                    tooltip="File name under models/motion_loras (models/loras for the comfyui format); a number "
+                    "and .safetensors are added.",
                 ),
-                io.Combo.Input(
-                    "format", options=["canonical", "animatediff", "kohya"], default="canonical", tooltip=FORMAT_HELP
-                ),
+                io.Combo.Input("format", options=FORMATS, default="canonical", tooltip=FORMAT_HELP),
             ],
             outputs=[io.String.Output("path", display_name="path", tooltip="Where the file was written.")],
             is_output_node=True,
@@ -73,7 +81,7 @@ class SaveMotionLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, lora, filename_prefix, format) -> io.NodeOutput:
-        folder = folder_paths.get_folder_paths(paths.MOTION_LORAS)[0]
+        folder = folder_paths.get_folder_paths(SAVE_FOLDERS.get(format, paths.MOTION_LORAS))[0]
         for _attempt in range(100):  # another save may take the same number between the check and the write
             target = _next_free_path(folder, filename_prefix)
             try:
@@ -92,7 +100,8 @@ def _stack_inputs(folder_label: str, files: list[str], kind: str) -> list:
             options=[NONE, *files],
             default=NONE,
             tooltip=f"A {kind} LoRA file from {folder_label} (any of: this pack's files, diffusers/PEFT, "
-            "kohya, original AnimateDiff). Ignored when `trained_lora` is connected.",
+            "kohya, original AnimateDiff, Wan LoRAs from ComfyUI, ai-toolkit or musubi-tuner). Ignored when "
+            "`trained_lora` is connected.",
         ),
         io.Float.Input(
             "strength",
@@ -140,7 +149,11 @@ def _add_to_stack(
                                   listed=lambda: folder_paths.get_filename_list(folder))
         lora = load_lora(path, module_names)
     stack = (previous_stack or LoraStack()).add(lora, strength, start_percent, end_percent)
-    return io.NodeOutput(stack, lora, ui=ui.PreviewText(str(stack)))
+    text = str(stack)
+    skipped = lora.metadata.get("extra", {}).get("skipped_components")
+    if skipped:
+        text += f"\nnot loaded: the file's {', '.join(skipped)} part (this pack adapts the video model only)"
+    return io.NodeOutput(stack, lora, ui=ui.PreviewText(text))
 
 
 class LoadMotionLoRA(io.ComfyNode):

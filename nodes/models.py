@@ -16,6 +16,8 @@ from ..motion_core.backbones import load_backbone
 from . import paths
 from .types import CATEGORY, ModelType
 
+MOTION_MODULE_FIX = ("Pick a motion module from the list (press R after adding one to models/animatediff_models/), "
+                     "or choose none.")
 DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -113,7 +115,8 @@ class LoadVideoModel(io.ComfyNode):
         module = (
             None
             if motion_module == "none"
-            else folder_paths.get_full_path_or_raise(paths.ANIMATEDIFF_MODELS, motion_module)
+            else paths.resolve_listed(paths.ANIMATEDIFF_MODELS, motion_module, "models/animatediff_models",
+                                      MOTION_MODULE_FIX)
         )
         # ComfyUI runs nodes under inference mode; weights created there could never take part in training.
         with torch.inference_mode(False):

@@ -7,7 +7,7 @@ import re
 
 import folder_paths
 import torch
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 import comfy.model_management
 
@@ -259,6 +259,10 @@ class TrainMotionLoRA(io.ComfyNode):
             comfy.model_management.soft_empty_cache()
         appearance = result.appearance_loras[0] if result.appearance_loras else None
         plot = plot_loss(result.history).float().div(255.0).unsqueeze(0)
+        if result.warnings:  # the LoRA is kept, but the user must know e.g. that the final checkpoint is missing
+            for warning in result.warnings:
+                log.warning("%s", warning)
+            return io.NodeOutput(result.motion_lora, appearance, plot, ui=ui.PreviewText("\n".join(result.warnings)))
         return io.NodeOutput(result.motion_lora, appearance, plot)
 
 

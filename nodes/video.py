@@ -236,7 +236,8 @@ class LoadReferenceVideo(io.ComfyNode):
             return target
 
     @classmethod
-    def validate_inputs(cls, video, path="", **_):
+    def validate_inputs(cls, video, path=""):
+        # No **kwargs: ComfyUI repeats a refusal once per input this method receives, so it takes only these two.
         if path and path.strip():
             return True
         if video:

@@ -103,10 +103,6 @@ def _call_with_deadline(fn, arg, seconds=PROMPT_S):
 def test_hostile_files_end_in_a_clear_error_naming_the_file_and_write_nothing(tmp_path, loader, kind):
     if loader == "model" and kind in ("directory",):
         pytest.skip("an empty folder is a (missing) diffusers model, covered by the backbones tests")
-    if loader == "model" and kind == "fifo":
-        # Found by this suite: motion_core/backbones opens a FIFO named *.safetensors and blocks forever. The fix
-        # (accept only regular files) belongs to the backbones owners; not run here so no thread is left blocked.
-        pytest.xfail("load_backbone blocks on a FIFO named like a checkpoint (backbones/loading.py)")
     if os.path.exists(SENTINEL):
         os.unlink(SENTINEL)
     fn, suffix = LOADERS[loader]

@@ -111,11 +111,12 @@ def _rounded_like_file(state, kind):
 
 
 
-def write_tiny_wan_files(root, seed: int = 0) -> dict:
-    """fp16, fp8 and scaled-fp8 transformer files, a VAE file and a UMT5 file of the tiny Wan of ``seed``."""
+def write_tiny_wan_files(root, seed: int = 0, *, freq_dim: int = 32) -> dict:
+    """fp16, fp8 and scaled-fp8 transformer files, a VAE file and a UMT5 file of the tiny Wan of ``seed``.
+    ``freq_dim=COMFY_FREQ_DIM`` makes a transformer core's own UNETLoader can load (it assumes 256)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    parts = tiny_wan_parts(seed)
+    parts = tiny_wan_parts(seed, freq_dim=freq_dim)
     original = diffusers_to_original(parts["denoiser"].state_dict(), PREFIX)
     save_file({k: v.half().contiguous() for k, v in original.items()}, str(root / "wan_tiny_fp16.safetensors"))
     save_file({k: v.to(FP8).contiguous() for k, v in original.items()}, str(root / "wan_tiny_fp8_e4m3fn.safetensors"))

@@ -9,16 +9,28 @@ failure is a ModelLoadError that says what was expected where.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import stat
 from pathlib import Path
 
 import torch
 
 from ..errors import ModelLoadError
 from .base import Backbone, move
-from .motion_module import CONFIGS_DIR, load_motion_adapter, read_state_dict
+from .motion_module import (
+    CONFIGS_DIR,
+    all_finite,
+    check_finite,
+    load_motion_adapter,
+    read_state_dict,
+    require_regular_file,
+)
 from .wan_loading import is_wan_file, is_wan_folder, load_wan_backbone
 
 __all__ = ["load_backbone", "detect_family", "CONFIGS_DIR"]
+
+log = logging.getLogger(__name__)
 
 UNET_FAMILIES = {"UNet3DConditionModel": "unet3d", "UNetMotionModel": "animatediff",
                  "UNet2DConditionModel": "animatediff"}
@@ -41,8 +53,11 @@ def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", mot
     ("high_noise", where motion forms, or "low_noise"), each trained only on its own side of the boundary.
     """
     path = Path(path)
-    if not path.exists():
+    kind = _kind_on_disk(path)
+    if kind is None:
         raise ModelLoadError(f"{path} does not exist: {_NOT_A_MODEL}.")
+    if kind == "other":  # a FIFO or device: opening it would block or never end, so nothing here opens it
+        raise ModelLoadError(f"{path.name} is not a regular file (a pipe, socket or device): {_NOT_A_MODEL}.")
     # ComfyUI's Wan files are all .safetensors, whose header names the tensors without reading them.
     if path.is_dir() and is_wan_folder(path) or path.suffix.lower() == ".safetensors" and is_wan_file(path):
         return load_wan_backbone(path, vae_path=vae, text_encoder_path=text_encoder, tokenizer_dir=tokenizer_dir,
@@ -58,6 +73,15 @@ def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", mot
         return load_sd15_single_file(path, dtype=dtype, device=device, motion_module=motion_module,
                                      tokenizer_dir=tokenizer_dir)
     raise ModelLoadError(f"{path.name} is not a model file (expected .safetensors or .ckpt): {_NOT_A_MODEL}.")
+
+
+def _kind_on_disk(path: Path) -> str | None:
+    """"dir", "file" (regular, links followed), "other" (FIFO, socket, device) or None when absent or unnameable."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        return None
+    return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
 
 
 def detect_family(folder) -> str:
@@ -115,7 +139,12 @@ def _load_animatediff_folder(folder, dtype, device, motion_module, tokenizer_dir
                 "module (e.g. v3_sd15_mm.ckpt or mm_sd_v15_v2.ckpt from models/animatediff_models) as motion_module."
             )
         unet2d = _from_pretrained(UNet2DConditionModel, folder, "unet", dtype)
-        adapter = load_motion_adapter(motion_module or folder / "motion_adapter", unet2d.config, dtype)
+        source = Path(motion_module or folder / "motion_adapter")
+        if source.is_dir():
+            check_weight_files(source)
+        adapter = load_motion_adapter(source, unet2d.config, dtype)
+        if source.is_dir():  # a file's tensors were checked as they were read
+            check_loaded_finite(adapter, source)
         unet = combine_unet_and_motion_adapter(unet2d, adapter)
     # Motion modules were trained with linear betas; an SD folder's own scheduler (scaled_linear PNDM) would give
     # them the wrong noise levels, so only an AnimateDiff pipeline folder's scheduler is trusted.
@@ -183,10 +212,12 @@ def _from_pretrained(model_class, folder, subfolder, dtype):
     if not (folder / subfolder / "config.json").is_file():
         raise ModelLoadError(f"{folder / subfolder} is missing or has no config.json: the model folder is incomplete "
                              f"(expected subfolders unet, vae, text_encoder, tokenizer, scheduler).")
+    check_weight_files(folder / subfolder)
     try:
-        return model_class.from_pretrained(folder, subfolder=subfolder, torch_dtype=dtype, local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as error:
-        raise ModelLoadError(f"Could not load {folder / subfolder} as {model_class.__name__}: {error}") from error
+        model = model_class.from_pretrained(folder, subfolder=subfolder, torch_dtype=dtype, local_files_only=True)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+        raise _folder_error(folder / subfolder, model_class.__name__, error) from error
+    return check_loaded_finite(model, folder / subfolder)
 
 
 def load_text_encoder(directory: Path, dtype):
@@ -195,10 +226,51 @@ def load_text_encoder(directory: Path, dtype):
     if not (directory / "config.json").is_file():
         raise ModelLoadError(f"{directory} is missing or has no config.json: the model folder needs its CLIP "
                              "text_encoder.")
+    check_weight_files(directory)
     try:
-        return CLIPTextModel.from_pretrained(directory, dtype=dtype, local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as error:
-        raise ModelLoadError(f"Could not load the text encoder in {directory}: {error}") from error
+        model = CLIPTextModel.from_pretrained(directory, dtype=dtype, local_files_only=True)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+        raise _folder_error(directory, "CLIP text encoder", error) from error
+    return check_loaded_finite(model, directory)
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
+
+
+def check_weight_files(directory: Path) -> None:
+    """Before a library opens a folder's weights: every weights file must be a regular file (a FIFO would block the
+    load forever) and every .safetensors file complete (a cut-off download is named, not a library message)."""
+    from .wan_files import safetensors_header
+
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:
+        return  # the library's own error (missing folder) is reported by the caller
+    for entry in entries:
+        if entry.name.lower().endswith(WEIGHT_SUFFIXES):
+            require_regular_file(entry, f"a weights file of {directory.name}")
+            if entry.name.lower().endswith(".safetensors"):
+                safetensors_header(entry)
+
+
+def check_loaded_finite(model: torch.nn.Module, directory: Path) -> torch.nn.Module:
+    """Refuse a model whose loaded weights hold NaN/inf, naming the folder's weights file and the tensor. One pass
+    over the tensors as they are (chunked, no copy), so a big folder costs one read of its weights."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if not all_finite(tensor):
+            files = [p.name for p in sorted(directory.glob("*")) if p.name.lower().endswith(WEIGHT_SUFFIXES)]
+            where = directory / files[0] if len(files) == 1 else directory
+            check_finite(tensor, str(where), name)
+    return model
+
+
+def _folder_error(directory: Path, what: str, error: Exception) -> ModelLoadError:
+    """The library's words go to the log; the user reads what is wrong where and what to do."""
+    log.warning("loading %s from %s failed: %s", what, directory, error)
+    return ModelLoadError(
+        f"{directory} could not be loaded as a {what}: its weights are missing, damaged, or do not match its "
+        "config.json. Re-download that folder (ComfyUI's log has the loader's own message)."
+    )
 
 
 def load_tokenizer(directory: Path | None, fallback_dir=None):

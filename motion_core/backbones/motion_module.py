@@ -8,7 +8,11 @@ hub lookups; the results equal the shipped configs/animatediff_motion_adapter_v*
 
 from __future__ import annotations
 
+import logging
+import os
 import pickle
+import stat
+import struct
 from pathlib import Path
 
 import torch
@@ -16,6 +20,7 @@ import torch
 from ..errors import ModelLoadError
 from .base import move
 
+log = logging.getLogger(__name__)
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 _ORIGINAL_MARK = ".temporal_transformer."
 _RENAMES = ((".norms.0", ".norm1"), (".norms.1", ".norm2"), (".ff_norm", ".norm3"),
@@ -24,26 +29,27 @@ _RENAMES = ((".norms.0", ".norm1"), (".norms.1", ".norm2"), (".ff_norm", ".norm3
 
 def read_state_dict(path) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors file, or of a .ckpt/.pt/.pth through torch.load(weights_only=True) (never a full
-    unpickle: a file that needs code to load is refused). A top-level "state_dict" entry is unwrapped."""
+    unpickle: a file that needs code to load is refused). A top-level "state_dict" entry is unwrapped.
+
+    Only regular files are opened (a FIFO or device named like a checkpoint would block the read forever), a
+    .safetensors header is checked against the file's size first (so a cut-off download is named as such), and each
+    floating tensor is checked for NaN/inf as it is read: broken weights are refused here, naming file and tensor,
+    instead of turning every sample black later. Library messages go to the log, not into the error.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"{path} not found: expected a .safetensors or .ckpt weights file there.")
+    require_regular_file(path, "a .safetensors or .ckpt weights file")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as error:
-            raise ModelLoadError(f"{path.name} is not a valid .safetensors file ({error}); re-download it.") from error
+        state = _read_safetensors(path)
     elif suffix in (".ckpt", ".pt", ".pth"):
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, struct.error,
+                UnicodeDecodeError) as error:
+            log.warning("torch.load(%s) failed: %s", path, error)
             raise ModelLoadError(
-                f"{path.name} could not be read as plain tensors ({error}). Files that need code to unpickle are "
-                "refused; use the .safetensors version of this file."
+                f"{path.name} could not be read as plain tensors: it is truncated or corrupt, or it needs code to "
+                "unpickle (such files are refused). Re-download it, or use the .safetensors version of this file."
             ) from error
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
@@ -51,7 +57,67 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(f"{path.name}: expected a .safetensors or .ckpt file.")
     if not isinstance(state, dict):
         raise ModelLoadError(f"{path.name} does not hold a dictionary of weights.")
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    for key, tensor in tensors.items():
+        check_finite(tensor, path.name, key)
+    return tensors
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError, safe_open
+
+    from .wan_files import safetensors_header
+
+    safetensors_header(path)
+    state = {}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            for key in handle.keys():
+                state[key] = handle.get_tensor(key)
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as error:
+        log.warning("safetensors could not read %s: %s", path, error)
+        raise ModelLoadError(f"{path.name} is not a valid .safetensors file (its header or tensor table is "
+                             "damaged); re-download it.") from error
+    return state
+
+
+def require_regular_file(path: Path, what: str) -> None:
+    """Refuse anything but a regular file (links to one are fine) before it is opened: opening a FIFO blocks until
+    a writer appears, a device may never end, and a folder is not a weights file."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        raise ModelLoadError(f"{path} not found: expected {what} there.") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
+        raise ModelLoadError(f"{path.name} is {kind}: expected {what}. Pick a weights file from the models folder.")
+
+
+_FINITE_CHUNK = 1 << 24  # elements per check: bounds the temporary mask to 16 MB whatever the tensor's size
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    """Whether a tensor holds no NaN/inf, checked in chunks so a multi-GB tensor needs no full-size temporary;
+    float8 (no isfinite kernel) is widened chunk by chunk (every float8 value fits float16)."""
+    if not tensor.is_floating_point() or tensor.numel() == 0:
+        return True
+    flat = tensor.detach().reshape(-1)
+    narrow = flat.element_size() == 1
+    for start in range(0, flat.numel(), _FINITE_CHUNK):
+        chunk = flat[start:start + _FINITE_CHUNK]
+        if not bool(torch.isfinite(chunk.to(torch.float16) if narrow else chunk).all()):
+            return False
+    return True
+
+
+def check_finite(tensor: torch.Tensor, file_name: str, key: str) -> None:
+    """ModelLoadError naming the file and tensor if ``tensor`` holds NaN or infinite values."""
+    if not all_finite(tensor):
+        raise ModelLoadError(
+            f"{file_name}: tensor {key!r} holds NaN or infinite values, so every video made with it would come out "
+            "black or as noise. The file is damaged or was saved from a diverged model: re-download it, or pick "
+            "another file."
+        )
 
 
 def load_motion_adapter(source, unet_config, dtype: torch.dtype = torch.float32):

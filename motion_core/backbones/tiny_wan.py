@@ -3,8 +3,10 @@ T5Tokenizer, FlowMatchEulerDiscreteScheduler), for tests and benchmarks of the W
 
 Two widths are NOT tiny, on purpose: ComfyUI's own Wan loader derives the head count as dim // 128 and fixes the text
 width at 4096, so a tiny model that must mean the same thing in diffusers and in ComfyUI (the native-node tests load
-what we train) has one head of 128 channels and 4096-wide text states. Everything else is small: two blocks, a 256-wide
-feed-forward, a one-layer UMT5 with 8-channel heads.
+what we train) has one head of 128 channels and 4096-wide text states. ComfyUI also fixes the sinusoidal timestep width
+(freq_dim) at 256 where the tiny model has 32: files for core's own loader are made with ``freq_dim=COMFY_FREQ_DIM``
+(the default stays 32 because other tests' training-loss checks were tuned on those weights). Everything else is
+small: two blocks, a 256-wide feed-forward, a one-layer UMT5 with 8-channel heads.
 
 The tiny VAE keeps the real latent layout: 16 channels (ComfyUI's Wan 2.1 latent format and empty-latent nodes assume
 16, and its per-channel statistics are the real ones), temporal compression 4 (two temporal downsamples; diffusers'
@@ -27,6 +29,8 @@ from .base import move
 TINY_WAN_TEXT_DIM = 4096
 TINY_WAN_MAX_TOKENS = 32
 TINY_WAN_Z_DIM = 16
+COMFY_FREQ_DIM = 256
+"""The timestep-embedding width ComfyUI 0.3.75's Wan detection assumes (it does not read it from the weights)."""
 
 
 def tiny_wan_backbone(seed: int = 0, *, dtype: torch.dtype = torch.float32, device="cpu", shift: float = 3.0):
@@ -42,14 +46,14 @@ def tiny_wan_backbone(seed: int = 0, *, dtype: torch.dtype = torch.float32, devi
     return WanBackbone(**parts, device=device, dtype=dtype, source=f"tiny-wan-seed{seed}")
 
 
-def tiny_wan_parts(seed: int = 0, *, shift: float = 3.0) -> dict:
+def tiny_wan_parts(seed: int = 0, *, shift: float = 3.0, freq_dim: int = 32) -> dict:
     """The five components (denoiser, vae, text_encoder, tokenizer, scheduler), float32 on the CPU; the same seed
     gives the same weights, drawn in a fixed order under a forked RNG (the caller's RNG state is untouched)."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        parts = dict(denoiser=_tiny_transformer(), vae=_tiny_vae(), text_encoder=_tiny_umt5())
+        parts = dict(denoiser=_tiny_transformer(freq_dim), vae=_tiny_vae(), text_encoder=_tiny_umt5())
     parts["tokenizer"] = tiny_wan_tokenizer()
     parts["scheduler"] = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=float(shift))
     return parts
@@ -83,12 +87,12 @@ def tiny_wan_tokenizer(model_max_length: int = TINY_WAN_MAX_TOKENS):
 
 
 # ---- component builders (call under a seeded RNG) ----------------------------------------------------------------
-def _tiny_transformer():
+def _tiny_transformer(freq_dim: int = 32):
     from diffusers import WanTransformer3DModel
 
     return WanTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=TINY_WAN_Z_DIM,
-        out_channels=TINY_WAN_Z_DIM, text_dim=TINY_WAN_TEXT_DIM, freq_dim=32, ffn_dim=256, num_layers=2,
+        out_channels=TINY_WAN_Z_DIM, text_dim=TINY_WAN_TEXT_DIM, freq_dim=freq_dim, ffn_dim=256, num_layers=2,
         cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=64,
     )
 

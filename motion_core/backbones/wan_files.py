@@ -10,14 +10,17 @@ wrong kind is refused with the folder it belongs in.
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from pathlib import Path
 
 import torch
 
 from ..errors import ModelLoadError
-from .motion_module import read_state_dict
+from .motion_module import all_finite, check_finite, read_state_dict, require_regular_file
 from .wan_keys import strip_original_prefix
+
+log = logging.getLogger(__name__)
 
 FOLDERS = {
     "transformer": "models/diffusion_models (e.g. wan2.1_t2v_1.3B_fp16.safetensors)",
@@ -32,26 +35,44 @@ def file_keys(path) -> list[str]:
     """The tensor names of a weights file without reading the tensors (safetensors: its header only)."""
     path = Path(path)
     if path.suffix.lower() == ".safetensors":
-        return list(_safetensors_header(path, complete=False))
+        return list(safetensors_header(path, complete=False))
     return list(read_state_dict(path))
 
 
-def _safetensors_header(path: Path, complete: bool = True) -> dict:
+def safetensors_header(path: Path, complete: bool = True) -> dict:
     """The header of a .safetensors file and, if ``complete``, a check against the file's size, so that a cut-off
-    download is named as such instead of surfacing as a library error half-way through loading."""
+    download is named as such instead of surfacing as a library error half-way through loading. Only a regular file
+    is opened (a FIFO would block), and the header length is checked before it is read (a hostile file can claim
+    exabytes)."""
+    path = Path(path)
+    require_regular_file(path, "a .safetensors weights file")
     damaged = f"{path.name} is not a complete .safetensors file"
+    invalid = f"{path.name} is not a valid .safetensors file"
     fix = "re-download it (the download was probably cut off)"
     try:
         size = path.stat().st_size
+        if size < 8:
+            raise ModelLoadError(f"{invalid}: it holds {size} bytes, too few for a header; {fix}.")
         with open(path, "rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
             if length > size - 8:
-                raise ModelLoadError(f"{damaged} (its header runs past the end of the file): {fix}.")
+                raise ModelLoadError(f"{invalid} (its header claims {length:,} bytes but the file holds {size:,}): "
+                                     "it was cut off, or is another kind of file renamed; re-download it.")
             header = json.loads(handle.read(length))
-    except (OSError, struct.error, ValueError, UnicodeDecodeError) as error:
-        raise ModelLoadError(f"{damaged} ({error}): {fix}.") from error
+    except OSError as error:
+        log.warning("reading the header of %s failed: %s", path, error)
+        raise ModelLoadError(f"{path.name} could not be read ({error.strerror or 'I/O error'}); check the file's "
+                             "permissions and the disk, or re-download it.") from error
+    except (struct.error, ValueError, UnicodeDecodeError) as error:
+        raise ModelLoadError(f"{invalid} (its header is not readable): it is damaged, or another kind of file "
+                             "renamed; re-download it.") from error
+    if not isinstance(header, dict):
+        raise ModelLoadError(f"{invalid} (its header is not a table of tensors); re-download it.")
     header.pop("__metadata__", None)
-    end = max((entry["data_offsets"][1] for entry in header.values()), default=0)
+    try:
+        end = max((int(entry["data_offsets"][1]) for entry in header.values()), default=0)
+    except (TypeError, KeyError, IndexError, ValueError) as error:
+        raise ModelLoadError(f"{invalid} (its tensor table is damaged); re-download it.") from error
     if complete and 8 + length + end > size:
         raise ModelLoadError(f"{damaged}: it holds {size:,} bytes but its tensors need {8 + length + end:,}; {fix}.")
     return header
@@ -59,22 +80,25 @@ def _safetensors_header(path: Path, complete: bool = True) -> dict:
 
 def read_weights(path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Every tensor of ``path`` with ComfyUI's prefix kept, floats cast to ``dtype`` (fp8 upcast, scaled fp8
-    multiplied back by its scale); integer tensors (the embedded tokenizer) are kept as they are."""
+    multiplied back by its scale); integer tensors (the embedded tokenizer) are kept as they are. Each tensor and
+    each scale factor is checked for NaN/inf as it is read (no second pass over a 14B model)."""
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
-        raw = read_state_dict(path)
-        return _dequantize(list(raw), raw.__getitem__, dtype)
+        raw = read_state_dict(path)  # already checked tensor by tensor
+        return _dequantize(list(raw), raw.__getitem__, dtype, path.name)
     from safetensors import SafetensorError, safe_open
 
-    _safetensors_header(path)
+    safetensors_header(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
-            return _dequantize(list(handle.keys()), handle.get_tensor, dtype)
-    except (SafetensorError, OSError, RuntimeError) as error:
-        raise ModelLoadError(f"{path.name} could not be read ({error}); re-download it.") from error
+            return _dequantize(list(handle.keys()), handle.get_tensor, dtype, path.name)
+    except (SafetensorError, OSError, RuntimeError, ValueError, TypeError) as error:
+        log.warning("safetensors could not read %s: %s", path, error)
+        raise ModelLoadError(f"{path.name} could not be read (its tensor data is damaged or of an unknown type); "
+                             "re-download it.") from error
 
 
-def _dequantize(keys: list[str], get, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def _dequantize(keys: list[str], get, dtype: torch.dtype, file_name: str = "the file") -> dict[str, torch.Tensor]:
     names = set(keys)
     out = {}
     for key in keys:
@@ -86,8 +110,16 @@ def _dequantize(keys: list[str], get, dtype: torch.dtype) -> dict[str, torch.Ten
             scale = next((key[: -len("weight")] + s for s in _SCALE_SUFFIXES
                           if key.endswith("weight") and key[: -len("weight")] + s in names), None)
             if scale is not None:
-                tensor = tensor.to(torch.float32) * get(scale).to(torch.float32)
+                factor = get(scale)
+                check_finite(factor, file_name, scale)
+                tensor = tensor.to(torch.float32) * factor.to(torch.float32)
+            wide = tensor
             tensor = tensor.to(dtype)
+            if not all_finite(tensor):  # checked once, after the cast; the cause is looked for only on failure
+                check_finite(wide, file_name, key)
+                raise ModelLoadError(f"{file_name}: tensor {key!r} does not fit {str(dtype).removeprefix('torch.')} "
+                                     "(its values overflow to infinity); load the model in bf16 or fp32.")
+            del wide
         out[key] = tensor
     return out
 

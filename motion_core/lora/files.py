@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from ..errors import InvalidInputError, MotionCoreError
-from .formats import animatediff, canonical, kohya
+from .formats import animatediff, canonical, kohya, wan_comfy
 from .formats.detect import FORMATS, detect_format
 from .metadata import decode_header
 from .motion_lora import MotionLora
@@ -122,14 +122,15 @@ def _link_new(tmp: str, path: Path) -> None:
 
 def save_lora(lora: MotionLora, path: str | os.PathLike, format: str = "canonical", *,
               overwrite: bool = True) -> Path:
-    """Write ``lora`` as safetensors in ``format`` ("canonical", "animatediff", "kohya"); returns the path.
+    """Write ``lora`` as safetensors in ``format`` ("canonical", "animatediff", "kohya", or "comfyui": ComfyUI's
+    native Wan layout, Wan LoRAs only); returns the path.
 
     overwrite=False refuses an existing file (FileExistsRefusedError) instead of replacing it."""
     path = Path(path)
     if path.suffix != ".safetensors":
         raise InvalidInputError(f"LoRAs are saved as .safetensors; got {path.name}. Use a name ending in .safetensors.")
     writers = {"canonical": canonical.to_canonical_file, "animatediff": animatediff.to_animatediff_file,
-               "kohya": kohya.to_kohya_file}
+               "kohya": kohya.to_kohya_file, "comfyui": wan_comfy.to_comfy_wan_file}
     if format not in writers:
         raise InvalidInputError(f"Unknown LoRA format {format!r}; choose one of {', '.join(FORMATS)}.")
     tensors, header = writers[format](lora)
@@ -277,6 +278,8 @@ def lora_from_tensors(tensors: dict[str, torch.Tensor], header: dict[str, str] |
         return kohya.from_kohya_file(tensors, header, module_names, decode_header(header))
     if fmt == "animatediff":
         return animatediff.from_animatediff_file(tensors, decode_header(header))
+    if fmt == "comfyui":
+        return wan_comfy.from_wan_file(tensors, header)
     return canonical.from_peft_file(tensors, header)
 
 

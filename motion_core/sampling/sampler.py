@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from ..errors import MotionCoreError
 from ..lora.merge import StackMerger
 from .callbacks import SamplingCallbacks
 from .noise_prior import blend_prior, invert, prepare_reference
@@ -62,6 +63,8 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
         empty = text_states[:1] if guided and request.negative_prompt == "" else backbone.encode_prompt([""])
         inverted = invert(backbone, clean, timesteps, text_states=empty, callbacks=callbacks, progress_total=total)
         start = blend_prior(inverted, float(request.noise_prior_p), noise, request.noise_prior_mode)
+        if not bool(torch.isfinite(start).all()):
+            raise _nonfinite(backbone, request, "the noise prior (the inverted reference clip)")
     # Flow-matching solvers start at unit scale and have no init_noise_sigma (nor a scale_model_input).
     latents = start * float(getattr(scheduler, "init_noise_sigma", 1.0))
     done = total - len(timesteps)
@@ -82,6 +85,10 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
                 pred = uncond + float(request.cfg) * (cond - uncond)
             latents = scheduler.step(pred, t, latents, **step_kwargs).prev_sample
             step = done + i + 1
+            # One reduction over the (small) latents per step: a NaN would otherwise decode to a black video.
+            if not bool(torch.isfinite(latents).all()):
+                raise _nonfinite(backbone, request, f"step {i + 1} of {len(timesteps)}",
+                                 stack.active_at(i, len(timesteps)))
             preview = None
             if callbacks.wants_preview(step, total):
                 estimate = backbone.objective.clean_estimate(model_input, pred, t)
@@ -92,6 +99,22 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
 
     clock = time.perf_counter()
     frames = backbone.decode_latents(latents.to(backbone.dtype))[0]
+    if not bool(torch.isfinite(frames).all()):
+        raise _nonfinite(backbone, request, "the VAE decode", ())
     return SampleResult(frames=frames, latents=latents.float().cpu(), fps=float(request.fps), merge_count=merge_count,
                         seconds={"prepare": prepare_seconds, "denoise": denoise_seconds,
                                  "decode": time.perf_counter() - clock})
+
+
+def _nonfinite(backbone, request: SampleRequest, where: str, active: tuple[int, ...] = ()) -> MotionCoreError:
+    """The error for a sample that turned NaN/inf: where it happened and the three usual causes, most likely first."""
+    stack = request.lora_stack
+    loras = ", ".join(f"{stack[i].lora.name or '(unnamed)'} x{stack[i].strength:g}" for i in active)
+    causes = [f"lower cfg (now {float(request.cfg):g})"]
+    if loras:
+        causes.append(f"lower the strength of the LoRAs acting then ({loras})")
+    if where == "the VAE decode" and backbone.dtype == torch.float16:
+        causes.insert(0, "load the model in bf16 or fp32 (the VAE overflows in fp16)")
+    causes.append(f"check the model file ({backbone.source}): broken weights give NaN too")
+    return MotionCoreError(f"The sample became NaN or infinite at {where}, so the video would be black. "
+                           f"To fix: {'; '.join(causes)}.")

@@ -65,11 +65,20 @@ def save_checkpoint(path: Path, *, step: int, recipe: str, recipe_config: dict, 
     return Path(path)
 
 
+def _is_regular_file(path: Path) -> bool:
+    """A plain file, without raising for names the OS refuses (too long, NUL): those are simply not checkpoints."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def load_checkpoint(path) -> dict:
     """The checkpoint's contents with configs and history decoded; InvalidInputError when it is not one of ours."""
     path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"Checkpoint {path} not found. Pick a checkpoint-step*.pt file from the run's "
+    if not _is_regular_file(path):
+        shown = str(path) if len(str(path)) <= 200 else str(path)[:120] + "…"
+        raise InvalidInputError(f"Checkpoint {shown} not found. Pick a checkpoint-step*.pt file from the run's "
                                 "checkpoint folder.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

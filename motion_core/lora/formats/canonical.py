@@ -1,7 +1,8 @@
 """Our canonical file, and import of the other diffusers/PEFT spellings into it.
 
 Written keys: ``unet.<module>.lora_A.weight`` / ``.lora_B.weight`` plus the header from metadata.py. Read keys
-also include ``base_model.model.<module>...`` (peft's wrapped model), ``.lora_A.<adapter>.weight``, the older
+also include ``base_model.model.<module>...`` (peft's wrapped model), ``transformer.<module>...`` (diffusers' name
+for a DiT's component, e.g. Wan LoRAs saved by diffusers or ai-toolkit), ``.lora_A.<adapter>.weight``, the older
 diffusers ``.lora.down.weight`` / ``.lora.up.weight`` and ``.processor.to_q_lora.down.weight`` spellings, bare
 module paths, and ``.alpha`` tensors (kohya-style alphas some converters leave in diffusers files).
 """
@@ -20,7 +21,7 @@ from ..motion_lora import MotionLora
 from ..state import canonical_key
 
 _OTHER_COMPONENTS = ("text_encoder.", "text_encoder_2.", "vae.")
-_PREFIXES = ("base_model.model.", "unet.")
+_PREFIXES = ("base_model.model.", "unet.", "transformer.")
 _WEIGHT_FORMS = [
     (re.compile(r"^(?P<m>.+)\.lora_(?P<w>[AB])(?:\.[^.]+)?\.weight$"), {"A": "A", "B": "B"}),
     (re.compile(r"^(?P<m>.+)\.lora\.(?P<w>down|up)\.weight$"), {"down": "A", "up": "B"}),

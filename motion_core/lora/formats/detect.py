@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from ...errors import InvalidInputError
-from . import animatediff, canonical, kohya
+from . import animatediff, canonical, kohya, wan_comfy
 
-FORMATS = ("canonical", "animatediff", "kohya")
+FORMATS = ("canonical", "animatediff", "kohya", "comfyui")
+"""The layouts a LoRA can be saved in (detection also tells them apart on reading)."""
 
 
 def detect_format(keys) -> str:
-    """"animatediff", "kohya" or "canonical" (which also covers every diffusers/PEFT spelling)."""
+    """"comfyui" (any Wan layout in original module names: ComfyUI's, ai-toolkit's, musubi-tuner's), "animatediff",
+    "kohya" or "canonical" (which also covers every diffusers/PEFT spelling)."""
     keys = list(keys)
+    # first: musubi-tuner's Wan keys start with lora_unet_ like kohya's, and ComfyUI's use lora_A like diffusers'
+    if wan_comfy.looks_like(keys):
+        return "comfyui"
     if kohya.looks_like(keys):
         return "kohya"
     # checked before diffusers/PEFT: both use "_lora.down.weight", only this one has temporal_transformer
@@ -20,5 +25,6 @@ def detect_format(keys) -> str:
         return "canonical"
     raise InvalidInputError(
         f"Cannot tell what kind of LoRA this is from its keys, e.g. {', '.join(sorted(keys)[:3]) or '(no keys)'}. "
-        "Supported: diffusers/PEFT, kohya (lora_unet_*) and original AnimateDiff motion LoRAs."
+        "Supported: diffusers/PEFT, kohya (lora_unet_*), original AnimateDiff motion LoRAs and Wan LoRAs in "
+        "ComfyUI / ai-toolkit / musubi-tuner layouts."
     )
