@@ -7,6 +7,7 @@ import os
 import folder_paths
 from comfy_api.latest import io, ui
 
+from ..motion_core.backbones.wan_experts import expert_from_name, expert_file_name, lora_expert, tag_lora
 from ..motion_core.errors import InvalidInputError
 from ..motion_core.safe_paths import is_plain_relative, resolve_in_folders
 from ..motion_core.lora import load_lora, save_lora
@@ -29,8 +30,10 @@ FORMATS = ["canonical", "animatediff", "kohya", "comfyui"]
 SAVE_FOLDERS = {"comfyui": "loras"}
 
 
-def _next_free_path(folder: str, prefix: str) -> str:
-    """prefix may contain sub-folders; files are numbered prefix_00001.safetensors, never overwriting."""
+def _next_free_path(folder: str, prefix: str, expert: str | None = None) -> str:
+    """prefix may contain sub-folders; files are numbered prefix_00001.safetensors, never overwriting. A Wan 2.2
+    A14B expert's LoRA ends in its expert, prefix_00001_high_noise.safetensors, as Wan 2.2 LoRAs are named in
+    ComfyUI's repackaged files and by ai-toolkit (name, step, expert), so the pair of one run shares its number."""
     prefix = prefix.strip().replace("\\", "/").lstrip("/") or "motion_lora"
     name = os.path.basename(os.path.normpath(folder))
     if not is_plain_relative(prefix):
@@ -49,10 +52,12 @@ def _next_free_path(folder: str, prefix: str) -> str:
             "sub-folder name."
         )
     os.makedirs(os.path.dirname(base) or folder, exist_ok=True)
+    if expert_from_name(prefix) == expert:
+        expert = None  # the prefix already says it
     counter = 1
-    while os.path.exists(f"{base}_{counter:05d}.safetensors"):
+    while os.path.exists(expert_file_name(f"{base}_{counter:05d}", expert)):
         counter += 1
-    return f"{base}_{counter:05d}.safetensors"
+    return expert_file_name(f"{base}_{counter:05d}", expert)
 
 
 class SaveMotionLoRA(io.ComfyNode):
@@ -71,7 +76,8 @@ class SaveMotionLoRA(io.ComfyNode):
                     "filename_prefix",
                     default="motion_lora/my_motion",
                     tooltip="File name under models/motion_loras (models/loras for the comfyui format); a number "
-                    "and .safetensors are added.",
+                    "and .safetensors are added, and for a Wan 2.2 A14B expert's LoRA its expert (_high_noise / "
+                    "_low_noise), one file per expert.",
                 ),
                 io.Combo.Input("format", options=FORMATS, default="canonical", tooltip=FORMAT_HELP),
             ],
@@ -83,7 +89,7 @@ class SaveMotionLoRA(io.ComfyNode):
     def execute(cls, lora, filename_prefix, format) -> io.NodeOutput:
         folder = folder_paths.get_folder_paths(SAVE_FOLDERS.get(format, paths.MOTION_LORAS))[0]
         for _attempt in range(100):  # another save may take the same number between the check and the write
-            target = _next_free_path(folder, filename_prefix)
+            target = _next_free_path(folder, filename_prefix, lora_expert(lora))
             try:
                 save_lora(lora, target, format=format, overwrite=False)
                 break
@@ -148,6 +154,8 @@ def _add_to_stack(
         path = resolve_in_folders(lora_name, folder_paths.get_folder_paths(folder), label=label, fix=fix,
                                   listed=lambda: folder_paths.get_filename_list(folder))
         lora = load_lora(path, module_names)
+        if lora_expert(lora) is None:  # a Wan 2.2 LoRA pair from other tools says its expert in the file name
+            lora = tag_lora(lora, expert_from_name(lora_name))
     stack = (previous_stack or LoraStack()).add(lora, strength, start_percent, end_percent)
     text = str(stack)
     skipped = lora.metadata.get("extra", {}).get("skipped_components")

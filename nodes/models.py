@@ -13,11 +13,13 @@ from comfy_api.latest import io
 import comfy.model_management
 
 from ..motion_core.backbones import load_backbone
+from ..motion_core.backbones.wan_experts import load_other_expert
 from . import paths
 from .types import CATEGORY, ModelType
 
 MOTION_MODULE_FIX = ("Pick a motion module from the list (press R after adding one to models/animatediff_models/), "
                      "or choose none.")
+FOLDER_OTHER_EXPERT = "the folder's other expert"
 DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -31,6 +33,11 @@ def _dtype(choice: str, device: torch.device) -> torch.dtype:
     if device.type == "cuda":
         return torch.bfloat16 if comfy.model_management.should_use_bf16(device) else torch.float16
     return torch.float32
+
+
+def _diffusion_model_files() -> list[str]:
+    names = folder_paths.get_filename_list("diffusion_models")
+    return [name for name in names if name.lower().endswith(".safetensors")]
 
 
 class LoadVideoModel(io.ComfyNode):
@@ -79,8 +86,9 @@ class LoadVideoModel(io.ComfyNode):
                     "wan_expert",
                     options=["high_noise", "low_noise"],
                     default="high_noise",
-                    tooltip="Wan 2.2 A14B diffusers folders: which expert to load. Motion forms at high noise, so "
-                    "motion LoRAs train the high-noise expert; each expert's LoRA is its own file.",
+                    tooltip="Wan 2.2 A14B diffusers folders: which expert is the model (the one trained; a file's "
+                    "name says which expert it is). Motion forms at high noise, so motion LoRAs train the high-noise "
+                    "expert; each expert's LoRA is its own file.",
                     optional=True,
                 ),
                 io.Combo.Input(
@@ -91,6 +99,16 @@ class LoadVideoModel(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "device", options=["auto", "cpu", "cuda"], default="auto", tooltip="auto: the device ComfyUI uses."
+                ),
+                io.Combo.Input(
+                    "wan_second_expert",
+                    options=["none", FOLDER_OTHER_EXPERT, *_diffusion_model_files()],
+                    default="none",
+                    tooltip="Wan 2.2 A14B, for sampling: the other expert, so Sample Video runs the high-noise "
+                    "expert above the model's boundary and the low-noise one below it (as Wan's own pipeline), each "
+                    "with its own LoRAs. With the *_high_noise_* file as model, pick the *_low_noise_* file here; "
+                    "for a diffusers folder, the folder's other expert. Training needs only the model.",
+                    optional=True,
                 ),
             ],
             outputs=[
@@ -104,7 +122,7 @@ class LoadVideoModel(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, motion_module, dtype, device, vae="none", text_encoder="none",
-                wan_expert="high_noise") -> io.NodeOutput:
+                wan_expert="high_noise", wan_second_expert="none") -> io.NodeOutput:
         target = _device(device)
         files = {}
         if vae != "none":
@@ -130,6 +148,11 @@ class LoadVideoModel(io.ComfyNode):
                 expert=wan_expert,
                 **files,
             )
+            if wan_second_expert != "none":
+                second = (None if wan_second_expert == FOLDER_OTHER_EXPERT else
+                          paths.resolve_listed("diffusion_models", wan_second_expert, "models/diffusion_models",
+                                               paths.MODEL_FIX))
+                load_other_expert(backbone, second)
         return io.NodeOutput(backbone)
 
 

@@ -109,6 +109,16 @@ class SampleVideo(io.ComfyNode):
                     tooltip="full: blend the whole inverted reference (the papers' prior). motion: only its "
                     "frame-to-frame part, so the reference's look does not carry over (less leakage).",
                 ),
+                io.Float.Input(
+                    "cfg_low_noise",
+                    default=0.0,
+                    min=0.0,
+                    max=30.0,
+                    step=0.1,
+                    optional=True,
+                    tooltip="Wan 2.2 A14B with both experts loaded: the guidance of the low-noise expert's steps "
+                    "(Wan's own A14B settings: 4.0 high, 3.0 low). 0: the same as cfg.",
+                ),
             ],
             outputs=[
                 io.Image.Output(
@@ -136,6 +146,7 @@ class SampleVideo(io.ComfyNode):
         noise_prior_clips=None,
         noise_prior_p=0.0,
         noise_prior_mode="full",
+        cfg_low_noise=0.0,
     ) -> io.NodeOutput:
         request = SampleRequest(
             prompt=prompt,
@@ -151,6 +162,7 @@ class SampleVideo(io.ComfyNode):
             noise_prior_clip=noise_prior_clips.clips[0] if noise_prior_clips else None,
             noise_prior_p=noise_prior_p,
             noise_prior_mode=noise_prior_mode,
+            cfg_low_noise=cfg_low_noise or None,
             **({"lora_stack": lora_stack} if lora_stack is not None else {}),
         )
         result = run_sampling(video_model, request)

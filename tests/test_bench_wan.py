@@ -69,15 +69,15 @@ def test_bench_gpu_plans_wan_13b_motion_director_at_33_and_81_frames_with_checkp
     assert "wan_1.3b" in gpu.DEFAULT_FAMILIES and "wan_14b" in gpu.DEFAULT_FAMILIES
 
 
-def test_bench_gpu_runs_the_tiny_wan_and_says_the_14b_was_not_run(capsys):
+def test_bench_gpu_runs_the_tiny_wan_and_says_the_14b_needs_cuda(capsys):
     assert gpu.main(["--family", "tiny_wan,wan_14b", "--device", "cpu", "--dtype", "fp32", "--steps", "2",
                      "--sample-steps", "1", "--train-size", "16x16x5"]) == 0
     out = capsys.readouterr().out
     figures = json.loads(out.strip().splitlines()[-1])
     assert figures["tiny_wan/motion_director"]["step_s"] > 0
     assert figures["tiny_wan/sampling"]["sample_s"] > 0
-    assert figures["wan_14b/motion_director"] == {"not_run": "block offload is not implemented"}
-    assert "wan_14b: not run: block offload is not implemented" in out
+    assert figures["wan_14b/motion_director"] == {"not_run": gpu.CUDA_ONLY["wan_14b"]}
+    assert f"wan_14b: not run: {gpu.CUDA_ONLY['wan_14b']}" in out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the exit when no GPU is visible")

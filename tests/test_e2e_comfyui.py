@@ -20,7 +20,8 @@ EXPECTED_NODES = {
         ["IMAGE", "FLOAT", "MD_CLIPS"],
     ),
     "MDImagesToClips": (["images", "caption", "fps"], ["previous_clips"], ["MD_CLIPS"]),
-    "MDLoadVideoModel": (["model", "motion_module", "dtype", "device"], ["vae", "text_encoder", "wan_expert"],
+    "MDLoadVideoModel": (["model", "motion_module", "dtype", "device"], ["vae", "text_encoder", "wan_expert",
+                                                                          "wan_second_expert"],
                          ["MD_MODEL"]),
     "MDLoadMotionLoRA": (["lora_name", "strength", "start_percent", "end_percent"],
                          ["previous_stack", "trained_lora"], ["MD_LORA_STACK", "MD_LORA"]),
@@ -33,7 +34,7 @@ EXPECTED_NODES = {
                           ["MD_LORA", "MD_LORA", "IMAGE"]),
     "MDSampleVideo": (["video_model", "prompt", "negative_prompt", "seed", "steps", "cfg", "frames", "width",
                        "height", "scheduler", "frame_rate"], ["lora_stack", "noise_prior_clips", "noise_prior_p",
-                                                     "noise_prior_mode"],
+                                                     "noise_prior_mode", "cfg_low_noise"],
                       ["IMAGE", "FLOAT"]),
 }
 

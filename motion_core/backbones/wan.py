@@ -232,6 +232,12 @@ class WanBackbone(Backbone):
                 f"{c.rope_max_seq_len}. Use fewer frames or a smaller size."
             )
 
+    # ---- memory options (memory.py) ---------------------------------------------------------------------------
+    @property
+    def offload_blocks(self):
+        """The transformer blocks block offload moves to the accelerator one at a time (memory.BlockOffload)."""
+        return self.denoiser.blocks
+
     # ---- gradient checkpointing -------------------------------------------------------------------------------
     def enable_gradient_checkpointing(self) -> None:
         """Checkpoint each transformer block with our own wrapper (checkpointing.py), not diffusers' switch: the same

@@ -2,8 +2,10 @@
 UMT5 text encoder), local only.
 
 Wan 2.2 A14B is two experts of one architecture: the high-noise one denoises t >= boundary_ratio * 1000, the low-noise
-one the rest. A motion LoRA is trained per expert, so one expert is loaded at a time (``expert``), and the boundary
-travels on ``backbone.model_info`` for the sampler and the LoRA export (one file per expert).
+one the rest. A motion LoRA is trained per expert, so the backbone's ``denoiser`` is one expert (``expert``; a file's
+name wins, as it cannot be the other one) and the boundary travels on ``backbone.model_info`` for the sampler and the
+LoRA export (one file per expert). Sampling needs both: ``load_both_experts`` (or an ``other_expert_file``) adds the
+second one (wan_experts.py).
 """
 
 from __future__ import annotations
@@ -79,8 +81,11 @@ def load_wan_components(model_path, *, vae_path=None, text_encoder_path=None, to
 
 
 def load_wan_backbone(model_path, *, vae_path=None, text_encoder_path=None, tokenizer_dir=None,
-                      expert: str = "high_noise", dtype: torch.dtype = torch.float32, device="cpu"):
-    """A WanBackbone, frozen, on ``device`` in ``dtype``; ``backbone.model_info`` says which model and expert."""
+                      expert: str = "high_noise", dtype: torch.dtype = torch.float32, device="cpu",
+                      load_both_experts: bool = False, other_expert_file=None):
+    """A WanBackbone, frozen, on ``device`` in ``dtype``; ``backbone.model_info`` says which model and expert.
+    ``load_both_experts``: also load the A14B expert that is not ``denoiser`` (a folder's other transformer, or
+    ``other_expert_file``; giving that file implies it), so sampling switches experts at the boundary."""
     from .loading import ready
     from .objectives import FlowMatchObjective
     from .wan import WanBackbone
@@ -97,11 +102,16 @@ def load_wan_backbone(model_path, *, vae_path=None, text_encoder_path=None, toke
         backbone.objective = FlowMatchObjective(
             backbone.objective.shift, backbone.objective.num_train_timesteps,
             sigma_range=(boundary, 1.0) if info["expert"] == "high_noise" else (0.0, boundary))
+    if load_both_experts or other_expert_file is not None:
+        from .wan_experts import load_other_expert
+
+        load_other_expert(backbone, other_expert_file)
     return backbone
 
 
 def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype) -> dict:
     from .loading import _load_scheduler
+    from .wan_experts import expert_from_name
     from .wan_files import FOLDERS, expect_kind, file_keys
     from .wan_single_file import load_transformer_file, load_vae_file
     from .wan_text_encoder import load_text_encoder_file
@@ -118,8 +128,10 @@ def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype) -
     denoiser, arch = load_transformer_file(path, dtype)
     vae = load_vae_file(vae_path, dtype)
     text_encoder, spiece = load_text_encoder_file(text_encoder_path, dtype)
-    a14b = arch == "wan2.2_t2v_a14b_expert"
-    named = next((e for e in EXPERTS if e in path.name.lower()), None)
+    named = expert_from_name(path.name)
+    # Only A14B files are named by expert; a size Wan-AI did not release (a test model, a pruned one) that is so
+    # named is taken at its word.
+    a14b = arch == "wan2.2_t2v_a14b_expert" or (arch is None and named is not None)
     scheduler = _load_scheduler(CONFIGS_DIR / "wan_scheduler" / SCHEDULERS.get(str(arch), "wan2.1_t2v"))
     info = {"arch": arch or "derived", "expert": (named or expert) if a14b else None,
             "boundary_ratio": A14B_BOUNDARY_RATIO if a14b else None}

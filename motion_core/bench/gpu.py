@@ -10,9 +10,12 @@ GPU; its figures then mean nothing.
 
 Wan: ``wan_1.3b`` is Wan 2.1 T2V 1.3B (transformer, Wan 2.1 VAE and UMT5-XXL from the shipped configs, random
 weights; _real_wan.py) trained with MotionDirector at 480x832 for 33 and 81 frames, gradient checkpointing on, then
-sampled at 480x832x81. ``wan_14b`` (Wan 2.1 14B, the architecture of each Wan 2.2 A14B expert) is meant to be run
-with its blocks offloaded to the CPU, which the engine does not implement: the family is reported as not run
-instead of measuring something else under its name. ``tiny_wan`` runs the Wan path on the CPU for tests.
+sampled at 480x832x81. ``wan_14b`` (Wan 2.1 14B, the architecture of each Wan 2.2 A14B expert: 28.6 GB of bf16
+weights) is run the way a 24 GB card has to run it (``MEMORY_OPTIONS``): gradient checkpointing, bf16, the frozen
+base's Linear weights stored in fp8 and the 40 blocks offloaded to the CPU, each copied to the GPU as it runs; its
+transformer is built on the CPU so the peak is what the options leave on the card, and sampling runs with the same
+options. It needs CUDA (building a random 14B on a CPU and training it there would measure nothing a user runs), so
+elsewhere it is reported as not run, with the reason. ``tiny_wan`` runs the Wan path on the CPU for tests.
 """
 
 from __future__ import annotations
@@ -47,8 +50,10 @@ WAN_FAMILIES = {"wan_1.3b": "wan2.1_t2v_1.3b", "wan_14b": "wan2.1_t2v_14b"}
 FAMILY_RECIPES = {"wan_1.3b": ("motion_director",), "wan_14b": ("motion_director",), "tiny_wan": ("motion_director",)}
 """Recipes a family runs when --recipes is not given (others: every recipe). The Wan cases are the issue's:
 MotionDirector, the recipe the Wan path was built for."""
-NOT_RUN = {"wan_14b": "block offload is not implemented"}
-"""Families that need an engine feature that does not exist yet: reported as not run, with the reason."""
+MEMORY_OPTIONS = {"wan_14b": {"base_storage": "fp8", "block_offload": True}}
+"""TrainingConfig memory options per family (others: none): what the family needs to fit a 24 GB card."""
+CUDA_ONLY = {"wan_14b": "needs a CUDA GPU (fp8 storage + block offload are measured on the card they are for)"}
+"""Families not run off CUDA, with the reason printed instead of figures."""
 DEFAULT_FAMILIES = "zeroscope,animatediff,wan_1.3b,wan_14b"
 
 
@@ -56,6 +61,8 @@ def build_backbone(family: str, device: str, dtype: torch.dtype):
     """A ready Backbone of the real architecture with random weights, built directly on ``device``."""
     from ..backbones.tiny import tiny_animatediff_backbone, tiny_tokenizer, tiny_unet3d_backbone
 
+    if family in MEMORY_OPTIONS and MEMORY_OPTIONS[family].get("block_offload"):
+        return _offloaded_wan_backbone(WAN_FAMILIES[family], device, dtype)
     if family in WAN_FAMILIES:
         from ._real_wan import full_backbone
 
@@ -106,6 +113,37 @@ def build_backbone(family: str, device: str, dtype: torch.dtype):
                  f"random-{family}")
 
 
+def _offloaded_wan_backbone(variant: str, device: str, dtype: torch.dtype):
+    """The transformer's blocks on the CPU and everything else (its embeddings and head, the VAE, UMT5) on
+    ``device``: where block offload keeps them, without the whole model ever being on the card."""
+    from ..backbones.memory import move_outside_blocks
+    from ..backbones.wan import WanBackbone
+    from ._real_wan import full_backbone, wan_transformer
+
+    # Every Wan 2.1 size shares the VAE and UMT5-XXL: take them from the 1.3B build and drop its transformer.
+    shared = full_backbone("wan2.1_t2v_1.3b", device, dtype)
+    denoiser = wan_transformer(variant, device="cpu", dtype=dtype)
+    move_outside_blocks(denoiser, denoiser.blocks, device)
+    backbone = WanBackbone(denoiser=denoiser, vae=shared.vae, text_encoder=shared.text_encoder,
+                           tokenizer=shared.tokenizer, scheduler=shared.scheduler, device=torch.device(device),
+                           dtype=dtype, source=f"random-{variant}")
+    del shared
+    if str(device).startswith("cuda"):
+        torch.cuda.empty_cache()
+    return backbone
+
+
+def training_config(family: str, size, steps: int, checkpointing: bool) -> TrainingConfig:
+    """The TrainingConfig of one bench run: the size, the step count, checkpointing and the family's memory
+    options (MEMORY_OPTIONS). Block offload needs checkpointing, so it is off in a run without."""
+    width, height, frames = size
+    options = dict(MEMORY_OPTIONS.get(family, {}))
+    if not checkpointing:
+        options.pop("block_offload", None)
+    return TrainingConfig(steps=steps, width=width, height=height, frames=frames, seed=0,
+                          gradient_checkpointing=checkpointing, **options)
+
+
 def _clip(width: int, height: int, frames: int, seed: int) -> Clip:
     g = torch.Generator().manual_seed(seed)
     return Clip(torch.randint(0, 256, (frames, height, width, 3), dtype=torch.uint8, generator=g), 8.0,
@@ -138,7 +176,7 @@ def _rounded(figures: dict) -> dict:
     return {k: None if v is None else round(v, 3) for k, v in figures.items()}
 
 
-def measure_training(backbone, recipe: str, size, steps: int, checkpointing: bool) -> dict:
+def measure_training(backbone, recipe: str, size, steps: int, checkpointing: bool, family: str = "") -> dict:
     """Median step seconds (first step excluded: compilation and allocator warm-up) and peak GiB of a short run.
     For a recipe with stages (Customize-A-Video) also each stage's median, since their steps cost differently; a
     stage's first step is excluded too (it switches adapters)."""
@@ -154,8 +192,7 @@ def measure_training(backbone, recipe: str, size, steps: int, checkpointing: boo
         stamps.append((info.stage, time.perf_counter()))
 
     reset_peak(device)
-    config = TrainingConfig(steps=steps, width=width, height=height, frames=frames, seed=0,
-                            gradient_checkpointing=checkpointing)
+    config = training_config(family, size, steps, checkpointing)
     began = time.perf_counter()
     train_motion_lora(backbone, clips, recipe, config, TrainingCallbacks(on_progress=on_progress),
                       regularisation_clips=regularisation)
@@ -172,7 +209,10 @@ def measure_training(backbone, recipe: str, size, steps: int, checkpointing: boo
     return result
 
 
-def measure_sampling(backbone, size, steps: int) -> dict:
+def measure_sampling(backbone, size, steps: int, family: str = "") -> dict:
+    """Sampling time and peak; with the family's memory options on (the sampler itself knows none of them)."""
+    from ..backbones.memory import MemoryOptions, MemoryPlan
+
     width, height, frames = size
     device = backbone.device
     reset_peak(device)
@@ -180,7 +220,11 @@ def measure_sampling(backbone, size, steps: int) -> dict:
                             height=height)
     _sync(device)
     began = time.perf_counter()
-    video = sample_video(backbone, request)
+    plan = MemoryPlan(backbone, MemoryOptions(**MEMORY_OPTIONS.get(family, {})), device)
+    try:
+        video = sample_video(backbone, request)
+    finally:
+        plan.restore()
     _sync(device)
     if video.frames.shape[0] != frames:
         raise RuntimeError(f"sampler returned {video.frames.shape[0]} frames, asked for {frames}")
@@ -226,17 +270,16 @@ def main(argv=None) -> int:
     for family in args.family.split(","):
         sample_size = SIZES[family][1]
         runs = planned_runs(family, args.recipes, args.train_size, args.no_checkpointing_too)
-        if family in NOT_RUN:
-            reason = f"not run: {NOT_RUN[family]}"
+        if family in CUDA_ONLY and not args.device.startswith("cuda"):
             for _, size, _, label in runs:
-                figures[f"{family}/{label}"] = {"not_run": NOT_RUN[family]}
+                figures[f"{family}/{label}"] = {"not_run": CUDA_ONLY[family]}
                 rows.append((family, label, "x".join(map(str, size)), "not run", "-"))
-            print(f"{family}: {reason}", flush=True)
+            print(f"{family}: not run: {CUDA_ONLY[family]}", flush=True)
             continue
         backbone = build_backbone(family, args.device, dtype)
         for recipe, train_size, checkpointing, label in runs:
             try:
-                m = measure_training(backbone, recipe, train_size, args.steps, checkpointing)
+                m = measure_training(backbone, recipe, train_size, args.steps, checkpointing, family)
             # One recipe failing (e.g. out of memory) must not hide the others' figures.
             except Exception as error:  # noqa: BLE001
                 figures[f"{family}/{label}"] = {"error": f"{type(error).__name__}: {error}"[:300]}
@@ -249,7 +292,7 @@ def main(argv=None) -> int:
             stages = "".join(f", {k[:-7]} {v:.3f} s/step" for k, v in m.items() if k.endswith("_step_s"))
             print(f"{family} {label}: {m['step_s']:.3f} s/step{stages}, peak {fmt_or_dash(m['peak_gib'], '.1f')} GiB",
                   flush=True)
-        s = measure_sampling(backbone, sample_size, args.sample_steps)
+        s = measure_sampling(backbone, sample_size, args.sample_steps, family)
         figures[f"{family}/sampling"] = _rounded(s)
         rows.append((family, f"sampling {args.sample_steps} steps cfg", "x".join(map(str, sample_size)),
                      f"{s['sample_s']:.1f} (total)", fmt_or_dash(s["peak_gib"], ".1f")))

@@ -13,7 +13,8 @@ fresh noise (`blend_motion_noise`): the static part carries the reference's look
 takes its motion from the frame-to-frame differences of its starting noise (FINDINGS.md, "Where the motion comes from").
 
 The inversion uses the denoiser as the caller hands it in (before any stack is merged): the prior describes the clip
-as the base model sees it, and it does not depend on which LoRAs act in the first segment.
+as the base model sees it, and it does not depend on which LoRAs act in the first segment. A caller whose model has
+more than one denoiser (Wan 2.2 A14B's experts) passes ``denoise``, which picks the one that owns each timestep.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _alpha_bar(alphas_cumprod: torch.Tensor, timestep) -> float:
 @torch.no_grad()
 def ddim_invert(backbone, latents: torch.Tensor, timesteps: Sequence, *, text_states=None,
                 callbacks: SamplingCallbacks | None = None, progress_offset: int = 0,
-                progress_total: int | None = None) -> torch.Tensor:
+                progress_total: int | None = None, denoise=None) -> torch.Tensor:
     """Clean latents [B, C, F, h, w] -> the DDIM-inverted latents at ``timesteps[0]`` (the sampler's first timestep,
     ``timesteps`` in sampling order, descending), variance-preserving scale. One model call per timestep.
 
@@ -66,6 +67,7 @@ def ddim_invert(backbone, latents: torch.Tensor, timesteps: Sequence, *, text_st
     latents, the usual approximation that makes inversion the mirror of a DDIM sampling step.
     """
     config = backbone.scheduler.config
+    denoise = denoise or backbone.denoise
     from diffusers import DDIMScheduler
 
     schedule = DDIMScheduler.from_config(dict(config))
@@ -81,7 +83,7 @@ def ddim_invert(backbone, latents: torch.Tensor, timesteps: Sequence, *, text_st
         if callbacks is not None:
             callbacks.check_cancel(progress_offset + i, total)
         a_next = _alpha_bar(alphas_cumprod, t)
-        pred = backbone.denoise(z.to(backbone.dtype), t, text_states).float()
+        pred = denoise(z.to(backbone.dtype), t, text_states).float()
         eps = _epsilon(pred, z, a_next, backbone.prediction_type)  # the model was told level b
         x0 = (z - math.sqrt(1.0 - a_now) * eps) / math.sqrt(a_now)
         z = math.sqrt(a_next) * x0 + math.sqrt(1.0 - a_next) * eps
@@ -94,13 +96,14 @@ def ddim_invert(backbone, latents: torch.Tensor, timesteps: Sequence, *, text_st
 @torch.no_grad()
 def flow_invert(backbone, latents: torch.Tensor, timesteps: Sequence, *, text_states=None,
                 callbacks: SamplingCallbacks | None = None, progress_offset: int = 0,
-                progress_total: int | None = None) -> torch.Tensor:
+                progress_total: int | None = None, denoise=None) -> torch.Tensor:
     """Clean latents -> the flow-ODE inversion at ``timesteps[0]`` (model timesteps 1000·σ in sampling order).
 
     The analogue of DDIM inversion for flow matching (METHODS.md): integrate dz/dσ = v(z, σ) from σ = 0 up through
     the sampler's own levels with Euler steps, the velocity evaluated at the level being stepped to, mirroring a
     sampling step. One model call per level."""
     scale = float(backbone.objective.num_train_timesteps)
+    denoise = denoise or backbone.denoise
     if text_states is None:
         text_states = backbone.encode_prompt([""])
     levels = [float(t) / scale for t in reversed(list(timesteps))]
@@ -111,7 +114,7 @@ def flow_invert(backbone, latents: torch.Tensor, timesteps: Sequence, *, text_st
         if callbacks is not None:
             callbacks.check_cancel(progress_offset + i, total)
         t = torch.tensor(sigma_next * scale, device=backbone.device)
-        velocity = backbone.denoise(z.to(backbone.dtype), t, text_states).float()
+        velocity = denoise(z.to(backbone.dtype), t, text_states).float()
         z = z + (sigma_next - sigma_now) * velocity
         sigma_now = sigma_next
         if callbacks is not None:

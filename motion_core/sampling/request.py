@@ -27,7 +27,9 @@ class SampleRequest:
     noise_prior_p: start from the reference clip's DDIM inversion blended with fresh noise (p = 0: off).
     noise_prior_mode: "full" blends the whole inversion (METHODS.md); "motion" only its frame-to-frame part.
     strict_base: refuse LoRAs trained on another base model (by architecture fingerprint). fps: only passed through
-    to the result for video writers (the denoiser has no frame-rate input).
+    to the result for video writers (the denoiser has no frame-rate input). cfg_low_noise: Wan 2.2 A14B with both
+    experts loaded: the guidance of the low-noise expert's steps (WanPipeline's guidance_scale_2; Wan-AI's A14B
+    config uses 3.0 there and 4.0 for the high-noise expert); None: ``cfg`` for every step.
     """
 
     prompt: str
@@ -46,6 +48,7 @@ class SampleRequest:
     noise_prior_mode: str = "full"
     strict_base: bool = True
     fps: float = 8.0
+    cfg_low_noise: float | None = None
 
 
 @dataclass
@@ -74,8 +77,9 @@ def validate_request(backbone, request: SampleRequest) -> None:
     frames = _positive_int(request.frames, "frames")
     _positive_int(request.width, "width")
     _positive_int(request.height, "height")
-    if not math.isfinite(float(request.cfg)) or request.cfg < 0:
-        raise InvalidInputError(f"CFG must be a finite number >= 0 (1 disables guidance); got {request.cfg}.")
+    for name, cfg in (("CFG", request.cfg), ("cfg_low_noise", request.cfg_low_noise)):
+        if cfg is not None and (not math.isfinite(float(cfg)) or cfg < 0):
+            raise InvalidInputError(f"{name} must be a finite number >= 0 (1 disables guidance); got {cfg}.")
     multiple = int(getattr(backbone, "pixel_multiple", getattr(backbone, "vae_scale_factor", 8)))
     if request.width % multiple or request.height % multiple:
         raise InvalidInputError(

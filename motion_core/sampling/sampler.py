@@ -4,6 +4,8 @@ Cost: the stack is merged into the weights once per step-range segment (StackMer
 model's step costs however many LoRAs are stacked; ``python -m motion_core.bench sampling`` measures it.
 Safety: every check runs before the model is touched, and the merged weights are restored exactly in a ``finally``,
 so an error or a cancel leaves the cached base model bit-identical to before the run.
+Wan 2.2 A14B: a backbone holding both experts runs each step on the expert that owns its timestep, each with its own
+LoRAs and its own CFG (``cfg_low_noise``, WanPipeline's guidance_scale_2); see routing.py.
 Reproducibility: all random draws come from one CPU generator seeded with ``request.seed``, so a seed gives the same
 video on any device (up to the device's arithmetic).
 """
@@ -16,11 +18,12 @@ import time
 import torch
 
 from ..errors import MotionCoreError
-from ..lora.merge import StackMerger
+from ..backbones.wan_experts import expert_denoisers
 from .callbacks import SamplingCallbacks
 from .noise_prior import blend_prior, invert, prepare_reference
 from .preview import latent_preview
 from .request import SampleRequest, SampleResult, validate_request
+from .routing import DenoiserRouting
 from .schedulers import make_scheduler
 
 
@@ -29,14 +32,16 @@ def sample_video(backbone, request: SampleRequest, callbacks: SamplingCallbacks 
     trainer's validation preview) keep acting, and an empty stack runs the model untouched."""
     validate_request(backbone, request)
     callbacks = callbacks or SamplingCallbacks()
-    denoiser = backbone.denoiser
-    was_training = denoiser.training
-    denoiser.eval()  # LoRA/attention dropout off: sampling must be deterministic
+    denoisers = list(expert_denoisers(backbone).values())
+    was_training = [denoiser.training for denoiser in denoisers]
+    for denoiser in denoisers:
+        denoiser.eval()  # LoRA/attention dropout off: sampling must be deterministic
     try:
         with torch.no_grad():
             return _run(backbone, request, callbacks)
     finally:
-        denoiser.train(was_training)
+        for denoiser, mode in zip(denoisers, was_training):
+            denoiser.train(mode)
 
 
 def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> SampleResult:
@@ -53,15 +58,21 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
     shape = (1, channels, backbone.latent_frames(request.frames), request.height // scale, request.width // scale)
     noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(backbone.device)
 
-    guided = float(request.cfg) != 1.0
+    cfg_high = float(request.cfg)
+    cfg_low = cfg_high if request.cfg_low_noise is None else float(request.cfg_low_noise)
+    guided = cfg_high != 1.0 or cfg_low != 1.0
     prompts = [request.negative_prompt, request.prompt] if guided else [request.prompt]
     text_states = backbone.encode_prompt(prompts)
     start = noise
+    stack = request.lora_stack
+    routing = DenoiserRouting(backbone, stack)
     if use_prior:
         reference = prepare_reference(request.noise_prior_clip, request.frames, request.height, request.width)
         clean = backbone.encode_video(reference).float()
         empty = text_states[:1] if guided and request.negative_prompt == "" else backbone.encode_prompt([""])
-        inverted = invert(backbone, clean, timesteps, text_states=empty, callbacks=callbacks, progress_total=total)
+        with routing:
+            inverted = invert(backbone, clean, timesteps, text_states=empty, callbacks=callbacks,
+                              progress_total=total, denoise=routing.denoise)
         start = blend_prior(inverted, float(request.noise_prior_p), noise, request.noise_prior_mode)
         if not bool(torch.isfinite(start).all()):
             raise _nonfinite(backbone, request, "the noise prior (the inverted reference clip)")
@@ -72,17 +83,18 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
 
     clock = time.perf_counter()
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
-    stack = request.lora_stack
-    with StackMerger(backbone.denoiser, stack) as merger:
+    with routing:
         for i, t in enumerate(timesteps):
             callbacks.check_cancel(done + i, total)
-            merger.apply(stack.active_at(i, len(timesteps)))
+            owner = routing.enter_step(t, stack.active_at(i, len(timesteps)))
+            cfg = cfg_low if owner == "low_noise" else cfg_high
             model_input = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
-            batch = torch.cat([model_input, model_input]) if guided else model_input
-            pred = backbone.denoise(batch, t, text_states).float()
-            if guided:
+            if cfg != 1.0:
+                pred = backbone.denoise(torch.cat([model_input, model_input]), t, text_states).float()
                 uncond, cond = pred.chunk(2)
-                pred = uncond + float(request.cfg) * (cond - uncond)
+                pred = uncond + cfg * (cond - uncond)
+            else:  # this expert runs unguided: the prompt branch alone, half the cost
+                pred = backbone.denoise(model_input, t, text_states[-1:]).float()
             latents = scheduler.step(pred, t, latents, **step_kwargs).prev_sample
             step = done + i + 1
             # One reduction over the (small) latents per step: a NaN would otherwise decode to a black video.
@@ -94,7 +106,7 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
                 estimate = backbone.objective.clean_estimate(model_input, pred, t)
                 preview = estimate[0] if callbacks.preview == "latents" else latent_preview(backbone, estimate)
             callbacks.report(step, total, preview)
-        merge_count = merger.merge_count
+        merge_count = routing.merge_count
     denoise_seconds = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from ..backbones.memory import BASE_STORAGES, MemoryOptions
 from ..errors import InvalidInputError
 from .precision import PRECISIONS
 
@@ -25,6 +26,14 @@ class TrainingConfig:
     the system temp dir. mixed_precision: auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16.
     optimizer: auto (8-bit AdamW when bitsandbytes is importable and the device is CUDA, else AdamW). device:
     None = where the backbone is; another device moves the backbone there.
+
+    Memory (backbones/memory.py; both off by default, both undone after the run so the loaded model samples the same
+    afterwards): base_storage "fp8" stores the frozen base's Linear weights as float8_e4m3fn, upcast per layer at
+    compute (half of bf16; any device; weights rounded to 3 mantissa bits, LoRAs stay full precision).
+    block_offload keeps the transformer blocks (Wan) on the CPU and copies each to the GPU as it runs; it needs
+    gradient_checkpointing and trades speed (two copies per block per step) for memory. With bf16 and checkpointing,
+    both are what the 14B Wan models need to train on a 24 GB card. For the node author: expose them as a
+    "base_storage" combo (native, fp8) and a "block_offload" toggle with that advice in the tooltips.
     """
 
     steps: int | None = None
@@ -49,6 +58,12 @@ class TrainingConfig:
     optimizer: str = "auto"
     device: str | None = None
     name: str = ""
+    base_storage: str = "native"
+    block_offload: bool = False
+
+    @property
+    def memory_options(self) -> MemoryOptions:
+        return MemoryOptions(base_storage=self.base_storage, block_offload=self.block_offload)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,6 +101,11 @@ class TrainingConfig:
             (self.mixed_precision in PRECISIONS,
              f"mixed_precision must be one of {PRECISIONS}; got {self.mixed_precision!r}."),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}."),
+            (self.base_storage in BASE_STORAGES,
+             f"base_storage must be one of {BASE_STORAGES}; got {self.base_storage!r}."),
+            (not self.block_offload or self.gradient_checkpointing,
+             "block_offload needs gradient_checkpointing: without it the backward pass keeps every block's weights "
+             "on the GPU and nothing is saved. Turn gradient checkpointing on, or block offload off."),
         ]
         for name in ("width", "height"):
             value = getattr(self, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..backbones.wan_experts import loaded_expert
 from ..lora import MotionLora, lora_from_adapter
 
 
@@ -17,6 +18,8 @@ def build_loras(backbone, recipe, *, adapter_names: dict[str, str], captions: li
         "steps": steps_done,
         "base_fingerprint": backbone.fingerprint(),
         "trigger": str(getattr(recipe.config, "trigger", "") or ""),
+        # A Wan 2.2 A14B LoRA belongs to the expert it was trained on (saved as <name>_high_noise / _low_noise).
+        **({"wan_expert": expert} if (expert := loaded_expert(backbone)) else {}),
         "extra": {"training": {"lr": settings.lr, "weight_decay": settings.weight_decay, "seed": config.seed,
                                "lr_schedule": settings.lr_schedule, "clips": len(captions),
                                "recipe_config": recipe.config.to_dict()}},

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ..backbones.base import move
+from ..backbones.memory import MemoryPlan, move_outside_blocks
 from ..clips import Clip, ClipSet
 from ..errors import CancelledError, InvalidInputError, MotionCoreError, TrainingError
 from ..lora import MotionLora, add_adapter, adapter_parameters, remove_adapter
@@ -94,47 +95,67 @@ class _Run:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.config.seed)
             self.generator = torch.Generator().manual_seed(self.config.seed)
-            self._use_device(device)
-            self.precision = Precision(self.config.mixed_precision, device)
-            cache = dict(frames=self.config.frames, width=self.config.width, height=self.config.height)
-            self.samples = cache_samples(self.backbone, self.recipe, self.clips,
-                                         training_caption=self.training_caption, **cache)
-            self.regularisation = cache_samples(self.backbone, self.recipe, self.regularisation_clips,
-                                                regularisation=True, **cache)
-            self._offload_encoders(True)
-            denoiser = self.backbone.denoiser
-            had_checkpointing = bool(getattr(self.backbone, "gradient_checkpointing", False))
-            was_training = denoiser.training
-            self.names: dict[str, str] = {}
+            # Before any move: with block offload a 14B model's blocks must never be sent to the GPU whole.
+            self.memory = MemoryPlan(self.backbone, self.config.memory_options, device)
+            home = self.backbone.device
             try:
-                self._add_adapters()
-                if self.config.gradient_checkpointing:
-                    self.backbone.enable_gradient_checkpointing()
-                denoiser.train()
-                start = self._restore(resume_from) if resume_from else 0
-                self._loop(start)
-                steps_done = self.settings.steps
-                warnings = self._final_save(steps_done)
-                motion, appearance = build_loras(
-                    self.backbone, self.recipe, adapter_names=self.names, captions=[s.caption for s in self.samples],
-                    config=self.config, settings=self.settings, steps_done=steps_done, name=self.config.name)
-                return TrainingResult(motion, appearance, list(self.history), self.last_checkpoint, steps_done,
-                                      warnings)
+                return self._execute(device, resume_from)
             finally:
-                for name in self.names.values():
-                    if name in registry(denoiser):
-                        remove_adapter(denoiser, name)
-                if self.config.gradient_checkpointing and not had_checkpointing:
-                    self.backbone.disable_gradient_checkpointing()
-                denoiser.train(was_training)
-                self._offload_encoders(False)
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
+                self.memory.restore()
+                if self.memory.options.active:
+                    # The options put back what they changed where it was (offloaded blocks, parked fp8 originals);
+                    # the rest follows, so the model is not left split between two devices.
+                    self._use_device(home)
+                if device.type == "cuda" and self.memory.options.active:
+                    torch.cuda.empty_cache()  # the fp8 copies and onloaded blocks just freed
+
+    def _execute(self, device: torch.device, resume_from) -> TrainingResult:
+        """Everything between the memory options going on and coming off (execute's finally undoes them)."""
+        self._use_device(device)
+        self.precision = Precision(self.config.mixed_precision, device)
+        cache = dict(frames=self.config.frames, width=self.config.width, height=self.config.height)
+        self.samples = cache_samples(self.backbone, self.recipe, self.clips,
+                                     training_caption=self.training_caption, **cache)
+        self.regularisation = cache_samples(self.backbone, self.recipe, self.regularisation_clips,
+                                            regularisation=True, **cache)
+        self._offload_encoders(True)
+        denoiser = self.backbone.denoiser
+        had_checkpointing = bool(getattr(self.backbone, "gradient_checkpointing", False))
+        was_training = denoiser.training
+        self.names: dict[str, str] = {}
+        try:
+            self._add_adapters()
+            if self.config.gradient_checkpointing:
+                self.backbone.enable_gradient_checkpointing()
+            denoiser.train()
+            start = self._restore(resume_from) if resume_from else 0
+            self._loop(start)
+            steps_done = self.settings.steps
+            warnings = self._final_save(steps_done)
+            motion, appearance = build_loras(
+                self.backbone, self.recipe, adapter_names=self.names, captions=[s.caption for s in self.samples],
+                config=self.config, settings=self.settings, steps_done=steps_done, name=self.config.name)
+            return TrainingResult(motion, appearance, list(self.history), self.last_checkpoint, steps_done,
+                                  warnings)
+        finally:
+            for name in self.names.values():
+                if name in registry(denoiser):
+                    remove_adapter(denoiser, name)
+            if self.config.gradient_checkpointing and not had_checkpointing:
+                self.backbone.disable_gradient_checkpointing()
+            denoiser.train(was_training)
+            self._offload_encoders(False)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
 
     def _use_device(self, device: torch.device) -> None:
         if device != self.backbone.device:
-            for part in (self.backbone.denoiser, self.backbone.vae, self.backbone.text_encoder):
+            for part in (self.backbone.vae, self.backbone.text_encoder):
                 move(part, device)
+            if self.memory.offloads_blocks:
+                move_outside_blocks(self.backbone.denoiser, self.backbone.offload_blocks, device)
+            else:
+                move(self.backbone.denoiser, device)
             self.backbone.device = device
 
     def _offload_encoders(self, offload: bool) -> None:
@@ -159,6 +180,7 @@ class _Run:
                                         "reload the model.")
             add_adapter(denoiser, dataclasses.replace(spec, name=name), enabled=False, trainable=False)
             self.names[spec.name] = name
+        self.memory.adapters_added()
         self.params = [p for name in self.names.values() for p in adapter_parameters(denoiser, name)]
         self.optimizer, self.optimizer_name = build_optimizer(
             self.params, lr=s.lr, weight_decay=s.weight_decay, choice=self.config.optimizer,
