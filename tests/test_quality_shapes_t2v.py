@@ -17,19 +17,26 @@ from motion_core.toy.base_quality import evaluate as base_quality
 pytestmark = pytest.mark.quality
 MODEL = Path(__file__).resolve().parents[1] / "motion_core" / "toy" / "shapes_t2v"
 
-# Measured on the committed model (the bf16 4,000-step run) with these exact settings, one thread: see the constants'
-# comments. The base model does not yet follow motion words above chance, so there is no motion floor. Without a
-# noise prior its objects already move along paths set by the starting noise, and a 60-step LoRA does not override
-# them (quick bench: base 0.33, MotionDirector 0.25, naive 0.25); through the motion-only prior the LoRAs' motion
-# shows, so the customization floors are measured there (motion_core/toy/FINDINGS.md, "A motion-only prior").
+# Measured on the committed model (the bf16 4,000-step run) with these exact settings, one thread. The base model
+# does not yet follow motion words above chance, so there is no motion floor for it.
 # Base model, 18 samples: colour 1.00, shape 0.78, motion 0.17, an object tracked in 100% of frames (chance: 0.17,
 # 0.33, 0.11). v1, the model shipped before, drew shape 0.44 here.
 BASE_COLOUR_FLOOR, BASE_SHAPE_FLOOR, BASE_FOUND_FLOOR = 0.8, 0.5, 0.85
 PRIOR = ["--noise-prior", "0.5", "--noise-prior-mode", "motion"]
-# Quick bench through the prior: fidelity / appearance / leakage base 0.29 / 0.67 / 0.00, MotionDirector
-# 0.60 / 0.67 / 0.00, NewMove 0.66 / 0.67 / 0.17, naive 0.38 / 0.50 / 0.17 (the same at one and two threads).
-MD_FIDELITY_FLOOR, FIDELITY_GAIN_OVER_BASE, MD_APPEARANCE_FLOOR = 0.45, 0.15, 0.5
-PRIOR_NEWMOVE_FIDELITY_FLOOR, PRIOR_LEAKAGE_CEILING = 0.5, 0.34
+# Fidelity is the honest one since issue #22: each sample against the reference clip's OWN tracked path
+# (`reference_fidelity`), read against two chance levels from the same run: random paths of other families and
+# the base model from the same prompts, seeds and motion-only prior. Quick bench through the prior (circle, one
+# shot, 60 steps, 6 samples a recipe, bench seed 0), fidelity / base same seeds / random-path chance:
+# MotionDirector 0.46 / 0.05 / 0.01, NewMove 0.53 / 0.05 / 0.01 (leakage 0.17), naive 0.11 / 0.05 / 0.01.
+# (The old family score, best over 48 circle members, read base 0.29, MotionDirector 0.60, NewMove 0.66.)
+# Noise margin: the 6 per-sample fidelities are bimodal (MotionDirector 0.97 0.95 0.14 0.67 0.00 0.00; NewMove
+# 0.97 0.95 0.63 0.64 0.00 0.00; base 0.00-0.13), so a recipe's mean has a standard error of about 0.18 and its
+# paired gain over the base about the same. The floors sit 1-1.5 standard errors under the measured values. The run
+# is deterministic at a fixed seed (the tier reproduced every figure), so they guard against regressions, not against
+# sampling noise; a second bench seed was not measured.
+MD_FIDELITY_FLOOR, NEWMOVE_FIDELITY_FLOOR, FIDELITY_GAIN_OVER_BASE = 0.25, 0.3, 0.15
+MD_APPEARANCE_FLOOR, PRIOR_LEAKAGE_CEILING = 0.5, 0.34
+RANDOM_CHANCE_CEILING = 0.05  # measured 0.01: the references' own paths against random other-family paths
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +49,10 @@ def shapes_t2v():
 @pytest.fixture(scope="module")
 def prior_figures(shapes_t2v):
     """One quick bench (circle, one shot, 60 steps, 6 samples a recipe) through the motion-only prior at p = 0.5."""
-    return quality_bench(["--quick", "--recipes", "base,motion_director,newmove,naive", *PRIOR,
-                          "--threads", "1"])["figures"]
+    result = quality_bench(["--quick", "--recipes", "base,motion_director,newmove,naive", *PRIOR, "--threads", "1"])
+    for row in result["rows"]:  # the per-sample spread behind the noise margin, shown with -s or on failure
+        print(row["recipe"], row["sample_fidelity"])
+    return result["figures"]
 
 
 def test_base_model_draws_one_object_in_the_prompted_colour_and_shape_more_often_than_chance(shapes_t2v):
@@ -55,7 +64,14 @@ def test_base_model_draws_one_object_in_the_prompted_colour_and_shape_more_often
     assert summary["shape"] >= BASE_SHAPE_FLOOR, summary
 
 
-def test_quick_bench_motion_director_learns_the_motion_not_the_look(prior_figures):
+def test_quick_bench_chance_levels_are_measured_and_random_paths_score_near_zero(prior_figures):
+    for recipe, figures in prior_figures.items():
+        assert figures["chance_random"] <= RANDOM_CHANCE_CEILING, prior_figures
+        assert figures["chance_base"] == pytest.approx(prior_figures["base"]["fidelity"]), prior_figures
+        assert figures["family_fidelity"] is not None, prior_figures  # the secondary column is still reported
+
+
+def test_quick_bench_motion_director_learns_the_reference_motion_not_the_look(prior_figures):
     base, md, naive = prior_figures["base"], prior_figures["motion_director"], prior_figures["naive"]
     assert md["fidelity"] >= MD_FIDELITY_FLOOR, prior_figures
     assert md["fidelity"] >= base["fidelity"] + FIDELITY_GAIN_OVER_BASE, prior_figures
@@ -63,8 +79,8 @@ def test_quick_bench_motion_director_learns_the_motion_not_the_look(prior_figure
     assert md["leakage"] <= naive["leakage"], prior_figures
 
 
-def test_quick_bench_newmove_carries_the_motion_through_the_motion_only_noise_prior(prior_figures):
+def test_quick_bench_newmove_carries_the_reference_motion_through_the_motion_only_noise_prior(prior_figures):
     newmove = prior_figures["newmove"]
-    assert newmove["fidelity"] >= PRIOR_NEWMOVE_FIDELITY_FLOOR, prior_figures
+    assert newmove["fidelity"] >= NEWMOVE_FIDELITY_FLOOR, prior_figures
     assert newmove["fidelity"] >= prior_figures["base"]["fidelity"] + FIDELITY_GAIN_OVER_BASE, prior_figures
     assert newmove["leakage"] <= PRIOR_LEAKAGE_CEILING, prior_figures

@@ -1,7 +1,11 @@
 """The quality benchmark's set-up measures what it claims: one reference appearance, other prompted looks."""
 
-from motion_core.bench.quality import REFERENCE_COLOUR, REFERENCE_SHAPE, other_appearances, reference_clips
-from motion_core.toy.metrics import family_fidelity
+import pytest
+
+from motion_core.bench.quality import (
+    BASE, REFERENCE_COLOUR, REFERENCE_SHAPE, add_base_chance, other_appearances, reference_clips,
+)
+from motion_core.toy.metrics import family_fidelity, random_path_chance, reference_fidelity
 from motion_core.toy.tracking import track_object
 
 
@@ -44,6 +48,9 @@ def test_noise_prior_option_starts_every_sample_from_the_first_reference_clip(mo
         args.noise_prior = p
         row = quality.evaluate(object(), quality.BASE, "zigzag", 2, args)
         assert row["samples"] == len(seen) == 2
+        # Blank frames: nothing tracked, so no motion can be confirmed; the chance level is still measured.
+        assert row["fidelity"] == 0.0 and row["sample_fidelity"] == [0.0, 0.0]
+        assert 0.0 <= row["chance_random"] <= 0.1
         first = reference_clips("zigzag", 2, seed=0).clips[0]
         for request in seen:
             assert request.noise_prior_p == p and request.noise_prior_mode == "motion"
@@ -51,3 +58,24 @@ def test_noise_prior_option_starts_every_sample_from_the_first_reference_clip(mo
                 assert torch.equal(request.noise_prior_clip.frames, first.frames)
             else:
                 assert request.noise_prior_clip is None
+
+
+def test_the_primary_fidelity_ranks_each_reference_clip_at_one_and_random_paths_near_chance():
+    """On the bench's own data: a perfect copy of a reference clip's motion scores 1, arbitrary motions of the world
+    score near 0, so any figure in between is read against these two ends."""
+    for motion in ("zigzag", "circle", "bounce", "grow_shrink"):
+        tracks = [track_object(c.frames) for c in reference_clips(motion, 3, seed=0)]
+        for t in tracks:
+            assert reference_fidelity(t, tracks) == pytest.approx(1.0)
+        assert random_path_chance(tracks[:1], motion) <= 0.08
+        assert random_path_chance(tracks, motion) <= 0.15  # best of three clips lifts chance a little
+
+
+def test_every_row_gets_the_base_model_of_its_family_and_shots_as_its_control():
+    rows = [{"recipe": BASE, "motion": "circle", "shots": 1, "fidelity": 0.1},
+            {"recipe": "newmove", "motion": "circle", "shots": 1, "fidelity": 0.4},
+            {"recipe": "newmove", "motion": "circle", "shots": 3, "fidelity": 0.5}]
+    add_base_chance(rows)
+    assert rows[0]["chance_base"] == 0.1 and rows[0]["gain_over_base"] == 0.0
+    assert rows[1]["chance_base"] == 0.1 and rows[1]["gain_over_base"] == pytest.approx(0.3)
+    assert rows[2]["chance_base"] is None and rows[2]["gain_over_base"] is None
