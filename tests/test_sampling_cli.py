@@ -1,6 +1,7 @@
 """``python -m motion_core sample``: the sampler on the command line, LoRA stack included, never overwriting."""
 
 import pytest
+import torch
 from video_samples import sample_frames, write_animated_image
 
 from motion_core.__main__ import main
@@ -76,3 +77,22 @@ def test_train_and_sample_commands_run_wan_from_the_files_comfyui_users_have(tmp
     assert main(["sample", *model, "--prompt", "a circle", "--steps", "2", "--frames", "5", "--width", "16",
                  "--height", "16", "--lora", f"{lora}:1.0", "--out", str(out)]) == 0
     assert load_reference_video(out).num_frames == 5
+
+
+def test_sample_command_runs_a14b_with_both_experts(tmp_path, capsys):
+    """The high-noise file as --model and the low-noise file as --second-expert: both experts take part."""
+    import shutil
+
+    from wan_samples import write_tiny_wan_files
+
+    made = {seed: write_tiny_wan_files(tmp_path / f"seed{seed}", seed)["root"] for seed in (0, 1)}
+    high, low = tmp_path / "tiny_t2v_high_noise.safetensors", tmp_path / "tiny_t2v_low_noise.safetensors"
+    shutil.copy(made[0] / "wan_tiny_fp16.safetensors", high)
+    shutil.copy(made[1] / "wan_tiny_fp16.safetensors", low)
+    common = ["sample", "--model", str(high), "--vae", str(made[0] / "wan_tiny_vae.safetensors"), "--text-encoder",
+              str(made[0] / "umt5_tiny_fp16.safetensors"), "--prompt", "a circle", "--steps", "5", "--frames", "5",
+              "--width", "16", "--height", "16", "--cfg", "1", "--scheduler", "euler"]
+    alone, both = tmp_path / "alone.webp", tmp_path / "both.webp"
+    assert main([*common, "--out", str(alone)]) == 0
+    assert main([*common, "--second-expert", str(low), "--out", str(both)]) == 0
+    assert not torch.equal(load_reference_video(alone).frames, load_reference_video(both).frames)

@@ -20,6 +20,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description="Text-to-video with a LoRA stack, written as .mp4, .gif or .webp.")
     p.add_argument("--model", required=True, help="diffusers folder or single-file model (as for train)")
     add_model_file_options(p)
+    p.add_argument("--second-expert", default=None, metavar="FILE|folder",
+                   help="Wan 2.2 A14B: the other expert's file, or 'folder' for a diffusers folder's other "
+                   "transformer; sampling then switches experts at the boundary")
+    p.add_argument("--cfg-low-noise", type=float, default=0.0,
+                   help="Wan 2.2 A14B: guidance for the low-noise expert's steps (0 = same as --cfg)")
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--lora", action="append", default=[], metavar="PATH[:STRENGTH[:START:END]]",
@@ -72,11 +77,15 @@ def run(args) -> int:
         stack = stack.add(load_lora(path), strength, start, end)
     prior = load_reference_video(args.noise_prior_video) if args.noise_prior_video else None
     backbone = load_backbone(args.model, device=args.device, **model_file_options(args))
+    if args.second_expert:
+        from ..backbones.wan_experts import load_other_expert
+
+        load_other_expert(backbone, None if args.second_expert == "folder" else args.second_expert)
     request = SampleRequest(
         prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed, steps=args.steps, cfg=args.cfg,
         frames=args.frames, width=args.width, height=args.height, scheduler=args.scheduler, lora_stack=stack,
         noise_prior_clip=prior, noise_prior_p=args.noise_prior_p if prior is not None else 0.0,
-        noise_prior_mode=args.noise_prior_mode, fps=args.fps)
+        noise_prior_mode=args.noise_prior_mode, fps=args.fps, cfg_low_noise=args.cfg_low_noise or None)
     cancelled = []
     previous = signal.signal(signal.SIGINT, lambda *_: cancelled.append(True))
 
