@@ -1,6 +1,6 @@
 """Regenerate the shared workflows in workflows/ from a running ComfyUI's /object_info.
 
-    python -m tests.harness.make_workflows
+    python -m tests.harness.make_workflows [name.json ...]
 
 Each workflow carries a Note that explains it. Model and clip names are the ones the Notes tell users to provide.
 """
@@ -8,6 +8,7 @@ Each workflow carries a Note that explains it. Model and clip names are the ones
 from __future__ import annotations
 
 import json
+import sys
 
 from .comfy_server import ComfyServer
 from .provision import REPO_ROOT
@@ -165,22 +166,173 @@ def shapes_demo(info) -> dict:
     return g.to_json()
 
 
+# ---- native graphs: the pack's LoRAs and tools on core's Wan nodes -------------------------------------------
+
+WAN_13B = "wan2.1_t2v_1.3B_fp16.safetensors"
+WAN_VAE = "wan_2.1_vae.safetensors"
+UMT5 = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+
+
+def _native_prompts(g: Graph, column: int, positive: str, negative: str = "blurry, static, still frame") -> tuple:
+    """CLIPLoader (UMT5, wan) -> positive and negative CLIPTextEncode; returns their node ids."""
+    clip = g.add("CLIPLoader", column, {"clip_name": UMT5, "type": "wan"}, height=110)
+    pos = g.add("CLIPTextEncode", column, {"text": positive}, title="Positive prompt", height=150)
+    neg = g.add("CLIPTextEncode", column, {"text": negative}, title="Negative prompt", height=150)
+    g.link(clip, "CLIP", pos, "clip")
+    g.link(clip, "CLIP", neg, "clip")
+    return pos, neg
+
+
+def _native_decode(g: Graph, column: int, latent_from: int, prefix: str, fps: float = 16.0) -> None:
+    vae = g.add("VAELoader", column, {"vae_name": WAN_VAE}, height=90)
+    decode = g.add("VAEDecode", column, height=80)
+    g.link(latent_from, "LATENT", decode, "samples")
+    g.link(vae, "VAE", decode, "vae")
+    create = g.add("CreateVideo", column, {"fps": fps}, height=100)
+    g.link(decode, "IMAGE", create, "images")
+    save = g.add("SaveVideo", column, {"filename_prefix": prefix}, height=360)
+    g.link(create, "VIDEO", save, "video")
+
+
+def _native_ksampler(g: Graph, column: int, model_from: int, model_output: str, pos: int, neg: int,
+                     length: int = 33) -> int:
+    """ModelSamplingSD3 -> KSampler over an empty Wan video latent; returns the KSampler."""
+    shift = g.add("ModelSamplingSD3", column, {"shift": 8.0}, height=80)
+    g.link(model_from, model_output, shift, "model")
+    latent = g.add("EmptyHunyuanLatentVideo", column, {"width": 832, "height": 480, "length": length},
+                   height=150)
+    sampler = g.add("KSampler", column, {"steps": 30, "cfg": 6.0, "sampler_name": "uni_pc", "scheduler": "simple"},
+                    height=270)
+    g.link(shift, "MODEL", sampler, "model")
+    g.link(pos, "CONDITIONING", sampler, "positive")
+    g.link(neg, "CONDITIONING", sampler, "negative")
+    g.link(latent, "LATENT", sampler, "latent_image")
+    return sampler
+
+
+def wan_motion_lora_native(info) -> dict:
+    g = Graph(info)
+    g.add("Note", 0, {"text": (
+        "Wan 2.1: train a motion LoRA here, sample it in core's own Wan graph.\n\n"
+        f"1. Put {WAN_13B} in models/diffusion_models, {WAN_VAE} in models/vae and {UMT5} in "
+        "models/text_encoders (the same files feed Load Video Model and core's loaders).\n"
+        "2. Upload the reference clip in Load Reference Video (Wan clips are 1 + 4k frames: 17 here).\n"
+        "3. Queue: Train Motion LoRA learns the motion; Apply Motion LoRA (native MODEL) puts it on core's "
+        "UNETLoader model for KSampler; Save Motion LoRA writes it in core's Wan layout to models/loras/wan_motion/.\n"
+        "Later runs: skip training and load that file with core's LoraLoaderModelOnly (every key loads).")},
+        height=280)
+    model = g.add("MDLoadVideoModel", 0, {"model": f"diffusion model: {WAN_13B}", "vae": WAN_VAE,
+                                          "text_encoder": UMT5}, height=230)
+    clip = g.add("MDLoadReferenceVideo", 0, {"video": "reference_motion.mp4", "caption": "a man is skateboarding",
+                                              "frame_cap": 17, "width": 480, "height": 272}, height=460)
+    trainer = g.add("MDTrainMotionLoRA", 1, {"recipe": "motion_director", "width": 480, "height": 272,
+                                             "frames": 17, "validate_every": 100, "name": "skateboarding"},
+                    height=620)
+    g.link(model, "video_model", trainer, "video_model")
+    g.link(clip, "clips", trainer, "clips")
+    save = g.add("MDSaveMotionLoRA", 1, {"filename_prefix": "wan_motion/skateboarding", "format": "comfyui"},
+                 height=150)
+    g.link(trainer, "motion_lora", save, "lora")
+    unet = g.add("UNETLoader", 2, {"unet_name": WAN_13B}, height=110)
+    apply = g.add("MDApplyMotionLoRANative", 2, {"strength": 1.0}, height=200)
+    g.link(unet, "MODEL", apply, "model")
+    g.link(trainer, "motion_lora", apply, "lora")
+    pos, neg = _native_prompts(g, 2, "a bear is skateboarding in the snow")
+    sampler = _native_ksampler(g, 3, apply, "model", pos, neg)
+    _native_decode(g, 4, sampler, "wan_motion/bear")
+    return g.to_json()
+
+
+def wan22_a14b_two_experts(info) -> dict:
+    g = Graph(info)
+    high_file, low_file = ("wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
+                           "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors")
+    g.add("Note", 0, {"text": (
+        "Wan 2.2 A14B: both experts, the motion LoRA on the high-noise one.\n\n"
+        "The A14B denoises the first, noisy half of the schedule with the high-noise expert and the rest with the "
+        "low-noise one: two KSamplerAdvanced over one 20-step schedule (0-10, then 10-end). Motion forms in the "
+        "noisy steps, so the motion LoRA is trained on the high-noise expert (Load Video Model, wan_expert "
+        "high_noise) and goes on that expert only; each expert's LoRA is its own file.\n"
+        f"Put {high_file} and {low_file} in models/diffusion_models, {WAN_VAE} in models/vae, {UMT5} in "
+        "models/text_encoders, and the LoRA saved by Save Motion LoRA (format comfyui) in models/loras/wan_motion/.")},
+        height=300)
+    pos, neg = _native_prompts(g, 0, "a bear is skateboarding in the snow")
+    latent = g.add("EmptyHunyuanLatentVideo", 0, {"width": 832, "height": 480, "length": 81}, height=150)
+    high = g.add("UNETLoader", 1, {"unet_name": high_file}, title="High-noise expert", height=110)
+    lora = g.add("LoraLoaderModelOnly", 1, {"lora_name": "wan_motion/skateboarding_high_noise_00001.safetensors",
+                                            "strength_model": 1.0}, height=130)
+    g.link(high, "MODEL", lora, "model")
+    low = g.add("UNETLoader", 1, {"unet_name": low_file}, title="Low-noise expert", height=110)
+    samplers = []
+    for name, model, start, end, noise, leftover in (("high", lora, 0, 10, "enable", "enable"),
+                                                      ("low", low, 10, 10000, "disable", "disable")):
+        shift = g.add("ModelSamplingSD3", 2, {"shift": 8.0}, height=80)
+        g.link(model, "MODEL", shift, "model")
+        sampler = g.add("KSamplerAdvanced", 3, {
+            "add_noise": noise, "steps": 20, "cfg": 3.5, "sampler_name": "euler", "scheduler": "simple",
+            "start_at_step": start, "end_at_step": end, "return_with_leftover_noise": leftover},
+            title=f"{name}-noise expert: steps {start}-{'end' if end > 20 else end}", height=330)
+        g.link(shift, "MODEL", sampler, "model")
+        g.link(pos, "CONDITIONING", sampler, "positive")
+        g.link(neg, "CONDITIONING", sampler, "negative")
+        samplers.append(sampler)
+    g.link(latent, "LATENT", samplers[0], "latent_image")
+    g.link(samplers[0], "LATENT", samplers[1], "latent_image")
+    _native_decode(g, 4, samplers[1], "wan22/bear")
+    return g.to_json()
+
+
+def motion_and_look_native(info) -> dict:
+    g = Graph(info)
+    g.add("Note", 0, {"text": (
+        "One motion LoRA + one appearance LoRA, each in its own step range, on core's Wan MODEL.\n\n"
+        "Motion forms in the early, noisy part of the schedule and detail in the late part: the motion LoRA acts "
+        "from 0% to 60%, the appearance LoRA from 30% to the end. Ranges are shares of the schedule (as core's "
+        "hook keyframes), so they mean the same in KSampler and SamplerCustomAdvanced. Put the LoRAs in "
+        f"models/motion_loras and models/loras, {WAN_13B} in models/diffusion_models.")}, height=230)
+    motion = g.add("MDLoadMotionLoRA", 0, {"lora_name": "dance_spin.safetensors"}, height=200)
+    look = g.add("MDLoadAppearanceLoRA", 0, {"lora_name": "watercolour_style.safetensors"}, height=220)
+    unet = g.add("UNETLoader", 1, {"unet_name": WAN_13B}, height=110)
+    first = g.add("MDApplyMotionLoRANative", 1, {"strength": 1.0, "end_percent": 0.6}, title="Motion: 0-60%",
+                  height=200)
+    g.link(unet, "MODEL", first, "model")
+    g.link(motion, "lora", first, "lora")
+    second = g.add("MDApplyMotionLoRANative", 1, {"strength": 0.8, "start_percent": 0.3}, title="Look: 30-100%",
+                   height=200)
+    g.link(first, "model", second, "model")
+    g.link(look, "lora", second, "lora")
+    pos, neg = _native_prompts(g, 2, "a robot dancing in a city street, watercolour")
+    sampler = _native_ksampler(g, 3, second, "model", pos, neg)
+    _native_decode(g, 4, sampler, "native/robot_dance")
+    return g.to_json()
+
+
 WORKFLOWS = {
     "shapes_t2v_demo.json": shapes_demo,
     "motiondirector_one_clip.json": one_clip,
     "motion_concept_several_clips.json": several_clips,
     "stacked_motions_and_look.json": stacked,
     "vmc_noise_prior.json": vmc_noise_prior,
+    "wan_motion_lora_native.json": wan_motion_lora_native,
+    "wan22_a14b_two_experts.json": wan22_a14b_two_experts,
+    "motion_and_look_native.json": motion_and_look_native,
 }
 
 
-def main() -> None:
+def main(names: list[str] | None = None) -> None:
+    """Write every workflow, or only ``names`` (file names as in WORKFLOWS), so adding one does not rewrite the
+    others."""
+    unknown = set(names or ()) - set(WORKFLOWS)
+    if unknown:
+        raise SystemExit(f"unknown workflow(s) {sorted(unknown)}; known: {', '.join(WORKFLOWS)}")
     with ComfyServer() as server:
         info = server.object_info()
     for name, build in WORKFLOWS.items():
+        if names and name not in names:
+            continue
         (OUT / name).write_text(json.dumps(build(info), indent=1) + "\n")
         print(f"wrote workflows/{name}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:] or None)
