@@ -203,6 +203,30 @@ class Backbone(ABC):
         return architecture_fingerprint(self.family, self.denoiser)
 
 
+def denoise_inputs(latents: torch.Tensor, timesteps, text_states, frame_indices=None, *,
+                   timestep_dtype: torch.dtype | None = None):
+    """The checks and broadcasting every ``Backbone.denoise`` shares: latents [B, C, F, h, w] (only ``frame_indices``
+    kept, in that order), per-sample timesteps [B] and text states of batch B (one prompt is broadcast)."""
+    if latents.ndim != 5:
+        raise InvalidInputError(f"Latents must be [batch, channels, frames, h, w]; got {tuple(latents.shape)}.")
+    if frame_indices is not None:
+        index = torch.as_tensor(frame_indices, dtype=torch.long, device=latents.device).reshape(-1)
+        num_frames = latents.shape[2]
+        if index.numel() == 0 or int(index.min()) < -num_frames or int(index.max()) >= num_frames:
+            raise InvalidInputError(f"frame_indices {index.tolist()} do not fit a clip of {num_frames} latent frames.")
+        latents = latents.index_select(2, index % num_frames)
+    batch = latents.shape[0]
+    if text_states.shape[0] == 1 and batch > 1:
+        text_states = text_states.expand(batch, *text_states.shape[1:])
+    elif text_states.shape[0] != batch:
+        raise InvalidInputError(
+            f"Got text states for {text_states.shape[0]} prompts but {batch} clips; pass one prompt or one per clip."
+        )
+    t = torch.as_tensor(timesteps, device=latents.device, dtype=timestep_dtype)
+    t = t.expand(batch) if t.ndim == 0 else t.reshape(-1)
+    return latents, t, text_states
+
+
 def find_target_modules(module: nn.Module, patterns: dict[str, Sequence[str]], set_name: str,
                         family: str) -> list[str]:
     """Names of the Linear/Conv leaves of ``module`` matching the regexes of ``set_name``."""

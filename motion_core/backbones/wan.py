@@ -30,7 +30,7 @@ import torch
 
 from ..errors import InvalidInputError
 from . import checkpointing
-from .base import ATTN_ALL, ATTN_QKV, Backbone
+from .base import ATTN_ALL, ATTN_QKV, Backbone, denoise_inputs
 from .clip_unet import VAE_FRAMES_PER_CALL, _as_batched_frames
 from .objectives import FlowMatchObjective
 
@@ -187,27 +187,9 @@ class WanBackbone(Backbone):
     def denoise(self, latents, timesteps, text_states, frame_indices=None):
         """Model timesteps are 1000·σ (float) [] or [B]; ``frame_indices`` pick LATENT frames, run as their own clip
         (their RoPE frame positions restart at 0, as for a clip that short)."""
-        if latents.ndim != 5:
-            raise InvalidInputError(f"Latents must be [batch, channels, frames, h, w]; got {tuple(latents.shape)}.")
-        if frame_indices is not None:
-            index = torch.as_tensor(frame_indices, dtype=torch.long, device=latents.device).reshape(-1)
-            num_frames = latents.shape[2]
-            if index.numel() == 0 or int(index.min()) < -num_frames or int(index.max()) >= num_frames:
-                raise InvalidInputError(
-                    f"frame_indices {index.tolist()} do not fit a clip of {num_frames} latent frames."
-                )
-            latents = latents.index_select(2, index % num_frames)
+        latents, t, text_states = denoise_inputs(latents, timesteps, text_states, frame_indices,
+                                                 timestep_dtype=torch.float32)
         self._check_latent_layout(latents)
-        batch = latents.shape[0]
-        if text_states.shape[0] == 1 and batch > 1:
-            text_states = text_states.expand(batch, *text_states.shape[1:])
-        elif text_states.shape[0] != batch:
-            raise InvalidInputError(
-                f"Got text states for {text_states.shape[0]} prompts but {batch} clips; pass one prompt or one per "
-                "clip."
-            )
-        t = torch.as_tensor(timesteps, device=latents.device, dtype=torch.float32)
-        t = t.expand(batch) if t.ndim == 0 else t.reshape(-1)
         return self.denoiser(hidden_states=latents.to(self.dtype), timestep=t,
                              encoder_hidden_states=text_states.to(self.dtype), return_dict=False)[0]
 
