@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from ..errors import InvalidInputError, MotionCoreError
-from .formats import animatediff, canonical, kohya, wan_comfy
+from .formats import animatediff, canonical, kohya, sd15_comfy, wan_comfy
 from .formats.detect import FORMATS, detect_format
 from .metadata import decode_header
 from .motion_lora import MotionLora
@@ -232,7 +232,8 @@ def check_finite_file(path: Path, tensors: dict[str, torch.Tensor]) -> None:
                 "The LoRA is broken (often a run whose loss diverged); retrain it with a lower learning rate or "
                 "use an earlier checkpoint."
             )
-        if not key.endswith(".alpha") and tensor.ndim < 2:
+        # ComfyUI's Train LoRA node stores bias and norm patches as vectors (.diff_b, .diff); readers report them
+        if not key.endswith((".alpha", ".diff", ".diff_b")) and tensor.ndim < 2:
             raise LoraFileError(
                 f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}; LoRA weights are matrices (or conv "
                 "kernels). The file is corrupt or not a LoRA."
@@ -272,13 +273,16 @@ def check_scales(path: Path, lora: MotionLora) -> None:
 
 def lora_from_tensors(tensors: dict[str, torch.Tensor], header: dict[str, str] | None = None,
                       module_names=None) -> MotionLora:
-    """Any supported layout -> MotionLora in canonical keys. ``module_names`` is needed only for kohya files."""
+    """Any supported layout -> MotionLora in canonical keys. ``module_names`` (the denoiser's ``named_modules()``
+    names) is needed only for kohya files and ComfyUI's SD1.5 layout, whose names must be resolved against the model."""
     fmt = detect_format(tensors)
     if fmt == "kohya":
         return kohya.from_kohya_file(tensors, header, module_names, decode_header(header))
     if fmt == "animatediff":
         return animatediff.from_animatediff_file(tensors, decode_header(header))
     if fmt == "comfyui":
+        if sd15_comfy.looks_like(tensors):
+            return sd15_comfy.from_comfy_sd_file(tensors, header, module_names)
         return wan_comfy.from_wan_file(tensors, header)
     return canonical.from_peft_file(tensors, header)
 

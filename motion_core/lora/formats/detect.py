@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from ...errors import InvalidInputError
-from . import animatediff, canonical, kohya, wan_comfy
+from . import animatediff, canonical, kohya, sd15_comfy, wan_comfy
 
 FORMATS = ("canonical", "animatediff", "kohya", "comfyui")
 """The layouts a LoRA can be saved in (detection also tells them apart on reading)."""
 
 
 def detect_format(keys) -> str:
-    """"comfyui" (any Wan layout in original module names: ComfyUI's, ai-toolkit's, musubi-tuner's), "animatediff",
-    "kohya" or "canonical" (which also covers every diffusers/PEFT spelling)."""
+    """"comfyui" (ComfyUI's native layout: any Wan layout in original module names, i.e. ComfyUI's, ai-toolkit's and
+    musubi-tuner's, or an SD1.5 UNet in original LDM names), "animatediff", "kohya" (diffusers or LDM module names) or
+    "canonical" (which also covers every diffusers/PEFT spelling)."""
     keys = list(keys)
     # first: musubi-tuner's Wan keys start with lora_unet_ like kohya's, and ComfyUI's use lora_A like diffusers'
     if wan_comfy.looks_like(keys):
+        return "comfyui"
+    # before kohya: a ComfyUI SD1.5 file may carry a kohya-named (lora_te_) text-encoder part
+    if sd15_comfy.looks_like(keys):
         return "comfyui"
     if kohya.looks_like(keys):
         return "kohya"
@@ -25,6 +29,6 @@ def detect_format(keys) -> str:
         return "canonical"
     raise InvalidInputError(
         f"Cannot tell what kind of LoRA this is from its keys, e.g. {', '.join(sorted(keys)[:3]) or '(no keys)'}. "
-        "Supported: diffusers/PEFT, kohya (lora_unet_*), original AnimateDiff motion LoRAs and Wan LoRAs in "
-        "ComfyUI / ai-toolkit / musubi-tuner layouts."
+        "Supported: diffusers/PEFT, kohya (lora_unet_*), original AnimateDiff motion LoRAs, ComfyUI's own SD1.5 "
+        "layout (diffusion_model.input_blocks...) and Wan LoRAs in ComfyUI / ai-toolkit / musubi-tuner layouts."
     )

@@ -3,7 +3,9 @@
 ``lora_unet_<module path with dots as underscores>.lora_down.weight`` (= lora_A), ``.lora_up.weight`` (= lora_B)
 and a scalar ``.alpha``; the effect is up @ down * alpha / rank, the same scaling as peft, so no weights change.
 Flattening dots to underscores loses information ("down_blocks_0" could be "down_blocks.0" or a name with an
-underscore), so reading needs the model's module names to resolve each key.
+underscore), so reading needs the model's module names to resolve each key. Files made from single-file SD1.5
+checkpoints flatten the original (LDM) names instead (``lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q``);
+those resolve through the model's LDM names (sd15_original), so either spelling reads into the same modules.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ...errors import InvalidInputError, LoraMismatchError
 from ..metadata import encode_header
 from ..motion_lora import MotionLora
 from ..state import canonical_key
+from .sd15_original import original_names
 
 PREFIX = "lora_unet_"
 _KEY = re.compile(r"^lora_unet_(?P<m>.+?)\.(?P<w>lora_down\.weight|lora_up\.weight|alpha)$")
@@ -55,7 +58,10 @@ def from_kohya_file(tensors: dict[str, torch.Tensor], header: dict[str, str] | N
             "A kohya LoRA names modules with underscores only, so reading it needs the model: pass the "
             "denoiser's module names (load the base model first)."
         )
-    lookup = {flat_name(n): n for n in module_names if n}
+    module_names = list(module_names)
+    # LDM and diffusers names never flatten alike (input_blocks_/middle_block_/output_blocks_ vs down_blocks_/...)
+    lookup = {flat_name(ldm): n for ldm, n in original_names(module_names).items()}
+    lookup.update({flat_name(n): n for n in module_names if n})
     weights: dict[str, torch.Tensor] = {}
     alphas: dict[str, float] = {}
     unmatched, unreadable, text_encoder = [], [], []
@@ -82,8 +88,8 @@ def from_kohya_file(tensors: dict[str, torch.Tensor], header: dict[str, str] | N
     if unmatched:
         raise LoraMismatchError(
             f"{len(unmatched)} keys of this kohya LoRA target modules the model does not have, e.g. "
-            f"{', '.join(sorted(unmatched)[:3])}. It was made for another architecture (e.g. SDXL or an LDM-named "
-            "UNet); load a LoRA made for this model's family."
+            f"{', '.join(sorted(unmatched)[:3])}. It was made for another architecture (e.g. SDXL, or an SD1.5 UNet "
+            "for another model family); load a LoRA made for this model's family."
         )
     if not weights:
         raise InvalidInputError("This kohya LoRA holds only text-encoder weights; it has nothing for the denoiser.")
