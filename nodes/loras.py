@@ -20,14 +20,18 @@ NONE = "none"
 FORMAT_HELP = (
     "canonical: this pack's format (PEFT/diffusers keys + metadata), loads everywhere in the pack; "
     "animatediff: original AnimateDiff motion-LoRA layout for AnimateDiff-Evolved's Load AnimateDiff "
-    "LoRA (temporal LoRAs of AnimateDiff models only); kohya: for appearance (spatial) LoRAs in other "
-    "tools; comfyui: ComfyUI's native Wan layout for core's LoraLoaderModelOnly (Wan LoRAs only), saved "
-    "to models/loras."
+    "LoRA (temporal LoRAs of AnimateDiff models only), saved to models/animatediff_motion_lora; kohya: for "
+    "appearance (spatial) LoRAs in other tools; comfyui: ComfyUI's native Wan layout for core's "
+    "LoraLoaderModelOnly (Wan LoRAs only), saved to models/loras."
 )
 FORMATS = ["canonical", "animatediff", "kohya", "comfyui"]
-# A comfyui-format file is for core's LoraLoaderModelOnly, which lists only models/loras: it goes where that node
-# (and our Load Appearance LoRA) will show it, not into models/motion_loras, which core does not list.
-SAVE_FOLDERS = {"comfyui": "loras"}
+# A file goes where the node that reads its format lists files: comfyui-format files to models/loras for core's
+# LoraLoaderModelOnly (and our Load Appearance LoRA), animatediff-format ones to models/animatediff_motion_lora for
+# AnimateDiff-Evolved's Load AnimateDiff LoRA; neither lists models/motion_loras. Load Motion LoRA lists both.
+SAVE_FOLDERS = {"comfyui": "loras", "animatediff": paths.ANIMATEDIFF_MOTION_LORA}
+SAVE_LABELS = {"comfyui": "models/loras", "animatediff": f"models/{paths.ANIMATEDIFF_MOTION_LORA}"}
+# Load Motion LoRA's entries from AnimateDiff-Evolved's folder carry this label, as Load Video Model labels models.
+ADE_LABEL = f"{paths.ANIMATEDIFF_MOTION_LORA}: "
 
 
 def _next_free_path(folder: str, prefix: str, expert: str | None = None) -> str:
@@ -67,15 +71,17 @@ class SaveMotionLoRA(io.ComfyNode):
             node_id="MDSaveMotionLoRA",
             display_name="Save Motion LoRA",
             category=f"{CATEGORY}/lora",
-            description="Save a trained LoRA to models/motion_loras, or in the comfyui format to models/loras for "
-            "core's LoraLoaderModelOnly (written atomically; existing files are never overwritten). Shows the "
-            "LoRA's metadata once saved.",
+            description="Save a trained LoRA to models/motion_loras; in the comfyui format to models/loras for "
+            "core's LoraLoaderModelOnly, in the animatediff format to models/animatediff_motion_lora for "
+            "AnimateDiff-Evolved's Load AnimateDiff LoRA (written atomically; existing files are never "
+            "overwritten). Shows the LoRA's metadata once saved.",
             inputs=[
                 LoraType.Input("lora", tooltip="A LoRA from Train Motion LoRA."),
                 io.String.Input(
                     "filename_prefix",
                     default="motion_lora/my_motion",
-                    tooltip="File name under models/motion_loras (models/loras for the comfyui format); a number "
+                    tooltip="File name under models/motion_loras (models/loras for the comfyui format, "
+                    "models/animatediff_motion_lora for the animatediff format); a number "
                     "and .safetensors are added, and for a Wan 2.2 A14B expert's LoRA its expert (_high_noise / "
                     "_low_noise), one file per expert.",
                 ),
@@ -87,7 +93,7 @@ class SaveMotionLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, lora, filename_prefix, format) -> io.NodeOutput:
-        folder = folder_paths.get_folder_paths(SAVE_FOLDERS.get(format, paths.MOTION_LORAS))[0]
+        folder = paths.save_folder(SAVE_FOLDERS.get(format, paths.MOTION_LORAS))
         for _attempt in range(100):  # another save may take the same number between the check and the write
             target = _next_free_path(folder, filename_prefix, lora_expert(lora))
             try:
@@ -95,8 +101,16 @@ class SaveMotionLoRA(io.ComfyNode):
                 break
             except FileExistsError:
                 continue
-        text = f"saved {os.path.relpath(target, folder)} ({format})\n{lora.describe()}"
+        where = SAVE_LABELS.get(format, "models/motion_loras")
+        text = f"saved {os.path.relpath(target, folder)} in {where} ({format})\n{lora.describe()}"
         return io.NodeOutput(target, ui=ui.PreviewText(text))
+
+
+def motion_lora_choices() -> list[str]:
+    """models/motion_loras' files, then AnimateDiff-Evolved's motion-LoRA folder's, labelled (ADE's own files and
+    what Save Motion LoRA wrote there in the animatediff format load here too)."""
+    ade = [f"{ADE_LABEL}{name}" for name in folder_paths.get_filename_list(paths.ANIMATEDIFF_MOTION_LORA)]
+    return [*folder_paths.get_filename_list(paths.MOTION_LORAS), *ade]
 
 
 def _stack_inputs(folder_label: str, files: list[str], kind: str) -> list:
@@ -149,7 +163,9 @@ def _add_to_stack(
     elif lora_name == NONE:
         raise InvalidInputError("Choose a LoRA file in `lora_name`, or connect a LoRA to `trained_lora`.")
     else:
-        label = "models/motion_loras" if folder == paths.MOTION_LORAS else f"models/{folder}"
+        if folder == paths.MOTION_LORAS and str(lora_name).startswith(ADE_LABEL):
+            folder, lora_name = paths.ANIMATEDIFF_MOTION_LORA, str(lora_name)[len(ADE_LABEL):]
+        label = f"models/{folder}"
         fix = f"Pick a LoRA from the list (press R after adding files to {label}), or connect `trained_lora`."
         path = resolve_in_folders(lora_name, folder_paths.get_folder_paths(folder), label=label, fix=fix,
                                   listed=lambda: folder_paths.get_filename_list(folder))
@@ -171,9 +187,10 @@ class LoadMotionLoRA(io.ComfyNode):
             node_id="MDLoadMotionLoRA",
             display_name="Load Motion LoRA",
             category=f"{CATEGORY}/lora",
-            description="Add a motion LoRA (from models/motion_loras, or freshly trained) to a LoRA stack with a "
-            "strength and a step range. Stack several to combine motions.",
-            inputs=_stack_inputs("models/motion_loras", folder_paths.get_filename_list(paths.MOTION_LORAS), "motion"),
+            description="Add a motion LoRA (from models/motion_loras or models/animatediff_motion_lora, or freshly "
+            "trained) to a LoRA stack with a strength and a step range. Stack several to combine motions.",
+            inputs=_stack_inputs("models/motion_loras (or models/animatediff_motion_lora, listed as "
+                                 f"'{ADE_LABEL}...')", motion_lora_choices(), "motion"),
             outputs=[
                 LoraStackType.Output(
                     "lora_stack", display_name="lora_stack", tooltip="The stack with this LoRA added."

@@ -1,7 +1,9 @@
 """Where the pack's files live in ComfyUI's models tree, registered once with folder_paths.
 
 motion_loras: LoRAs this pack trains and saves (and loads back); animatediff_models: motion modules, the folder
-AnimateDiff-Evolved users already have. Core already knows checkpoints, diffusers and loras.
+AnimateDiff-Evolved users already have; animatediff_motion_lora: the folder AnimateDiff-Evolved's "Load AnimateDiff
+LoRA" lists (its Folders.MOTION_LORA), where AnimateDiff-layout motion LoRAs are saved. The names are ADE's own, so
+with or without ADE installed both packs read the same folders. Core already knows checkpoints, diffusers and loras.
 
 Dropdown values arrive from the browser unchecked (ComfyUI does not compare them with the listing for these
 widgets), so every value is resolved through motion_core.safe_paths: it stays inside its registered folders.
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 
 MOTION_LORAS = "motion_loras"
 ANIMATEDIFF_MODELS = "animatediff_models"
+ANIMATEDIFF_MOTION_LORA = "animatediff_motion_lora"
 LORA_EXTENSIONS = {".safetensors", ".ckpt", ".pt", ".pth", ".bin"}
 BUILTIN_SHAPES_T2V = "built-in: ShapesT2V"
 SHAPES_T2V_DIR = Path(__file__).resolve().parents[1] / "motion_core" / "toy" / "shapes_t2v"
@@ -33,11 +36,25 @@ MODEL_FIX = (
 
 
 def register_folders() -> None:
-    for name in (MOTION_LORAS, ANIMATEDIFF_MODELS):
+    """Registers our folders unless another pack (AnimateDiff-Evolved) did; its add_model_folder_path calls append
+    to ours when it loads later, so the folders exist and are shared in either load order."""
+    for name in (MOTION_LORAS, ANIMATEDIFF_MODELS, ANIMATEDIFF_MOTION_LORA):
         default = os.path.join(folder_paths.models_dir, name)
         if name not in folder_paths.folder_names_and_paths:
             folder_paths.folder_names_and_paths[name] = ([default], set(LORA_EXTENSIONS))
         os.makedirs(default, exist_ok=True)
+
+
+def save_folder(name: str) -> str:
+    """Where a new file of folder ``name`` is written: its first registered path (models/<name>, or one put first in
+    extra_model_paths.yaml) that is not inside a custom node's package. AnimateDiff-Evolved registers such a folder
+    for motion LoRAs, first when it loads first, and updating or reinstalling ADE would delete what was saved there."""
+    registered = folder_paths.get_folder_paths(name)
+    packages = [os.path.realpath(p) + os.sep for p in folder_paths.get_folder_paths("custom_nodes")]
+    for path in registered:
+        if not (os.path.realpath(path) + os.sep).startswith(tuple(packages)):
+            return path
+    return os.path.join(folder_paths.models_dir, name)
 
 
 def diffusers_model_folders() -> list[str]:

@@ -2,14 +2,54 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import warnings
+
 from comfy_api.latest import io, ui
 
 import comfy.model_management
 
 from ..motion_core.errors import CancelledError
 from ..motion_core.sampling import NOISE_PRIOR_MODES, SCHEDULER_NAMES, SampleRequest, SamplingCallbacks, sample_video
-from .progress import NodeProgress, interrupted
+from .progress import NodeProgress, interrupted, log
 from .types import CATEGORY, ClipsType, LoraStackType, ModelType
+
+
+PACK_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+# The pack's own code only: a virtual environment may live inside the pack's folder too.
+_PACK_CODE = tuple(os.path.join(PACK_DIR, part) + os.sep for part in ("motion_core", "nodes"))
+_PACK_MODULES = re.escape(__package__.rpartition(".")[0]) + r"\."
+
+
+@contextlib.contextmanager
+def engine_warnings():
+    """Collect the pack's own warnings (a prompt cut at the text encoder's length, ...) while the engine runs, so the
+    node can show them: a UserWarning otherwise lands only in the console, where a ComfyUI user does not look.
+
+    Yields a list that holds the messages, each once and in order, when the block ends; they are also logged.
+    Warnings of other libraries are shown as they would have been without this block."""
+    notes: list[str] = []
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            # Every warning of the pack is kept (not once per code line): two prompts cut alike are two messages.
+            warnings.filterwarnings("always", category=UserWarning, module=_PACK_MODULES)
+            yield notes
+    finally:  # also when the run fails: what went wrong before still reaches the log
+        for record in caught:
+            if _is_pack_file(record.filename) and issubclass(record.category, UserWarning):
+                text = str(record.message)
+                if text not in notes:
+                    notes.append(text)
+                    log.warning("%s", text)
+            else:
+                warnings.showwarning(record.message, record.category, record.filename, record.lineno)
+
+
+def _is_pack_file(filename: str) -> bool:
+    return os.path.realpath(filename).startswith(_PACK_CODE)
 
 
 def run_sampling(backbone, request: SampleRequest):
@@ -165,8 +205,12 @@ class SampleVideo(io.ComfyNode):
             cfg_low_noise=cfg_low_noise or None,
             **({"lora_stack": lora_stack} if lora_stack is not None else {}),
         )
-        result = run_sampling(video_model, request)
-        return io.NodeOutput(result.frames, float(result.fps), ui=animated_preview(result.frames, result.fps, cls))
+        with engine_warnings() as notes:
+            result = run_sampling(video_model, request)
+        preview = animated_preview(result.frames, result.fps, cls).as_dict()
+        if notes:  # e.g. the prompt was cut: shown on the node next to the video it changed
+            preview["text"] = ("\n".join(notes),)
+        return io.NodeOutput(result.frames, float(result.fps), ui=preview)
 
 
 def animated_preview(frames, fps: float, cls) -> ui.SavedImages:

@@ -16,6 +16,7 @@ from ..motion_core.recipes import recipe_names
 from ..motion_core.sampling import SampleRequest, SamplingCallbacks, sample_video
 from ..motion_core.training import TrainingCallbacks, TrainingConfig, plot_loss, train_motion_lora
 from .progress import NodeProgress, animated_webp_data_url, interrupted, log, send_event
+from .sampling import engine_warnings
 from .types import CATEGORY, ClipsType, LoraType, ModelType
 
 RECIPE_HELP = (
@@ -240,7 +241,7 @@ class TrainMotionLoRA(io.ComfyNode):
         )
         comfy.model_management.unload_all_models()
         try:
-            with torch.inference_mode(False), torch.enable_grad():
+            with engine_warnings() as notes, torch.inference_mode(False), torch.enable_grad():
                 result = train_motion_lora(
                     video_model,
                     clips,
@@ -262,7 +263,10 @@ class TrainMotionLoRA(io.ComfyNode):
         if result.warnings:  # the LoRA is kept, but the user must know e.g. that the final checkpoint is missing
             for warning in result.warnings:
                 log.warning("%s", warning)
-            return io.NodeOutput(result.motion_lora, appearance, plot, ui=ui.PreviewText("\n".join(result.warnings)))
+        # A caption or preview prompt cut at the text encoder's length trained or previewed a different text.
+        shown = [*result.warnings, *notes]
+        if shown:
+            return io.NodeOutput(result.motion_lora, appearance, plot, ui=ui.PreviewText("\n".join(shown)))
         return io.NodeOutput(result.motion_lora, appearance, plot)
 
 

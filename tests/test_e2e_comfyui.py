@@ -195,6 +195,7 @@ def test_saving_a_unet3d_lora_in_animatediff_layout_is_a_clear_node_error(comfy)
     assert result.status == "error" and result.error["node_type"] == "MDSaveMotionLoRA"
     assert "canonical" in result.error["exception_message"]
     assert not list((comfy.models_dir / "motion_loras").glob("ade/*.safetensors"))
+    assert not list((comfy.models_dir / "animatediff_motion_lora").glob("**/*.safetensors"))
 
 
 def _sample_prompt(model_name, seed=3, stack=None):

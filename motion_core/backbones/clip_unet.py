@@ -7,13 +7,14 @@ UNet family (e.g. a LaVie-like model) writes only its denoiser call and its targ
 
 from __future__ import annotations
 
+import warnings
 from abc import abstractmethod
 from typing import Sequence
 
 import torch
 
 from ..errors import InvalidInputError
-from .base import Backbone
+from .base import Backbone, denoise_inputs
 
 VAE_FRAMES_PER_CALL = 8
 """Frames sent through the VAE at once: bounds the VAE's activation memory on long clips (SD's VAE decoder needs
@@ -64,42 +65,29 @@ class ClipUNetBackbone(Backbone):
         return images.reshape(b, f, 3, *images.shape[-2:]).permute(0, 1, 3, 4, 2).cpu()
 
     # ---- text -------------------------------------------------------------------------------------------------
-    @torch.no_grad()
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
         """CLIP's last hidden state for prompts padded to the tokenizer's full length (77 for real models): the
-        length the denoisers were trained with, so padding tokens carry the same signal as in training."""
+        length the denoisers were trained with, so padding tokens carry the same signal as in training. A longer
+        prompt is cut there; that is a UserWarning naming what was lost, never silent."""
         if isinstance(prompts, str):
             prompts = [prompts]
         # A tokenizer folder without tokenizer_config.json reports an "unlimited" length; the text encoder's position
         # table is the real limit.
         length = min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
+        for prompt in prompts:
+            message = cut_prompt_message(self.tokenizer, prompt, length)
+            if message:
+                # stacklevel 2: the warning points at the engine code that encoded the prompt (sampler, trainer).
+                warnings.warn(message, UserWarning, stacklevel=2)
         tokens = self.tokenizer(list(prompts), padding="max_length", max_length=length, truncation=True,
                                 return_tensors="pt")
-        states = self.text_encoder(tokens.input_ids.to(self.device))[0]
+        with torch.no_grad():
+            states = self.text_encoder(tokens.input_ids.to(self.device))[0]
         return states.to(self.dtype)
 
     # ---- denoising --------------------------------------------------------------------------------------------
     def denoise(self, latents, timesteps, text_states, frame_indices=None):
-        if latents.ndim != 5:
-            raise InvalidInputError(f"Latents must be [batch, channels, frames, h, w]; got {tuple(latents.shape)}.")
-        if frame_indices is not None:
-            index = torch.as_tensor(frame_indices, dtype=torch.long, device=latents.device).reshape(-1)
-            num_frames = latents.shape[2]
-            if index.numel() == 0 or int(index.min()) < -num_frames or int(index.max()) >= num_frames:
-                raise InvalidInputError(
-                    f"frame_indices {index.tolist()} do not fit a clip of {num_frames} latent frames."
-                )
-            latents = latents.index_select(2, index % num_frames)
-        batch = latents.shape[0]
-        if text_states.shape[0] == 1 and batch > 1:
-            text_states = text_states.expand(batch, *text_states.shape[1:])
-        elif text_states.shape[0] != batch:
-            raise InvalidInputError(
-                f"Got text states for {text_states.shape[0]} prompts but {batch} clips; pass one prompt or one per "
-                "clip."
-            )
-        t = torch.as_tensor(timesteps, device=latents.device)
-        t = t.expand(batch) if t.ndim == 0 else t.reshape(-1)
+        latents, t, text_states = denoise_inputs(latents, timesteps, text_states, frame_indices)
         return self._run_denoiser(latents.to(self.dtype), t, text_states.to(self.dtype))
 
     @abstractmethod
@@ -120,3 +108,29 @@ def _as_batched_frames(frames: torch.Tensor) -> torch.Tensor:
         )
     video = frames if frames.ndim == 5 else frames[None]
     return video[..., :3]
+
+
+def cut_prompt_message(tokenizer, prompt: str, length: int) -> str | None:
+    """What a prompt loses when CLIP's ``length`` tokens (start and end tokens included) cut it, or None if it fits.
+
+    transformers only logs an over-long input, once, in the console; the end of a prompt is often its subject or
+    trigger word, so the user is told where it was cut and what was dropped. The tokens are counted without
+    truncation, as CLIP's own tokenizer cuts: the start token, the first ``length - 2`` tokens, the end token.
+    """
+    ids = tokenizer(prompt, verbose=False).input_ids
+    if len(ids) <= length:
+        return None
+    room = length - 2
+    words = ids[1:-1]
+    kept_end = " ".join(tokenizer.decode(words[:room]).split()[-3:])[-40:]  # the last words kept, a cut one too
+    lost = tokenizer.decode(words[room:]).strip()
+    return (
+        f'The prompt "{_shorten(prompt)}" is {len(words)} tokens long but this model reads at most {room}: it was cut '
+        f'after "...{kept_end}", so its end "{_shorten(lost)}" is lost. Shorten the prompt, or put what matters '
+        "(subject, trigger word) first."
+    )
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

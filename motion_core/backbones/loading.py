@@ -25,6 +25,7 @@ from .motion_module import (
     load_motion_adapter,
     read_state_dict,
     require_regular_file,
+    shape_mismatch,
 )
 from .wan_loading import is_wan_file, is_wan_folder, load_wan_backbone
 
@@ -160,21 +161,36 @@ def combine_unet_and_motion_adapter(unet2d, adapter):
     verbatim) are assigned; the sinusoidal frame-position tables, when absent from the adapter, are recomputed."""
     from diffusers import UNetMotionModel
 
+    source = adapter.config.get("_name_or_path")
+    name = Path(str(source)).name if source else "The motion module"
+    fix = ("Pick a motion module made for this model: SD1.5 models take mm_sd_v14/v15, mm_sd_v15_v2 or v3_sd15_mm "
+           "(models/animatediff_models), not an SDXL (mm_sdxl, HotShot-XL) or SD2 one.")
     try:
         with torch.device("meta"):
             unet = UNetMotionModel.from_unet2d(unet2d, adapter, load_weights=False)
     except ValueError as error:
-        raise ModelLoadError(f"The motion module does not fit this UNet: {error}") from error
+        log.warning("UNetMotionModel.from_unet2d refused %s: %s", name, error)
+        unet_blocks, adapter_blocks = len(unet2d.config.down_block_types), len(adapter.config.block_out_channels)
+        raise ModelLoadError(
+            f"{name} does not fit this UNet: it has {adapter_blocks} blocks of "
+            f"{adapter.config.motion_layers_per_block} motion layers, the UNet {unet_blocks} blocks of "
+            f"{unet2d.config.layers_per_block} layers. {fix}"
+        ) from error
     weights = {**unet2d.state_dict(), **{k: v for k, v in adapter.state_dict().items() if not k.startswith("conv_in")}}
+    mismatch = shape_mismatch(unet, weights)
+    if mismatch:
+        raise ModelLoadError(f"{name} does not fit this UNet: {mismatch}. {fix}")
     result = unet.load_state_dict(weights, strict=False, assign=True)
     if result.unexpected_keys:
         raise ModelLoadError(
-            f"The motion module does not fit this UNet; unexpected weights {result.unexpected_keys[:5]}."
+            f"{name} does not fit this UNet: it has weights the UNet has no place for, such as "
+            f"{result.unexpected_keys[:5]}. {fix}"
         )
     restore_position_tables(unet)
     missing = [n for n, t in [*unet.named_parameters(), *unet.named_buffers()] if t.is_meta]
     if missing:
-        raise ModelLoadError(f"The UNet or motion module is incomplete; missing weights such as {missing[:5]}.")
+        raise ModelLoadError(f"The UNet or {name} is incomplete; missing weights such as {missing[:5]}. Re-download "
+                             "the model and the motion module.")
     return move(unet, dtype=next(unet2d.parameters()).dtype)
 
 
@@ -285,8 +301,13 @@ def load_tokenizer(directory: Path | None, fallback_dir=None):
                                                          and (candidate / "merges.txt").is_file()):
             try:
                 return CLIPTokenizer.from_pretrained(candidate, local_files_only=True)
-            except (OSError, ValueError) as error:
-                raise ModelLoadError(f"Could not read the CLIP tokenizer in {candidate}: {error}") from error
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                log.warning("CLIPTokenizer.from_pretrained(%s) failed: %s", candidate, error)
+                raise ModelLoadError(
+                    f"{candidate} could not be read as a CLIP tokenizer: its vocab.json, merges.txt or "
+                    "tokenizer.json is damaged or of another tokenizer. Re-download that folder (ComfyUI's log has "
+                    "the loader's own message)."
+                ) from error
     raise ModelLoadError(
         f"No CLIP tokenizer found (looked in {directory} and {fallback_dir}): a tokenizer folder needs vocab.json and "
         "merges.txt (or tokenizer.json). Point tokenizer_dir at ComfyUI's comfy/sd1_tokenizer folder."
@@ -310,7 +331,9 @@ def _read_json(path: Path, what: str) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise ModelLoadError(f"{path} is not readable JSON ({error}); re-download that file.") from error
+        log.warning("reading %s failed: %s", path, error)
+        raise ModelLoadError(f"{path} is not readable JSON (it is damaged, cut off or another kind of file): "
+                             f"expected {what} there; re-download that file.") from error
 
 
 __all__ += ["combine_unet_and_motion_adapter", "load_tokenizer", "load_text_encoder", "read_state_dict", "ready"]

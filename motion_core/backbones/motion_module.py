@@ -132,20 +132,45 @@ def load_motion_adapter(source, unet_config, dtype: torch.dtype = torch.float32)
             raise ModelLoadError(f"{source} has no config.json: expected a diffusers MotionAdapter folder or a "
                                  "motion module file (v3_sd15_mm.ckpt, mm_sd_v15_v2.ckpt).")
         try:
-            return MotionAdapter.from_pretrained(source, torch_dtype=dtype, local_files_only=True)
-        except (OSError, ValueError, RuntimeError) as error:
-            raise ModelLoadError(f"Could not load the motion adapter in {source}: {error}") from error
+            adapter = MotionAdapter.from_pretrained(source, torch_dtype=dtype, local_files_only=True)
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+            # The library's words go to the log; the user reads which folder, what is wrong and what to do.
+            log.warning("MotionAdapter.from_pretrained(%s) failed: %s", source, error)
+            raise ModelLoadError(
+                f"{source} could not be loaded as a diffusers MotionAdapter folder: its config.json is not a "
+                "MotionAdapter's, or its weights are missing, damaged or do not match that config. Re-download the "
+                "folder, or choose a motion module file (v3_sd15_mm.ckpt, mm_sd_v15_v2.ckpt) from "
+                "models/animatediff_models instead (ComfyUI's log has the loader's own message)."
+            ) from error
+        restore_position_tables(adapter)  # diffusers' conversions of original checkpoints drop these fixed tables
+        # diffusers leaves weights the folder lacks unset (on the meta device) and only logs it.
+        missing = [n for n, t in [*adapter.named_parameters(), *adapter.named_buffers()] if t.is_meta]
+        if missing:
+            raise ModelLoadError(
+                f"{source} does not hold the motion module its config.json describes: {len(missing)} weights are "
+                f"missing (e.g. {missing[:3]}), so config.json and the weights belong to different motion modules or "
+                "the download is incomplete. Re-download the folder, or choose a motion module file from "
+                "models/animatediff_models."
+            )
+        return adapter
     state = to_diffusers_layout(read_state_dict(source), source.name)
     config = derive_motion_adapter_config(state, unet_config)
+    mismatch = None
     try:
         with torch.device("meta"):
             adapter = MotionAdapter(**config)
+        mismatch = shape_mismatch(adapter, state)
+        if mismatch:
+            raise ValueError(mismatch)
         result = adapter.load_state_dict(state, strict=False, assign=True)
     except (RuntimeError, ValueError) as error:
+        log.warning("building the motion adapter of %s failed: %s", source, error)
         raise ModelLoadError(
-            f"{source.name} does not fit this model ({str(error)[:300]}). SD1.5 models need an SD1.5 motion module "
-            "(mm_sd_v14/v15, mm_sd_v15_v2, v3_sd15_mm), not an SDXL one."
+            f"{source.name} does not fit this model{f': {mismatch}' if mismatch else ''}. SD1.5 models need an SD1.5 "
+            "motion module (mm_sd_v14/v15, mm_sd_v15_v2, v3_sd15_mm), not an SDXL or SD2 one; pick one of those "
+            "from models/animatediff_models."
         ) from error
+    adapter.register_to_config(_name_or_path=str(source))  # names the file if the UNet refuses it later
     if result.unexpected_keys:
         raise ModelLoadError(f"{source.name} has weights no motion module has: {result.unexpected_keys[:5]}.")
     restore_position_tables(adapter)
@@ -153,6 +178,17 @@ def load_motion_adapter(source, unet_config, dtype: torch.dtype = torch.float32)
     if missing:
         raise ModelLoadError(f"{source.name} is an incomplete motion module; missing weights such as {missing[:5]}.")
     return move(adapter, dtype=dtype)
+
+
+def shape_mismatch(module: torch.nn.Module, state: dict) -> str | None:
+    """The first weight of ``state`` whose shape differs from ``module``'s, in words, or None. Checked before
+    load_state_dict, whose own message lists every mismatch in library terms."""
+    expected = {name: tuple(t.shape) for name, t in [*module.named_parameters(), *module.named_buffers()]}
+    for key, tensor in state.items():
+        if key in expected and tuple(tensor.shape) != expected[key]:
+            return (f"weight {key!r} is {list(tensor.shape)} in the motion module but {list(expected[key])} in the "
+                    "model it joins (their layer widths differ)")
+    return None
 
 
 def to_diffusers_layout(state: dict, name: str = "the file") -> dict:

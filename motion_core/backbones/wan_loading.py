@@ -11,12 +11,15 @@ second one (wan_experts.py).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
 
 from ..errors import ModelLoadError
 from .motion_module import CONFIGS_DIR
+
+log = logging.getLogger(__name__)
 
 EXPERTS = ("high_noise", "low_noise")
 A14B_BOUNDARY_RATIO = 0.875  # Wan 2.2 T2V A14B's switch point (Wan-AI's t2v_A14B config)
@@ -156,21 +159,52 @@ def _folder_parts(folder: Path, expert, dtype) -> dict:
         raise ModelLoadError(f"{folder} holds an image-to-video Wan transformer; pick a text-to-video Wan model.")
     denoiser = _from_pretrained(WanTransformer3DModel, folder, subfolder, dtype)
     vae = _from_pretrained(AutoencoderKLWan, folder, "vae", dtype)
-    text_encoder = _pretrained(UMT5EncoderModel, folder / "text_encoder", "UMT5 text encoder", dtype=dtype)
+    text_encoder = _pretrained(UMT5EncoderModel, folder / "text_encoder", "UMT5 text encoder",
+                               "config.json and its model*.safetensors", dtype=dtype)
     tokenizer = None
     if (folder / "tokenizer").is_dir():
-        tokenizer = _pretrained(AutoTokenizer, folder / "tokenizer", "tokenizer")
+        tokenizer = _pretrained(AutoTokenizer, folder / "tokenizer", "UMT5 tokenizer",
+                                "tokenizer_config.json with spiece.model or tokenizer.json")
     boundary = index.get("boundary_ratio") or (A14B_BOUNDARY_RATIO if two_experts else None)
     info = {"arch": "folder", "expert": expert if two_experts else None, "boundary_ratio": boundary}
     return dict(denoiser=denoiser, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                 scheduler=_load_scheduler(folder / "scheduler"), model_info=info)
 
 
-def _pretrained(cls, directory: Path, what: str, **kwargs):
+def _pretrained(cls, directory: Path, what: str, expected: str, *, dtype: torch.dtype | None = None):
+    """``cls.from_pretrained`` on a part of a Wan folder (``expected``: the files it needs, in words): a model in
+    ``dtype``, or a tokenizer (no dtype). The library's words go to the log; the user reads which folder, what is
+    wrong and what to do. A model's weights are checked as _from_pretrained checks the transformer's."""
+    from .loading import check_loaded_finite, check_weight_files
+
+    if not directory.is_dir():
+        raise ModelLoadError(f"{directory} is missing: a Wan diffusers folder needs its {what} there ({expected}). "
+                             "Re-download the model folder.")
+    is_model = dtype is not None
+    if is_model and not (directory / "config.json").is_file():
+        raise ModelLoadError(f"{directory} has no config.json, so its {what} cannot be built: the folder is "
+                             f"incomplete (expected {expected}). Re-download that folder.")
+    if is_model:
+        check_weight_files(directory)  # a FIFO or a cut-off .safetensors is named before the library opens it
     try:
-        return cls.from_pretrained(directory, local_files_only=True, **kwargs)
-    except (OSError, ValueError, RuntimeError) as error:
-        raise ModelLoadError(f"Could not load the {what} in {directory}: {error}") from error
+        if not is_model:
+            return cls.from_pretrained(directory, local_files_only=True)
+        loaded, info = cls.from_pretrained(directory, local_files_only=True, dtype=dtype, output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as error:
+        log.warning("loading the %s from %s failed: %s", what, directory, error)
+        raise ModelLoadError(
+            f"{directory} could not be loaded as the {what}: its files are missing, damaged, or do not match its "
+            f"config (expected {expected}). Re-download that folder (ComfyUI's log has the loader's own message)."
+        ) from error
+    # transformers fills weights a file lacks with random values and only logs it: a text encoder of noise.
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        raise ModelLoadError(
+            f"{directory} does not hold the {what} its config.json describes: {len(missing)} weights are missing "
+            f"(e.g. {missing[:3]}), so the weights belong to another model or the download is incomplete. "
+            "Re-download that folder."
+        )
+    return check_loaded_finite(loaded, directory)
 
 
 def _check_fit(parts: dict, source: Path) -> None:
