@@ -189,9 +189,37 @@ def test_keys_naming_no_module_of_the_model_are_an_error_naming_them(layout, key
         load_lora(write(tmp_path, "odd", tensors), module_names)
 
 
-def test_reading_ldm_names_needs_the_model(lora, backbone, tmp_path):
-    path = write(tmp_path, "comfy", comfy_layout(lora, dict(backbone.denoiser.config)))
-    with pytest.raises(InvalidInputError, match="needs the model"):
+def test_without_a_model_ldm_names_resolve_against_the_released_sd15_unet(tmp_path):
+    """A loader node with no model wired in reads kohya and ComfyUI SD1.5 files against the real SD1.5 UNet."""
+    from safetensors.torch import save_file
+
+    from motion_core.lora.state import canonical_key
+
+    down, up = torch.randn(4, 320), torch.randn(320, 4)
+    kohya_path = tmp_path / "kohya_original.safetensors"
+    save_file({"lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q.lora_down.weight": down,
+               "lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q.lora_up.weight": up,
+               "lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q.alpha": torch.tensor(4.0)},
+              str(kohya_path))
+    comfy_path = tmp_path / "comfy_sd15.safetensors"
+    save_file({"diffusion_model.output_blocks.11.1.transformer_blocks.0.attn1.to_q.lora_down.weight": down,
+               "diffusion_model.output_blocks.11.1.transformer_blocks.0.attn1.to_q.lora_up.weight": up},
+              str(comfy_path))
+    kohya_lora, comfy_lora = load_lora(kohya_path), load_lora(comfy_path)
+    first = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+    last = "up_blocks.3.attentions.2.transformer_blocks.0.attn1.to_q"
+    assert torch.equal(kohya_lora.tensors[canonical_key(first, "A")], down)
+    assert torch.equal(comfy_lora.tensors[canonical_key(last, "B")], up)
+
+
+def test_a_file_naming_blocks_the_released_unet_lacks_is_an_error_without_a_model(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "odd.safetensors"
+    save_file({"diffusion_model.input_blocks.40.1.transformer_blocks.0.attn1.to_q.lora_down.weight": torch.ones(2, 8),
+               "diffusion_model.input_blocks.40.1.transformer_blocks.0.attn1.to_q.lora_up.weight": torch.ones(8, 2)},
+              str(path))
+    with pytest.raises((InvalidInputError, LoraMismatchError), match="input_blocks.40"):
         load_lora(path)
 
 

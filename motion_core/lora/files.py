@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from ..errors import InvalidInputError, MotionCoreError
+from ..errors import InvalidInputError, LoraMismatchError, MotionCoreError
 from .formats import animatediff, canonical, kohya, sd15_comfy, wan_comfy
 from .formats.detect import FORMATS, detect_format
 from .metadata import decode_header
@@ -274,17 +274,37 @@ def check_scales(path: Path, lora: MotionLora) -> None:
 def lora_from_tensors(tensors: dict[str, torch.Tensor], header: dict[str, str] | None = None,
                       module_names=None) -> MotionLora:
     """Any supported layout -> MotionLora in canonical keys. ``module_names`` (the denoiser's ``named_modules()``
-    names) is needed only for kohya files and ComfyUI's SD1.5 layout, whose names must be resolved against the model."""
+    names) is needed only for kohya files and ComfyUI's SD1.5 layout, whose names must be resolved against the model;
+    without it they are resolved against the released SD1.5 (then ZeroScope) UNet."""
     fmt = detect_format(tensors)
+    if fmt == "kohya" and module_names is None:
+        return _with_reference_names(lambda names: kohya.from_kohya_file(tensors, header, names, decode_header(header)),
+                                     ("sd15", "unet3d"))
     if fmt == "kohya":
         return kohya.from_kohya_file(tensors, header, module_names, decode_header(header))
     if fmt == "animatediff":
         return animatediff.from_animatediff_file(tensors, decode_header(header))
     if fmt == "comfyui":
+        if sd15_comfy.looks_like(tensors) and module_names is None:
+            return _with_reference_names(lambda names: sd15_comfy.from_comfy_sd_file(tensors, header, names), ("sd15",))
         if sd15_comfy.looks_like(tensors):
             return sd15_comfy.from_comfy_sd_file(tensors, header, module_names)
         return wan_comfy.from_wan_file(tensors, header)
     return canonical.from_peft_file(tensors, header)
+
+
+def _with_reference_names(read, architectures):
+    """Read a file whose names need a model against the released architectures it is made for, in order (a loader
+    node with no model wired in); the first that resolves every key wins, else the last error stands."""
+    from ..backbones.reference_modules import reference_module_names
+
+    error = None
+    for architecture in architectures:
+        try:
+            return read(reference_module_names(architecture))
+        except (LoraMismatchError, InvalidInputError) as err:
+            error = err
+    raise error
 
 
 def load_lora(path: str | os.PathLike, module_names=None, *, name: str | None = None) -> MotionLora:
