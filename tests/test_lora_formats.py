@@ -155,8 +155,8 @@ def test_kohya_keys_the_model_lacks_are_named():
     module_names = [n for n, _ in tiny_unet3d().named_modules()]
     with pytest.raises(LoraMismatchError, match="lora_unet_input_blocks_1_1_proj_in"):
         lora_from_tensors(tensors, None, module_names)
-    with pytest.raises(InvalidInputError, match="needs the model"):
-        lora_from_tensors(tensors, None, None)
+    # Without a model the names resolve against the released SD1.5 UNet, which has that module.
+    assert list(lora_from_tensors(tensors, None, None).modules()) == ["down_blocks.0.attentions.0.proj_in"]
 
 
 def test_diffusers_format_motion_lora_imports():
