@@ -175,6 +175,22 @@ class TrainMotionLoRA(io.ComfyNode):
                     optional=True,
                     tooltip="A checkpoint .pt file (output/motion_lora_checkpoints/...) to continue.",
                 ),
+                io.Combo.Input(
+                    "base_storage",
+                    options=["native", "fp8"],
+                    default="native",
+                    optional=True,
+                    tooltip="fp8: store the frozen model's linear weights in fp8 (half of bf16), upcast layer by "
+                    "layer; the LoRA stays full precision. With block_offload, what lets the 14B Wan models train "
+                    "on a 24 GB card. Undone after training.",
+                ),
+                io.Boolean.Input(
+                    "block_offload",
+                    default=False,
+                    optional=True,
+                    tooltip="Wan: keep the transformer blocks on the CPU and move each to the GPU as it runs "
+                    "(slower, far less GPU memory). Undone after training.",
+                ),
             ],
             outputs=[
                 LoraType.Output(
@@ -214,6 +230,8 @@ class TrainMotionLoRA(io.ComfyNode):
         preview_prompt="",
         regularisation_clips=None,
         resume_from="",
+        base_storage="native",
+        block_offload=False,
     ) -> io.NodeOutput:
         config = TrainingConfig(
             steps=steps or None,
@@ -227,6 +245,8 @@ class TrainMotionLoRA(io.ComfyNode):
             validate_every=validate_every,
             checkpoint_dir=os.path.join(checkpoint_root(), _slug(name)),
             name=name,
+            base_storage=base_storage,
+            block_offload=bool(block_offload),
         )
         total = steps or 1
         preview_frames = video_model.frames_up_to(min(frames, 8))  # a short preview, in a length the VAE takes

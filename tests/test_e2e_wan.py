@@ -2,9 +2,11 @@
 models/diffusion_models, its VAE in models/vae, UMT5 in models/text_encoders; or a diffusers folder) open in Load
 Video Model, every recipe's trainer runs through the Train node, the LoRA is saved and sampled with."""
 
+import io
 import shutil
 
 import pytest
+from PIL import Image
 
 from tests.video_samples import write_sample_video
 from tests.wan_samples import write_tiny_wan_files
@@ -104,3 +106,34 @@ def test_a_wan_model_without_its_vae_is_a_node_error_naming_the_folder(comfy):
     }
     result = comfy.run(prompt, timeout=300)
     assert result.status == "error" and "models/vae" in result.error_text
+
+
+def test_train_node_memory_options_train_and_leave_the_model_as_it_was(comfy):
+    """fp8 storage of the frozen base and block offload (on the CPU the blocks 'move' to the CPU) through the node:
+    the run succeeds, and a sample after it equals a sample before it."""
+    sample = {"class_type": "MDSampleVideo", "inputs": {
+        "video_model": ["1", 0], "prompt": "a blue circle", "negative_prompt": "", "seed": 4, "steps": 2,
+        "cfg": 1.0, "frames": 5, "width": 32, "height": 32, "scheduler": "euler", "frame_rate": 8.0}}
+    nodes = _model_and_clip(comfy, "wan_clip_memory.mp4")
+    before = comfy.run({**nodes, "5": sample, "6": {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}}},
+                       timeout=300)
+    assert before.status == "success", before.error_text
+    prompt = {
+        **nodes,
+        "3": {"class_type": "MDTrainMotionLoRA", "inputs": {
+            "video_model": ["1", 0], "clips": ["2", 2], "recipe": "motion_director", "steps": 2,
+            "learning_rate": 0.0, "rank": 4, "width": 32, "height": 32, "frames": 5, "seed": 0,
+            "checkpoint_every": 0, "validate_every": 0, "name": "wan_memory", "base_storage": "fp8",
+            "block_offload": True}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 2]}},
+    }
+    trained = comfy.run(prompt, timeout=600)
+    assert trained.status == "success", trained.error_text
+    # Same model object (ComfyUI caches the loader); another frame rate makes ComfyUI run the sampler again.
+    resample = {"class_type": "MDSampleVideo", "inputs": {**sample["inputs"], "frame_rate": 9.0}}
+    after = comfy.run({**nodes, "5": resample, "6": {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}}},
+                      timeout=300)
+    assert after.status == "success", after.error_text
+    def pixels(result):  # the PNGs also carry the prompt text, which differs in frame_rate
+        return [Image.open(io.BytesIO(comfy.fetch_output(i))).tobytes() for i in result.outputs["6"]["images"]]
+    assert pixels(before) == pixels(after)
