@@ -22,7 +22,6 @@ Conditioning and decoding for all of them come from the test-only nodes written 
 
 import json
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -51,56 +50,7 @@ VIDEO_MODEL = {"class_type": "MDLoadVideoModel", "inputs": {
     "model": f"diffusion model: {UNET}", "motion_module": "none", "dtype": "fp32", "device": "cpu",
     "vae": FILES["vae"], "text_encoder": FILES["text_encoders"]}}
 
-TEST_NODES = textwrap.dedent('''
-    """Test-only nodes (written by tests/test_e2e_native.py): the tiny Wan's text states as CONDITIONING, its VAE
-    decoding a core LATENT, and an IMAGE saved at full precision."""
-    import os
-    import folder_paths
-    from safetensors.torch import save_file
-
-    class MDTestNativeTextStates:
-        RETURN_TYPES = ("CONDITIONING",)
-        FUNCTION = "encode"
-        CATEGORY = "testing"
-
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {"video_model": ("MD_MODEL",), "text": ("STRING", {"default": ""})}}
-
-        def encode(self, video_model, text):
-            return ([[video_model.encode_prompt([text]).float().cpu(), {}]],)
-
-    class MDTestNativeDecode:
-        RETURN_TYPES = ("IMAGE",)
-        FUNCTION = "decode"
-        CATEGORY = "testing"
-
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {"video_model": ("MD_MODEL",), "samples": ("LATENT",)}}
-
-        def decode(self, video_model, samples):
-            raw = samples["samples"].float()
-            mean, std = video_model._latent_stats(raw)  # core hands out VAE-space latents: z * std + mean
-            return (video_model.decode_latents(((raw - mean) / std).to(video_model.dtype))[0].float().cpu(),)
-
-    class MDTestNativeSaveImage:
-        RETURN_TYPES = ()
-        FUNCTION = "save"
-        OUTPUT_NODE = True
-        CATEGORY = "testing"
-
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {"images": ("IMAGE",), "name": ("STRING", {"default": "images"})}}
-
-        def save(self, images, name):
-            save_file({"images": images.contiguous()}, os.path.join(folder_paths.get_output_directory(), name))
-            return {"ui": {"tensors": [{"filename": name, "subfolder": "", "type": "output"}]}}
-
-    NODE_CLASS_MAPPINGS = {"MDTestNativeTextStates": MDTestNativeTextStates, "MDTestNativeDecode": MDTestNativeDecode,
-                           "MDTestNativeSaveImage": MDTestNativeSaveImage}
-''')
+TEST_NODES = (Path(__file__).parent / "harness" / "native_test_nodes.py").read_text()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ Video itself uses. The tiny VAE is not core's Wan VAE shape either, so ComfyUI's
 """
 
 import shutil
-import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -51,41 +51,7 @@ VIDEO_MODEL = {"class_type": "MDLoadVideoModel", "inputs": {
     "model": f"diffusion model: {FILES['diffusion_models']}", "motion_module": "none", "dtype": "fp32", "device": "cpu",
     "vae": FILES["vae"], "text_encoder": FILES["text_encoders"]}}
 
-TEST_NODES = textwrap.dedent('''
-    """Test-only nodes (written by tests/test_e2e_wan_native.py): the pack's text states as CONDITIONING, and an
-    IMAGE saved at full precision."""
-    import os
-    import folder_paths
-    from safetensors.torch import save_file
-
-    class MDTestWanTextStates:
-        RETURN_TYPES = ("CONDITIONING",)
-        FUNCTION = "encode"
-        CATEGORY = "testing"
-
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {"video_model": ("MD_MODEL",), "text": ("STRING", {"default": ""})}}
-
-        def encode(self, video_model, text):
-            return ([[video_model.encode_prompt([text]).float().cpu(), {}]],)
-
-    class MDTestSaveImageTensor:
-        RETURN_TYPES = ()
-        FUNCTION = "save"
-        OUTPUT_NODE = True
-        CATEGORY = "testing"
-
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {"images": ("IMAGE",), "name": ("STRING", {"default": "images"})}}
-
-        def save(self, images, name):
-            save_file({"images": images.contiguous()}, os.path.join(folder_paths.get_output_directory(), name))
-            return {"ui": {"tensors": [{"filename": name, "subfolder": "", "type": "output"}]}}
-
-    NODE_CLASS_MAPPINGS = {"MDTestWanTextStates": MDTestWanTextStates, "MDTestSaveImageTensor": MDTestSaveImageTensor}
-''')
+TEST_NODES = (Path(__file__).parent / "harness" / "native_test_nodes.py").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -154,13 +120,13 @@ def both_paths(server, saved_lora):
             "video_model": ["model", 0], "prompt": PROMPT, "negative_prompt": NEGATIVE, "seed": SEED, "steps": STEPS,
             "cfg": CFG, "frames": 5, "width": 32, "height": 32, "scheduler": "euler", "frame_rate": 8.0,
             "lora_stack": ["stack", 0]}},
-        "ours_save": {"class_type": "MDTestSaveImageTensor", "inputs": {"images": ["ours", 0], "name": "ours.st"}},
+        "ours_save": {"class_type": "MDTestNativeSaveImage", "inputs": {"images": ["ours", 0], "name": "ours.st"}},
         "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": FILES["diffusion_models"],
                                                         "weight_dtype": "default"}},
         "lora": {"class_type": "LoraLoaderModelOnly", "inputs": {
             "model": ["unet", 0], "lora_name": LORA_FILE, "strength_model": 1.0}},
-        "pos": {"class_type": "MDTestWanTextStates", "inputs": {"video_model": ["model", 0], "text": PROMPT}},
-        "neg": {"class_type": "MDTestWanTextStates", "inputs": {"video_model": ["model", 0], "text": NEGATIVE}},
+        "pos": {"class_type": "MDTestNativeTextStates", "inputs": {"video_model": ["model", 0], "text": PROMPT}},
+        "neg": {"class_type": "MDTestNativeTextStates", "inputs": {"video_model": ["model", 0], "text": NEGATIVE}},
         "empty": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {
             "width": 64, "height": 64, "length": 5, "batch_size": 1}},
         **_native_sampler(["lora", 0], ["pos", 0], ["neg", 0], ["empty", 0], "with_lora"),
@@ -214,7 +180,7 @@ def test_the_log_check_would_see_a_key_core_cannot_place(server, saved_lora):
         "ks": {"class_type": "KSampler", "inputs": {
             "model": ["lora", 0], "seed": 0, "steps": 1, "cfg": 1.0, "sampler_name": "euler", "scheduler": "normal",
             "positive": ["zero_cond", 0], "negative": ["zero_cond", 0], "latent_image": ["zero", 0], "denoise": 1.0}},
-        "zero_cond": {"class_type": "MDTestWanTextStates", "inputs": {"video_model": ["model", 0], "text": ""}},
+        "zero_cond": {"class_type": "MDTestNativeTextStates", "inputs": {"video_model": ["model", 0], "text": ""}},
         "model": VIDEO_MODEL,
         "out": {"class_type": "SaveLatent", "inputs": {"samples": ["ks", 0], "filename_prefix": "native/kohya"}},
     }, timeout=300)
