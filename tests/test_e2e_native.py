@@ -21,7 +21,6 @@ Conditioning and decoding for all of them come from the test-only nodes written 
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -32,14 +31,14 @@ from motion_core.backbones.tiny_wan import COMFY_FREQ_DIM
 from tests.harness.comfy_server import ComfyServer
 from tests.harness.workflow_api import to_api_prompt
 from tests.video_samples import write_sample_video
-from tests.wan_samples import write_tiny_wan_files
+from tests.wan_samples import COMFY_FILES, place_tiny_wan_files
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 
 PROMPT, NEGATIVE, SEED, STEPS, CFG, SHIFT = "a red square moves right", "blurry", 7, 4, 2.0, 3.0
-UNET = "wan_tiny_fp16.safetensors"
-FILES = {"diffusion_models": UNET, "vae": "wan_tiny_vae.safetensors", "text_encoders": "umt5_tiny_fp16.safetensors"}
+FILES = COMFY_FILES
+UNET = FILES["diffusion_models"]
 LORA_SOURCE, LORA_NATIVE = "native_src.safetensors", "native/spin.safetensors"
 CLIP_VIDEO = "native_reference.mp4"
 # ComfyUI's Wan sampling and our sampler agree to ~7e-6 on these latents (test_e2e_wan_native.py); the LoRA moves
@@ -58,11 +57,7 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_native_door")
     (base / "custom_nodes").mkdir()
     (base / "custom_nodes" / "md_test_native_nodes.py").write_text(TEST_NODES)
-    made = base / "wan_made"
-    write_tiny_wan_files(made, freq_dim=COMFY_FREQ_DIM)
-    for folder, name in FILES.items():
-        (base / "models" / folder).mkdir(parents=True, exist_ok=True)
-        shutil.copy(made / name, base / "models" / folder / name)
+    place_tiny_wan_files(base / "models", made=base / "wan_made", freq_dim=COMFY_FREQ_DIM)
     (base / "input").mkdir(exist_ok=True)
     write_sample_video(base / "input" / CLIP_VIDEO, frames=9, width=40, height=40, fps=8)
     with ComfyServer(base_dir=base) as comfy:

@@ -3,29 +3,19 @@ models/diffusion_models, its VAE in models/vae, UMT5 in models/text_encoders; or
 Video Model, every recipe's trainer runs through the Train node, the LoRA is saved and sampled with."""
 
 import io
-import shutil
 
 import pytest
 from PIL import Image
 
 from tests.video_samples import write_sample_video
-from tests.wan_samples import write_tiny_wan_files
+from tests.wan_samples import place_tiny_wan_files
 
 pytestmark = pytest.mark.e2e
 
 
 def _wan_files(comfy) -> dict:
     """The tiny Wan's files, copied where ComfyUI's own Wan workflows keep them."""
-    made = comfy.models_dir / "wan_made"
-    if not made.exists():
-        write_tiny_wan_files(made)
-    places = {"diffusion_models": "wan_tiny_fp16.safetensors", "vae": "wan_tiny_vae.safetensors",
-              "text_encoders": "umt5_tiny_fp16.safetensors"}
-    for folder, name in places.items():
-        (comfy.models_dir / folder).mkdir(parents=True, exist_ok=True)
-        if not (comfy.models_dir / folder / name).exists():
-            shutil.copy(made / name, comfy.models_dir / folder / name)
-    return places
+    return place_tiny_wan_files(comfy.models_dir)
 
 
 def _model_and_clip(comfy, video: str) -> dict:

@@ -22,7 +22,6 @@ custom_nodes, never shipped) turns the text states our loaded model computes int
 Video itself uses. The tiny VAE is not core's Wan VAE shape either, so ComfyUI's latent is decoded here with our VAE.
 """
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -31,13 +30,12 @@ from safetensors import safe_open
 
 from motion_core.backbones.tiny_wan import COMFY_FREQ_DIM
 from tests.harness.comfy_server import ComfyServer
-from tests.wan_samples import write_tiny_wan_files
+from tests.wan_samples import COMFY_FILES, place_tiny_wan_files
 
 pytestmark = pytest.mark.e2e
 
 PROMPT, NEGATIVE, SEED, STEPS, CFG = "a red square moves right", "blurry", 7, 4, 2.0
-FILES = {"diffusion_models": "wan_tiny_fp16.safetensors", "vae": "wan_tiny_vae.safetensors",
-         "text_encoders": "umt5_tiny_fp16.safetensors"}
+FILES = COMFY_FILES
 LORA_FILE = "wan_native/dance_00001.safetensors"
 # Measured on CPU, fp32 (seed 7 / 4 steps and seed 3 / 10 steps): ComfyUI's latents and ours differ by at most
 # 7.3e-6 with the LoRA and 2.5e-6 without it (values up to ~5, where one float32 ulp is ~4.8e-7), decoded frames by
@@ -60,11 +58,7 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_native")
     (base / "custom_nodes").mkdir()
     (base / "custom_nodes" / "md_test_wan_nodes.py").write_text(TEST_NODES)
-    made = base / "wan_made"
-    write_tiny_wan_files(made, freq_dim=COMFY_FREQ_DIM)
-    for folder, name in FILES.items():
-        (base / "models" / folder).mkdir(parents=True, exist_ok=True)
-        shutil.copy(made / name, base / "models" / folder / name)
+    place_tiny_wan_files(base / "models", made=base / "wan_made", freq_dim=COMFY_FREQ_DIM)
     with ComfyServer(base_dir=base) as comfy:
         yield comfy
 

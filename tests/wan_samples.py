@@ -137,3 +137,24 @@ def write_tiny_wan_files(root, seed: int = 0, *, freq_dim: int = 32) -> dict:
     text_state["spiece_model"] = torch.frombuffer(bytearray(_sentencepiece_model(pieces)), dtype=torch.uint8)
     save_file(text_state, str(root / "umt5_tiny_fp16.safetensors"))
     return {"root": root, "parts": parts, "original": original, "text_encoder": text_encoder}
+
+
+COMFY_FILES = {"diffusion_models": "wan_tiny_fp16.safetensors", "vae": "wan_tiny_vae.safetensors",
+               "text_encoders": "umt5_tiny_fp16.safetensors"}
+"""Where each tiny Wan file goes in a ComfyUI models tree (the folders ComfyUI's own Wan workflows use)."""
+
+
+def place_tiny_wan_files(models_dir, *, made=None, **options) -> dict:
+    """Write the tiny Wan's files once (into ``made``, default models_dir/wan_made) and copy each into its ComfyUI
+    models folder; returns COMFY_FILES. ``options`` go to write_tiny_wan_files (e.g. freq_dim)."""
+    import shutil
+
+    models_dir = Path(models_dir)
+    made = Path(made) if made is not None else models_dir / "wan_made"
+    if not made.exists():
+        write_tiny_wan_files(made, **options)
+    for folder, name in COMFY_FILES.items():
+        (models_dir / folder).mkdir(parents=True, exist_ok=True)
+        if not (models_dir / folder / name).exists():
+            shutil.copy(made / name, models_dir / folder / name)
+    return dict(COMFY_FILES)

@@ -63,6 +63,10 @@ SHARED_TARGET_SETS = (
 )
 """Set names every family uses with the same meaning (a family lists the ones it has in ``target_sets``)."""
 
+VAE_FRAMES_PER_CALL = 8
+"""Frames sent through the VAE at once: bounds the VAE's activation memory on long clips (SD's VAE decoder needs
+about 1.5 GB per 512x512 frame in fp16), while still batching short clips in one call."""
+
 ATTN_ALL = r"(to_q|to_k|to_v|to_out\.0)"
 ATTN_QKV = r"(to_q|to_k|to_v)"
 FF = r"ff\.net\.(0\.proj|2)"
@@ -201,6 +205,49 @@ class Backbone(ABC):
         """A short hash of the denoiser's architecture (its config, not its weights): LoRA files record it so a LoRA
         can be checked against the model it is applied to. Stable across runs, devices and dtypes."""
         return architecture_fingerprint(self.family, self.denoiser)
+
+
+def as_batched_frames(frames: torch.Tensor) -> torch.Tensor:
+    """ComfyUI IMAGE frames [F, H, W, 3|4] or a batch [B, F, H, W, 3|4], float 0..1 -> [B, F, H, W, 3]; what every
+    family's VAE encoding starts from."""
+    if not isinstance(frames, torch.Tensor) or frames.ndim not in (4, 5) or frames.shape[-1] not in (3, 4):
+        raise InvalidInputError(
+            "Frames must be a float tensor [frames, height, width, 3] or [batch, frames, height, width, 3] in 0..1; "
+            f"got shape {tuple(getattr(frames, 'shape', ()))}."
+        )
+    if not frames.is_floating_point():
+        raise InvalidInputError(
+            f"Frames must be float in 0..1 (ComfyUI IMAGE); got {frames.dtype}. Convert uint8 clips with "
+            "Clip.as_image()."
+        )
+    video = frames if frames.ndim == 5 else frames[None]
+    return video[..., :3]
+
+
+def cut_prompt_message(tokenizer, prompt: str, length: int) -> str | None:
+    """What a prompt loses when CLIP's ``length`` tokens (start and end tokens included) cut it, or None if it fits.
+
+    transformers only logs an over-long input, once, in the console; the end of a prompt is often its subject or
+    trigger word, so the user is told where it was cut and what was dropped. The tokens are counted without
+    truncation, as CLIP's own tokenizer cuts: the start token, the first ``length - 2`` tokens, the end token.
+    """
+    ids = tokenizer(prompt, verbose=False).input_ids
+    if len(ids) <= length:
+        return None
+    room = length - 2
+    words = ids[1:-1]
+    kept_end = " ".join(tokenizer.decode(words[:room]).split()[-3:])[-40:]  # the last words kept, a cut one too
+    lost = tokenizer.decode(words[room:]).strip()
+    return (
+        f'The prompt "{_shorten(prompt)}" is {len(words)} tokens long but this model reads at most {room}: it was cut '
+        f'after "...{kept_end}", so its end "{_shorten(lost)}" is lost. Shorten the prompt, or put what matters '
+        "(subject, trigger word) first."
+    )
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def denoise_inputs(latents: torch.Tensor, timesteps, text_states, frame_indices=None, *,

@@ -30,8 +30,7 @@ import torch
 
 from ..errors import InvalidInputError
 from . import checkpointing
-from .base import ATTN_ALL, ATTN_QKV, Backbone, denoise_inputs
-from .clip_unet import VAE_FRAMES_PER_CALL, _as_batched_frames
+from .base import ATTN_ALL, ATTN_QKV, VAE_FRAMES_PER_CALL, Backbone, as_batched_frames, denoise_inputs
 from .objectives import FlowMatchObjective
 
 WAN_BLOCK = r"^blocks\.\d+\."
@@ -132,14 +131,14 @@ class WanBackbone(Backbone):
         return ((z - mean) / std).to(self.dtype)
 
     def encode_video(self, frames, *, sample_posterior=False, generator=None):
-        video = _as_batched_frames(frames)
+        video = as_batched_frames(frames)
         self.check_video_frames(video.shape[1])
         # One clip per call: a Wan VAE's activations for a whole clip are already large (the causal cache holds them).
         return self._encode_clips(video, 1, sample_posterior, generator)
 
     def encode_frames_as_images(self, frames, *, sample_posterior=False, generator=None):
         """Each frame as a one-frame clip (the causal VAE's image path): one latent frame per video frame."""
-        video = _as_batched_frames(frames)
+        video = as_batched_frames(frames)
         b, f = video.shape[:2]
         singles = video.reshape(b * f, 1, *video.shape[2:])
         z = self._encode_clips(singles, VAE_FRAMES_PER_CALL, sample_posterior, generator)
