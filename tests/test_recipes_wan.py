@@ -38,7 +38,8 @@ def test_the_spatial_and_temporal_loras_of_motion_director_share_the_joint_self_
 
 def test_motion_crafter_spatial_lora_keeps_to_the_feed_forward_beside_the_temporal_lora(wan):
     spatial, temporal = get_recipe("motion_crafter").adapters(wan, 1, rank=2, alpha=2.0, dropout=0.0)
-    assert spatial.target_sets == ("spatial_ff",) and set(spatial.target_modules) == set(wan.target_modules("spatial_ff"))
+    assert spatial.target_sets == ("spatial_ff",)
+    assert set(spatial.target_modules) == set(wan.target_modules("spatial_ff"))
     assert not set(spatial.target_modules) & set(temporal.target_modules)
 
 

@@ -27,9 +27,8 @@ def test_each_flow_solver_samples_a_clip_of_the_requested_frames(wan, scheduler)
 def test_flow_solvers_carry_the_models_shift(wan):
     unipc = make_scheduler("unipc", wan.scheduler.config, wan.objective)
     unipc.set_timesteps(10)
-    u = 1.0
-    assert float(unipc.timesteps[0]) == pytest.approx(1000 * wan.objective.shift * u / (1 + (wan.objective.shift - 1) * u),
-                                                      rel=1e-3)
+    shift, u = wan.objective.shift, 1.0
+    assert float(unipc.timesteps[0]) == pytest.approx(1000 * shift * u / (1 + (shift - 1) * u), rel=1e-3)
     with pytest.raises(InvalidInputError, match="does not work with flow-matching"):
         sample_video(wan, SampleRequest("x", scheduler="ddim", **SMALL))
 

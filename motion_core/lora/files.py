@@ -144,8 +144,9 @@ def _read_pickle_free(path: Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise LoraFileError(
-            f"Refused to load {path.name} (in {path.parent}): it contains pickled Python objects, which could run code (or it is not a "
-            "PyTorch file at all). Convert it to .safetensors with a tool you trust, or get a .safetensors release."
+            f"Refused to load {path.name} (in {path.parent}): it contains pickled Python objects, which could run "
+            "code (or it is not a PyTorch file at all). Convert it to .safetensors with a tool you trust, or get a "
+            ".safetensors release."
         ) from err
     except Exception as err:  # torch raises RuntimeError, EOFError, zipfile errors, ... on cut or foreign files
         raise LoraFileError(

@@ -88,7 +88,8 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
             callbacks.check_cancel(done + i, total)
             owner = routing.enter_step(t, stack.active_at(i, len(timesteps)))
             cfg = cfg_low if owner == "low_noise" else cfg_high
-            model_input = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
+            scaled = hasattr(scheduler, "scale_model_input")
+            model_input = scheduler.scale_model_input(latents, t) if scaled else latents
             if cfg != 1.0:
                 pred = backbone.denoise(torch.cat([model_input, model_input]), t, text_states).float()
                 uncond, cond = pred.chunk(2)

@@ -25,8 +25,8 @@ def open_animated_image(path: Path) -> FrameSource:
         image.load()
     except _PILLOW_DECODE_ERRORS as error:
         raise VideoReadError(
-            f"{str(path)!r} is not a readable {path.suffix.lower().lstrip('.')} image ({image_problem(error)}). It may be "
-            "truncated or another kind of file renamed; re-export it."
+            f"{str(path)!r} is not a readable {path.suffix.lower().lstrip('.')} image ({image_problem(error)}). "
+            "It may be truncated or another kind of file renamed; re-export it."
         ) from None
     delay = _delay_ms(image)
     return FrameSource(
