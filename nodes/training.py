@@ -191,6 +191,17 @@ class TrainMotionLoRA(io.ComfyNode):
                     tooltip="Wan: keep the transformer blocks on the CPU and move each to the GPU as it runs "
                     "(slower, far less GPU memory). Undone after training.",
                 ),
+                io.Float.Input(
+                    "high_noise_bias",
+                    default=0.0,
+                    min=0.0,
+                    max=8.0,
+                    step=0.5,
+                    optional=True,
+                    tooltip="How strongly training favours high noise levels, where a clip's motion is decided: "
+                    "1 = uniform, 3 = strongly (what the built-in model needs for a one-shot MotionDirector LoRA to "
+                    "carry the reference's path); 0 = the recipe's own (uniform; NewMove 2).",
+                ),
             ],
             outputs=[
                 LoraType.Output(
@@ -232,6 +243,7 @@ class TrainMotionLoRA(io.ComfyNode):
         resume_from="",
         base_storage="native",
         block_offload=False,
+        high_noise_bias=0.0,
     ) -> io.NodeOutput:
         config = TrainingConfig(
             steps=steps or None,
@@ -247,6 +259,7 @@ class TrainMotionLoRA(io.ComfyNode):
             name=name,
             base_storage=base_storage,
             block_offload=bool(block_offload),
+            timestep_skew=high_noise_bias or None,
         )
         total = steps or 1
         preview_frames = video_model.frames_up_to(min(frames, 8))  # a short preview, in a length the VAE takes

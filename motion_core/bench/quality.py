@@ -75,8 +75,9 @@ def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> dict:
     stack, train_s, memory = LoraStack(), 0.0, 0.0
     if recipe != BASE:
         reset_peak(backbone.device)
-        config = TrainingConfig(steps=args.train_steps or None, width=FRAME_SIZE, height=FRAME_SIZE,
-                                frames=NUM_FRAMES, seed=args.seed, name=f"{recipe}_{motion}")
+        config = TrainingConfig(steps=args.train_steps or None, lr=args.lr or None, width=FRAME_SIZE,
+                                height=FRAME_SIZE, frames=NUM_FRAMES, seed=args.seed, name=f"{recipe}_{motion}",
+                                timestep_skew=args.timestep_skew)
         with PeakRss() as rss:
             started = time.monotonic()
             result = train_motion_lora(backbone, clips, recipe, config)
@@ -129,6 +130,9 @@ def run(argv=None) -> dict:
     p.add_argument("--prompts", type=int, default=3, help="other appearances prompted per LoRA")
     p.add_argument("--seeds", type=int, default=2, help="samples per prompt")
     p.add_argument("--train-steps", type=int, default=0, help="0 = each recipe's default")
+    p.add_argument("--lr", type=float, default=0.0, help="0 = each recipe's default")
+    p.add_argument("--timestep-skew", type=float, default=None,
+                   help="favour high noise in training (k; 1 = uniform); unset = each recipe's own law")
     p.add_argument("--sample-steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--noise-prior", type=float, default=0.0,

@@ -59,6 +59,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="Wan: keep the transformer blocks on the CPU and copy each to the GPU as it runs (slower, "
                         "far less GPU memory; needs gradient checkpointing). With --base-storage fp8 and bf16 this "
                         "is how the 14B models train on a 24 GB card")
+    p.add_argument("--timestep-skew", type=float, default=None,
+                   help="favour high noise levels in training: k of t = T·u^(1/k); 1 = uniform, the recipe's own "
+                        "law when unset (NewMove 2). 3 lets a one-shot MotionDirector LoRA carry the reference's "
+                        "path on the built-in model")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--out", required=True, help="output .safetensors (appearance LoRAs go next to it)")
     p.add_argument("--overwrite", action="store_true",
@@ -162,7 +166,8 @@ def run(args) -> int:
         frames=args.frames, seed=args.seed, lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
         checkpoint_every=args.checkpoint_every, checkpoint_dir=args.checkpoint_dir,
         mixed_precision=args.mixed_precision, gradient_checkpointing=not args.no_gradient_checkpointing,
-        device=args.device, name=out.stem, base_storage=args.base_storage, block_offload=args.block_offload)
+        device=args.device, name=out.stem, base_storage=args.base_storage, block_offload=args.block_offload,
+        timestep_skew=args.timestep_skew)
     clips = _clips(args.video, args.caption, "reference")
     regularisation = _clips(args.regularisation_video, args.regularisation_caption, "regularisation")
     # With a memory option the model is loaded on the CPU and the trainer moves what fits: a 14B model loaded

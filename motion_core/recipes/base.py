@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 class RecipeConfig:
     """Knobs every recipe has; subclasses change the defaults to their paper's and add their own knobs.
 
-    The trainer's TrainingConfig may override steps, lr, rank, alpha, weight_decay, dropout and grad_clip; whatever
-    it leaves unset (None) comes from here.
+    The trainer's TrainingConfig may override steps, lr, rank, alpha, weight_decay, dropout, grad_clip and
+    timestep_skew; whatever it leaves unset (None) comes from here.
     """
 
     steps: int = 300
@@ -39,6 +39,9 @@ class RecipeConfig:
     dropout: float = 0.0
     grad_clip: float = 1.0
     lr_schedule: str = "constant"
+    timestep_skew: float = 1.0
+    """k of the training noise levels t = floor(T · u^(1/k)): 1 = uniform (the papers' law), k > 1 favours high
+    noise, where a clip's motion is decided (NewMove uses 2; timesteps.skewed)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,7 +109,10 @@ class Recipe(ABC):
         return [Stage("main", total_steps)]
 
     def sample_timesteps(self, generator: torch.Generator, num_train_timesteps: int, n: int = 1) -> torch.Tensor:
-        return timestep_samplers.uniform(generator, num_train_timesteps, n)
+        k = self.config.timestep_skew
+        if k == 1:  # the uniform draw itself, so runs without a skew replay exactly as before it existed
+            return timestep_samplers.uniform(generator, num_train_timesteps, n)
+        return timestep_samplers.skewed(generator, num_train_timesteps, n, k)
 
     def training_caption(self, clip_caption: str, training_caption: str | None) -> str:
         """The prompt a reference clip is trained with: the node's training caption when given, else the clip's."""

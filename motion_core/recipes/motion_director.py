@@ -33,6 +33,11 @@ class MotionDirectorConfig(RecipeConfig):
     """Weight of the anchor frame in the debiased loss; α = sqrt(β²+1)."""
     shared_spatial_lora: bool = False
     """Several clips: one spatial LoRA for all of them instead of one per clip."""
+    temporal_conv: bool = True
+    """Ours, not the reference's module list: the temporal LoRA also covers the temporal (frame-axis) convolutions
+    where the family has them (UNet3D; METHODS.md counts them as temporal modules). On the built-in ShapesT2V model
+    a temporal LoRA without them cannot draw a path the base never drew (one-shot circle, fidelity to the reference
+    0.17 without, 0.75 with; docs/benchmarks.md). False = the reference's attention + ff + transformer_in only."""
 
     def for_clip_count(self, num_clips: int) -> "MotionDirectorConfig":
         if num_clips > 1:
@@ -54,9 +59,10 @@ class MotionDirector(Recipe):
     def adapters(self, backbone, num_clips, *, rank, alpha, dropout) -> list[AdapterSpec]:
         spatial = [spec(backbone, name, ("spatial_self_attn", "spatial_ff"), rank=rank, alpha=alpha,
                         dropout=dropout, kind="appearance") for name in self._spatial_names(num_clips)]
-        # DiTs have no temporal feed-forward: there the temporal LoRA is the joint self-attention alone.
-        temporal = spec(backbone, "temporal", ("temporal_attn",), optional=("temporal_ff", "transformer_in"),
-                        rank=rank, alpha=alpha, dropout=dropout)
+        # DiTs have no temporal feed-forward or convolution: there the temporal LoRA is the joint self-attention.
+        optional = ("temporal_ff", "transformer_in", *(("temporal_conv",) if self.config.temporal_conv else ()))
+        temporal = spec(backbone, "temporal", ("temporal_attn",), optional=optional, rank=rank, alpha=alpha,
+                        dropout=dropout)
         return [*spatial, temporal]
 
     def appearance_adapters(self, num_clips: int) -> list[str]:

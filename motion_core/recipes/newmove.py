@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import losses, timesteps
+from . import losses
 from .base import Recipe, RecipeConfig, spec
 
 
@@ -26,7 +26,6 @@ class NewMoveConfig(RecipeConfig):
     grad_clip: float = 1.0
     trigger: str = "V*"
     timestep_skew: float = 2.0
-    """k in t = floor(T · u^(1/k)); 1 = uniform."""
     regularisation_ratio: float = 0.25
     """Share of steps on regularisation clips, when any are given."""
 
@@ -45,9 +44,6 @@ class NewMove(Recipe):
     @property
     def regularisation_ratio(self) -> float:
         return self.config.regularisation_ratio
-
-    def sample_timesteps(self, generator, num_train_timesteps, n=1):
-        return timesteps.skewed(generator, num_train_timesteps, n, self.config.timestep_skew)
 
     def training_caption(self, clip_caption: str, training_caption: str | None) -> str:
         """The caption with the trigger token: appended when the caption does not already contain it."""

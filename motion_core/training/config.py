@@ -6,6 +6,7 @@ means the paper's lr, rank and steps without the caller knowing them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from ..backbones.memory import BASE_STORAGES, MemoryOptions
@@ -60,6 +61,10 @@ class TrainingConfig:
     name: str = ""
     base_storage: str = "native"
     block_offload: bool = False
+    timestep_skew: float | None = None
+    """None = the recipe's own law of training noise levels (uniform; NewMove 2). k > 1 favours high noise, where
+    a clip's motion is decided: on ShapesT2V a one-shot MotionDirector LoRA carries the reference's path at k = 3
+    and not at k = 1 (docs/benchmarks.md)."""
 
     @property
     def memory_options(self) -> MemoryOptions:
@@ -101,6 +106,9 @@ class TrainingConfig:
             (self.mixed_precision in PRECISIONS,
              f"mixed_precision must be one of {PRECISIONS}; got {self.mixed_precision!r}."),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}."),
+            (self.timestep_skew is None or (math.isfinite(self.timestep_skew) and self.timestep_skew > 0),
+             f"timestep_skew must be a positive number (1 = uniform, 3 = favour high noise); got "
+             f"{self.timestep_skew}."),
             (self.base_storage in BASE_STORAGES,
              f"base_storage must be one of {BASE_STORAGES}; got {self.base_storage!r}."),
             (not self.block_offload or self.gradient_checkpointing,

@@ -72,6 +72,8 @@ def train_motion_lora(backbone, clips: ClipSet, recipe: "str | Recipe", config: 
         raise InvalidInputError(f"Recipe {recipe.name!r} does not use regularisation clips; use 'newmove' or "
                                 "disconnect them.")
     settings = config.resolve(recipe.config.for_clip_count(len(clips)))
+    if config.timestep_skew is not None and config.timestep_skew != recipe.config.timestep_skew:
+        recipe = type(recipe)(recipe.config, timestep_skew=float(config.timestep_skew))
     run = _Run(backbone, clips, recipe, config, settings, callbacks or TrainingCallbacks(),
                regularisation_clips or ClipSet(), training_caption)
     return run.execute(resume_from)
