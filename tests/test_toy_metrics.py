@@ -13,7 +13,9 @@ from motion_core.toy import (
     HELD_OUT_MOTIONS, ClipSpec, MotionParams, appearance_accuracy, family_fidelity, leakage, motion_fidelity,
     render_frames, sample_spec, score_sample, summarize, track_object,
 )
-from motion_core.toy.metrics import random_path_chance, random_world_paths, reference_fidelity
+from motion_core.toy.captions import WORLD_WORDS, caption
+from motion_core.toy.metrics import chance_pool, random_path_chance, random_world_paths, reference_fidelity
+from motion_core.toy.motions import MOTIONS, UNSEEN_MOTIONS
 from motion_core.toy.tracking import ObjectTrack
 
 
@@ -190,3 +192,20 @@ def test_family_max_rewards_random_wobble_so_it_is_not_the_primary_fidelity(refe
         own = np.mean([reference_fidelity(w, ref) for w in walks])
         assert family >= 0.15 and family >= own + 0.1, (motion, family, own)
         assert own <= 0.12, (motion, own)
+
+
+@pytest.mark.parametrize("motion", UNSEEN_MOTIONS)
+def test_unseen_families_are_tracked_scored_and_kept_out_of_earlier_figures(motion):
+    """figure_eight and spiral (issue #22's motions of our own design): a rendered member is tracked back to itself
+    from another start, random paths score near zero against it, and the families stay out of the held-out list,
+    the chance pool and the tokenizer's unknown words, so adding them changed no earlier figure."""
+    rng = random.Random(motion)
+    first = sample_spec(rng, motions=[motion], frames=8)
+    moved = dataclasses.replace(first, params=dataclasses.replace(first.params, x0=first.params.x0 + 0.01,
+                                                                     y0=first.params.y0 - 0.01))
+    assert motion_fidelity(_track(moved, 0.05, 1), _track(first, 0.05, 2)) >= 0.8
+    assert random_path_chance(_track(first), motion) <= 0.1
+    assert motion not in HELD_OUT_MOTIONS
+    assert all(motion not in chance_pool(other) for other in MOTIONS)
+    assert set(chance_pool("circle")) == set(MOTIONS) - {"circle", *UNSEEN_MOTIONS}
+    assert set(caption("red", "square", motion).split()) <= set(WORLD_WORDS)

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidInputError
-from .motions import MOTIONS, get_motion, sample_params
+from .motions import MOTIONS, UNSEEN_MOTIONS, get_motion, sample_params
 from .tracking import ObjectTrack
 
 SIZE_WEIGHT = 0.25  # ~ a typical object's bounding-box side in canvas units
@@ -134,12 +134,18 @@ def _as_reference_list(reference) -> list:
     return refs
 
 
+def chance_pool(exclude: str) -> list[str]:
+    """The families random paths are drawn from: every family but `exclude`, without the unseen ones (added later;
+    leaving them out keeps every chance level measured before them unchanged)."""
+    return [m for m in MOTIONS if m != exclude and m not in UNSEEN_MOTIONS]
+
+
 def random_world_paths(exclude: str, frames: int, count: int = 64, seed: int = 0,
                        object_size: float = 0.24) -> list[np.ndarray]:
     """`count` analytic paths of the world that are NOT family `exclude`: a random other family (basic or held out,
     `still` included) with random params each. Seeded, so a chance level is reproducible."""
     rng = random.Random(f"chance:{exclude}:{seed}")
-    others = [m for m in MOTIONS if m != exclude]
+    others = chance_pool(exclude)
     paths = []
     for _ in range(count):
         motion = rng.choice(others)

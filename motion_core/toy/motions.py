@@ -13,6 +13,12 @@ Basic (pretraining) families:  still, left, right, up, down, and the four diagon
 Held-out families (never in pretraining): zigzag, circle, bounce, grow_shrink. They were chosen to be nearly
 orthogonal as trajectories: zigzag is a fast horizontal triangle wave (with a slow downward drift), circle one slow
 loop in x and y, bounce a vertical |sin| with cusps at the floor, grow_shrink a size oscillation in place.
+
+Unseen families (issue #22): figure_eight and spiral were added after the training settings that make a one-shot
+LoRA carry a path (timestep skew, steps, temporal convolutions) had been chosen on circle, so no setting was tuned
+on them; the bench reports them apart. They are named like a user's new motion, with a trigger word ("moves like
+sks"), because the shipped tokenizer has no words for them. They are in neither pretraining nor the chance level's
+pool of random paths, so adding them changed no earlier figure.
 """
 
 from __future__ import annotations
@@ -111,6 +117,18 @@ def _grow_shrink(u, p):
     return torch.zeros_like(u), torch.zeros_like(u), 1.0 + p.amplitude * torch.sin(2.0 * math.pi * s)
 
 
+def _figure_eight(u, p):
+    a = 2.0 * math.pi * (p.rate * u + p.phase)
+    # A Lissajous 1:2 curve: one sweep in x, two loops' worth of up and down in y.
+    return p.amplitude * torch.sin(a), 0.5 * p.amplitude * torch.sin(2.0 * a), torch.ones_like(u)
+
+
+def _spiral(u, p):
+    a = 2.0 * math.pi * (p.rate * u + p.phase)
+    radius = p.amplitude * (0.3 + 0.7 * u)  # opens outwards; clockwise on screen, against circle's direction
+    return radius * torch.cos(a), radius * torch.sin(a), torch.ones_like(u)
+
+
 _STRAIGHT_TRAVEL = (0.50, 0.68)  # most of the free canvas once the object's own size is left out
 _DIRECTIONS = {
     "left": ((-1, 0), "moves left"),
@@ -135,10 +153,15 @@ MOTIONS: dict[str, MotionFamily] = {
     "grow_shrink": MotionFamily(
         "grow_shrink", "grows and shrinks", True, _grow_shrink, (1.5, 2.5), (0.30, 0.45), "amplitude", True
     ),
+    "figure_eight": MotionFamily(
+        "figure_eight", "moves like sks", True, _figure_eight, (0.85, 1.1), (0.22, 0.28), "amplitude", True
+    ),
+    "spiral": MotionFamily("spiral", "moves like ohwx", True, _spiral, (1.1, 1.4), (0.20, 0.26), "amplitude", True),
 }
 
+UNSEEN_MOTIONS: tuple[str, ...] = ("figure_eight", "spiral")
 BASIC_MOTIONS: tuple[str, ...] = tuple(n for n, f in MOTIONS.items() if not f.held_out)
-HELD_OUT_MOTIONS: tuple[str, ...] = tuple(n for n, f in MOTIONS.items() if f.held_out)
+HELD_OUT_MOTIONS: tuple[str, ...] = tuple(n for n, f in MOTIONS.items() if f.held_out and n not in UNSEEN_MOTIONS)
 
 
 def get_motion(name: str) -> MotionFamily:
