@@ -25,17 +25,24 @@ BASE_COLOUR_FLOOR, BASE_SHAPE_FLOOR, BASE_FOUND_FLOOR = 0.8, 0.5, 0.85
 PRIOR = ["--noise-prior", "0.5", "--noise-prior-mode", "motion"]
 # Fidelity is the honest one since issue #22: each sample against the reference clip's OWN tracked path
 # (`reference_fidelity`), read against two chance levels from the same run: random paths of other families and
-# the base model from the same prompts, seeds and motion-only prior. Quick bench through the prior (circle, one
-# shot, 60 steps, 6 samples a recipe, bench seed 0), fidelity / base same seeds / random-path chance:
-# MotionDirector 0.46 / 0.05 / 0.01, NewMove 0.53 / 0.05 / 0.01 (leakage 0.17), naive 0.11 / 0.05 / 0.01.
-# (The old family score, best over 48 circle members, read base 0.29, MotionDirector 0.60, NewMove 0.66.)
-# Noise margin: the 6 per-sample fidelities are bimodal (MotionDirector 0.97 0.95 0.14 0.67 0.00 0.00; NewMove
-# 0.97 0.95 0.63 0.64 0.00 0.00; base 0.00-0.13), so a recipe's mean has a standard error of about 0.18 and its
-# paired gain over the base about the same. The floors sit 1-1.5 standard errors under the measured values. The run
-# is deterministic at a fixed seed (the tier reproduced every figure), so they guard against regressions, not against
-# sampling noise; a second bench seed was not measured.
-MD_FIDELITY_FLOOR, NEWMOVE_FIDELITY_FLOOR, FIDELITY_GAIN_OVER_BASE = 0.25, 0.3, 0.15
-MD_APPEARANCE_FLOOR, PRIOR_LEAKAGE_CEILING = 0.5, 0.34
+# the base model from the same prompts, seeds and starting noise.
+#
+# Without any noise prior (the claim itself: the LoRA carries the motion), MotionDirector as the demo trains it
+# (circle, one shot, 400 steps at lr 1e-3, timestep skew 3, temporal convolutions in the temporal LoRA; 6 samples,
+# bench seed 0), fidelity / base same seeds / random-path chance: 0.75 / 0.01 / 0.01, appearance 0.83, leakage 0.17.
+# Per sample 0.46 0.84 0.82 0.83 0.78 0.74 (standard error of the mean ~0.06); appearance and leakage move in steps
+# of 1/6. The floors sit ~3 standard errors (fidelity) and one to two samples (appearance, leakage) under them.
+# With the paper's uniform timesteps (skew 1) the same run reads 0.21, without the temporal convolutions 0.17.
+TRANSFER = ["--recipes", "base,motion_director", "--motions", "circle", "--shots", "1", "--train-steps", "400",
+            "--lr", "1e-3", "--timestep-skew", "3", "--prompts", "3", "--seeds", "2", "--sample-steps", "20"]
+MD_FIDELITY_FLOOR, MD_GAIN_OVER_BASE, MD_APPEARANCE_FLOOR, MD_LEAKAGE_CEILING = 0.55, 0.4, 0.5, 0.34
+# Through the motion-only prior (quick bench: circle, one shot, 60 steps, 6 samples a recipe, bench seed 0):
+# NewMove 0.53 / 0.05 / 0.01 (leakage 0.17).
+# Noise margin: the 6 per-sample fidelities are bimodal (NewMove 0.97 0.95 0.63 0.64 0.00 0.00; base 0.00-0.13), so a
+# recipe's mean has a standard error of about 0.18 and its paired gain over the base about the same. The floors sit
+# 1-1.5 standard errors under the measured values. The runs are deterministic at a fixed seed (the tier reproduced
+# every figure), so they guard against regressions, not against sampling noise.
+NEWMOVE_FIDELITY_FLOOR, FIDELITY_GAIN_OVER_BASE, PRIOR_LEAKAGE_CEILING = 0.3, 0.15, 0.34
 RANDOM_CHANCE_CEILING = 0.05  # measured 0.01: the references' own paths against random other-family paths
 
 
@@ -46,13 +53,23 @@ def shapes_t2v():
     return load_backbone(MODEL)
 
 
-@pytest.fixture(scope="module")
-def prior_figures(shapes_t2v):
-    """One quick bench (circle, one shot, 60 steps, 6 samples a recipe) through the motion-only prior at p = 0.5."""
-    result = quality_bench(["--quick", "--recipes", "base,motion_director,newmove,naive", *PRIOR, "--threads", "1"])
+def _bench(argv: list[str]) -> dict:
+    result = quality_bench([*argv, "--threads", "1"])
     for row in result["rows"]:  # the per-sample spread behind the noise margin, shown with -s or on failure
         print(row["recipe"], row["sample_fidelity"])
     return result["figures"]
+
+
+@pytest.fixture(scope="module")
+def transfer_figures(shapes_t2v):
+    """MotionDirector as the demo trains it, sampled from fresh noise (no prior), next to the base model."""
+    return _bench(TRANSFER)
+
+
+@pytest.fixture(scope="module")
+def prior_figures(shapes_t2v):
+    """One quick bench (circle, one shot, 60 steps, 6 samples a recipe) through the motion-only prior at p = 0.5."""
+    return _bench(["--quick", "--recipes", "base,newmove", *PRIOR])
 
 
 def test_base_model_draws_one_object_in_the_prompted_colour_and_shape_more_often_than_chance(shapes_t2v):
@@ -71,12 +88,13 @@ def test_quick_bench_chance_levels_are_measured_and_random_paths_score_near_zero
         assert figures["family_fidelity"] is not None, prior_figures  # the secondary column is still reported
 
 
-def test_quick_bench_motion_director_learns_the_reference_motion_not_the_look(prior_figures):
-    base, md, naive = prior_figures["base"], prior_figures["motion_director"], prior_figures["naive"]
-    assert md["fidelity"] >= MD_FIDELITY_FLOOR, prior_figures
-    assert md["fidelity"] >= base["fidelity"] + FIDELITY_GAIN_OVER_BASE, prior_figures
-    assert md["appearance"] >= MD_APPEARANCE_FLOOR, prior_figures
-    assert md["leakage"] <= naive["leakage"], prior_figures
+def test_motion_director_lora_alone_carries_the_reference_motion_where_the_base_model_does_not(transfer_figures):
+    base, md = transfer_figures["base"], transfer_figures["motion_director"]
+    assert md["chance_random"] <= RANDOM_CHANCE_CEILING, transfer_figures
+    assert md["fidelity"] >= MD_FIDELITY_FLOOR, transfer_figures
+    assert md["fidelity"] >= base["fidelity"] + MD_GAIN_OVER_BASE, transfer_figures
+    assert md["appearance"] >= MD_APPEARANCE_FLOOR, transfer_figures
+    assert md["leakage"] <= MD_LEAKAGE_CEILING, transfer_figures
 
 
 def test_quick_bench_newmove_carries_the_reference_motion_through_the_motion_only_noise_prior(prior_figures):
