@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from motion_core.lora import load_lora
 from motion_core.video import load_reference_video
 from tests.harness.workflow_api import to_api_prompt
 
@@ -48,4 +49,8 @@ def test_demo_workflow_trains_and_samples_on_the_built_in_model(comfy):
     clip = load_reference_video(written)
     assert tuple(clip.frames.shape) == (8, 64, 64, 3)
     assert clip.frames.float().std() > 5, "the sample is blank"  # quality itself is the quality tier's job
-    assert set((comfy.models_dir / "motion_loras" / "shapes_t2v").glob("circle_*.safetensors")) - saved_before
+    saved = set((comfy.models_dir / "motion_loras" / "shapes_t2v").glob("circle_*.safetensors")) - saved_before
+    assert len(saved) == 1
+    # The demo's high_noise_bias reached the trainer: the file records the skewed law it was trained with.
+    recipe_config = load_lora(saved.pop()).metadata["extra"]["training"]["recipe_config"]
+    assert recipe_config["timestep_skew"] == 3.0 and recipe_config["temporal_conv"] is True

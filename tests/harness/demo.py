@@ -32,6 +32,7 @@ SHAPES_T2V = REPO_ROOT / "motion_core" / "toy" / "shapes_t2v"
 REFERENCE = REPO_ROOT / "motion_core" / "toy" / "assets" / "shapes_circle_reference.gif"
 OUTPUT_DIR = REPO_ROOT / "demo-output"
 MOTION, COLOUR, SHAPE = "circle", "green", "triangle"
+SWEEP_SEEDS = range(6)  # one sample can land either side by luck; six seeds of each show what the LoRA does
 
 
 def _fetch(server, result, name: str):
@@ -40,8 +41,8 @@ def _fetch(server, result, name: str):
     files = result.videos
     if not files:
         raise SystemExit(f"The demo workflow wrote no video: {result.outputs}")
-    OUTPUT_DIR.mkdir(exist_ok=True)
     target = OUTPUT_DIR / name
+    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     partial.write_bytes(server.fetch_output(files[0]))
     os.replace(partial, target)
@@ -72,6 +73,41 @@ def _base_prompt(lora_prompt: dict) -> dict:
     return keep
 
 
+def _saved_lora(server) -> str:
+    """The LoRA file the workflow's Save node just wrote (the newest circle_*.safetensors), as Load Motion LoRA
+    names it."""
+    folder = server.models_dir / "motion_loras" / "shapes_t2v"
+    newest = max(folder.glob("circle_*.safetensors"), key=lambda f: f.stat().st_mtime)
+    return f"shapes_t2v/{newest.name}"
+
+
+def _sweep_prompt(lora_prompt: dict, seed: int, lora_file: str | None) -> dict:
+    """The demo's sampler at another seed, with the saved LoRA loaded from its file (no retraining) or without it."""
+    prompt = _base_prompt(json.loads(json.dumps(lora_prompt)))
+    for node_id, node in lora_prompt.items():
+        if node["class_type"] == "MDLoadMotionLoRA" and lora_file is not None:
+            inputs = {k: v for k, v in node["inputs"].items() if k != "trained_lora"}
+            prompt[node_id] = {"class_type": "MDLoadMotionLoRA", "inputs": {**inputs, "lora_name": lora_file}}
+    for node_id, node in prompt.items():
+        if node["class_type"] == "MDSampleVideo":
+            node["inputs"]["seed"] = seed
+            if lora_file is not None:
+                node["inputs"]["lora_stack"] = lora_prompt[node_id]["inputs"]["lora_stack"]
+        if node["class_type"] == "SaveVideo":
+            node["inputs"]["filename_prefix"] = f"shapes_t2v/sweep_{'lora' if lora_file else 'base'}_{seed}"
+    return prompt
+
+
+def _sweep(server, prompt: dict, reference) -> dict[str, list[float]]:
+    lora_file, scores = _saved_lora(server), {"lora": [], "base": []}
+    for seed in SWEEP_SEEDS:
+        for key, lora in (("lora", lora_file), ("base", None)):
+            result = server.run(_sweep_prompt(prompt, seed, lora), timeout=600)
+            path = _fetch(server, result, f"sweep/{key}_seed{seed}.mp4")
+            scores[key].append(reference_fidelity(track_object(load_reference_video(path).frames), reference))
+    return scores
+
+
 def main() -> int:
     if not (SHAPES_T2V / "model_index.json").exists():
         raise SystemExit(f"The built-in ShapesT2V model is missing ({SHAPES_T2V}); restore it with `git checkout -- "
@@ -86,12 +122,18 @@ def main() -> int:
               flush=True)
         with_lora = _fetch(server, server.run(prompt, timeout=1800), "green_triangle_circle.mp4")
         base = _fetch(server, server.run(_base_prompt(prompt), timeout=600), "base_model_no_lora.mp4")
-    print(f"Wrote {with_lora.relative_to(REPO_ROOT)} in {time.monotonic() - started:.0f}s")
-    reference = reference_track()
+        print(f"Wrote {with_lora.relative_to(REPO_ROOT)} in {time.monotonic() - started:.0f}s; sampling seeds "
+              f"{SWEEP_SEEDS.start}-{SWEEP_SEEDS.stop - 1} with and without the saved LoRA...", flush=True)
+        reference = reference_track()
+        sweep = _sweep(server, prompt, reference)
     print(f"  with the motion LoRA: {_measure(with_lora, reference)}")
     print(f"  base model, no LoRA:  {_measure(base, reference)}   ({base.relative_to(REPO_ROOT)})")
     print(f"  chance level: random paths of other families score {random_path_chance(reference, MOTION):.2f} "
           f"against the reference clip's path (the reference itself: 1.00)")
+    for key, label in (("lora", "with the motion LoRA"), ("base", "base model, no LoRA ")):
+        values = sweep[key]
+        print(f"  seeds {SWEEP_SEEDS.start}-{SWEEP_SEEDS.stop - 1}, {label}: mean fidelity "
+              f"{sum(values) / len(values):.2f} ({' '.join(f'{v:.2f}' for v in values)})   (demo-output/sweep/)")
     return 0
 
 
