@@ -64,8 +64,9 @@ def _measure(path, reference) -> str:
 def _base_prompt(lora_prompt: dict) -> dict:
     """The same sampler settings without the LoRA stack: what the base model makes of the prompt from the same
     starting noise, so the difference between the two videos is the LoRA's."""
-    keep = {k: v for k, v in lora_prompt.items() if v["class_type"] in ("MDLoadVideoModel", "MDLoadReferenceVideo",
-                                                                        "MDSampleVideo", "CreateVideo", "SaveVideo")}
+    copy = json.loads(json.dumps(lora_prompt))  # the caller's prompt keeps its LoRA stack
+    keep = {k: v for k, v in copy.items() if v["class_type"] in ("MDLoadVideoModel", "MDLoadReferenceVideo",
+                                                                 "MDSampleVideo", "CreateVideo", "SaveVideo")}
     for node in keep.values():
         node["inputs"].pop("lora_stack", None)
         if node["class_type"] == "SaveVideo":
@@ -83,7 +84,7 @@ def _saved_lora(server) -> str:
 
 def _sweep_prompt(lora_prompt: dict, seed: int, lora_file: str | None) -> dict:
     """The demo's sampler at another seed, with the saved LoRA loaded from its file (no retraining) or without it."""
-    prompt = _base_prompt(json.loads(json.dumps(lora_prompt)))
+    prompt = _base_prompt(lora_prompt)
     for node_id, node in lora_prompt.items():
         if node["class_type"] == "MDLoadMotionLoRA" and lora_file is not None:
             inputs = {k: v for k, v in node["inputs"].items() if k != "trained_lora"}
