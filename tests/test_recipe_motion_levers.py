@@ -12,6 +12,7 @@ from motion_core.backbones import tiny_animatediff_backbone, tiny_unet3d_backbon
 from motion_core.errors import InvalidInputError
 from motion_core.recipes import get_recipe
 from motion_core.recipes import timesteps as laws
+from motion_core.recipes.motion_crafter import MotionCrafter
 from motion_core.recipes.motion_director import MotionDirector
 from motion_core.training import TrainingConfig, train_motion_lora
 
@@ -50,13 +51,14 @@ def test_the_trainer_config_sets_the_recipe_law_and_the_lora_records_it():
     assert plain.motion_lora.metadata["extra"]["training"]["recipe_config"]["timestep_skew"] == 1.0
 
 
-def _temporal_sets(backbone, **options):
-    specs = MotionDirector(**options).adapters(backbone, 1, rank=2, alpha=2.0, dropout=0.0)
+def _temporal_sets(backbone, recipe, **options):
+    specs = recipe(**options).adapters(backbone, 1, rank=2, alpha=2.0, dropout=0.0)
     return next(s for s in specs if s.name == "temporal").target_sets
 
 
-def test_motion_director_trains_the_temporal_convolutions_where_the_family_has_them():
+@pytest.mark.parametrize("recipe", [MotionDirector, MotionCrafter])
+def test_the_temporal_lora_covers_the_temporal_convolutions_where_the_family_has_them(recipe):
     unet3d = tiny_unet3d_backbone(0)
-    assert "temporal_conv" in _temporal_sets(unet3d)
-    assert "temporal_conv" not in _temporal_sets(unet3d, temporal_conv=False)  # the reference's module list
-    assert "temporal_conv" not in _temporal_sets(tiny_animatediff_backbone(0))  # AnimateDiff has none
+    assert "temporal_conv" in _temporal_sets(unet3d, recipe)
+    assert "temporal_conv" not in _temporal_sets(unet3d, recipe, temporal_conv=False)  # attention (+ ff) only
+    assert "temporal_conv" not in _temporal_sets(tiny_animatediff_backbone(0), recipe)  # AnimateDiff has none

@@ -38,6 +38,10 @@ class MotionCrafterConfig(RecipeConfig):
     """How many other-appearance captions per clip are prepared (cached once) to draw from."""
     colours: tuple[str, ...] = COLOURS
     subjects: tuple[str, ...] = SUBJECTS
+    temporal_conv: bool = True
+    """The temporal LoRA also covers the temporal convolutions where the family has them (UNet3D), as
+    MotionDirector's does: on ShapesT2V, one-shot circle without a prior, 0.58 with them against 0.07 without
+    (docs/benchmarks.md)."""
 
 
 class MotionCrafter(Recipe):
@@ -49,8 +53,10 @@ class MotionCrafter(Recipe):
         return [
             spec(backbone, "spatial", beside_temporal(backbone, ("spatial_self_attn", "spatial_ff")), rank=rank,
                  alpha=alpha, dropout=dropout, kind="appearance"),
-            spec(backbone, "temporal", ("temporal_attn",), optional=("temporal_ff", "transformer_in"), rank=rank,
-                 alpha=alpha, dropout=dropout),
+            spec(backbone, "temporal", ("temporal_attn",), optional=("temporal_ff", "transformer_in",
+                                                                  *(("temporal_conv",) if self.config.temporal_conv
+                                                                    else ())),
+                 rank=rank, alpha=alpha, dropout=dropout),
         ]
 
     def appearance_adapters(self, num_clips: int) -> list[str]:
