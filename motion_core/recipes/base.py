@@ -147,6 +147,14 @@ def target_modules(backbone: "Backbone", set_names, *, optional=()) -> tuple[tup
     return tuple(dict.fromkeys(modules)), tuple(used)
 
 
+def temporal_spec(backbone: "Backbone", *, conv: bool, rank: int, alpha: float, dropout: float) -> AdapterSpec:
+    """The temporal LoRA of MotionDirector and MotionCrafter: the temporal attention plus, where the family has
+    them, its ff, transformer_in and (``conv``) the temporal convolutions. DiTs have none of those: there it is the
+    joint self-attention alone."""
+    optional = ("temporal_ff", "transformer_in", *(("temporal_conv",) if conv else ()))
+    return spec(backbone, "temporal", ("temporal_attn",), optional=optional, rank=rank, alpha=alpha, dropout=dropout)
+
+
 def beside_temporal(backbone: "Backbone", set_names) -> tuple[str, ...]:
     """``set_names`` without the sets whose modules are the temporal LoRA's own (``temporal_attn``).
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from . import losses
-from .base import Recipe, RecipeConfig, beside_temporal, spec
+from .base import Recipe, RecipeConfig, beside_temporal, spec, temporal_spec
 
 COLOURS = ("red", "blue", "green", "yellow", "purple", "orange", "white", "black")
 SUBJECTS = ("cat", "dog", "robot", "car", "bird", "horse", "person", "ball")
@@ -53,10 +53,7 @@ class MotionCrafter(Recipe):
         return [
             spec(backbone, "spatial", beside_temporal(backbone, ("spatial_self_attn", "spatial_ff")), rank=rank,
                  alpha=alpha, dropout=dropout, kind="appearance"),
-            spec(backbone, "temporal", ("temporal_attn",), optional=("temporal_ff", "transformer_in",
-                                                                  *(("temporal_conv",) if self.config.temporal_conv
-                                                                    else ())),
-                 rank=rank, alpha=alpha, dropout=dropout),
+            temporal_spec(backbone, conv=self.config.temporal_conv, rank=rank, alpha=alpha, dropout=dropout),
         ]
 
     def appearance_adapters(self, num_clips: int) -> list[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from ..lora import AdapterSpec
 from . import losses
-from .base import Recipe, RecipeConfig, spec
+from .base import Recipe, RecipeConfig, spec, temporal_spec
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,7 @@ class MotionDirector(Recipe):
     def adapters(self, backbone, num_clips, *, rank, alpha, dropout) -> list[AdapterSpec]:
         spatial = [spec(backbone, name, ("spatial_self_attn", "spatial_ff"), rank=rank, alpha=alpha,
                         dropout=dropout, kind="appearance") for name in self._spatial_names(num_clips)]
-        # DiTs have no temporal feed-forward or convolution: there the temporal LoRA is the joint self-attention.
-        optional = ("temporal_ff", "transformer_in", *(("temporal_conv",) if self.config.temporal_conv else ()))
-        temporal = spec(backbone, "temporal", ("temporal_attn",), optional=optional, rank=rank, alpha=alpha,
-                        dropout=dropout)
+        temporal = temporal_spec(backbone, conv=self.config.temporal_conv, rank=rank, alpha=alpha, dropout=dropout)
         return [*spatial, temporal]
 
     def appearance_adapters(self, num_clips: int) -> list[str]:
