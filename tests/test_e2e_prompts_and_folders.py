@@ -91,17 +91,21 @@ def test_the_animatediff_motion_lora_folder_exists_without_animatediff_evolved(c
     assert (comfy.models_dir / ADE_FOLDER).is_dir()
 
 
+def _resave_prompt(lora_name: str, filename_prefix: str, fmt: str) -> dict:
+    """Load Motion LoRA (a file of models/motion_loras) -> Save Motion LoRA in another format."""
+    return {
+        "1": {"class_type": "MDLoadMotionLoRA", "inputs": {
+            "lora_name": lora_name, "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}},
+        "2": {"class_type": "MDSaveMotionLoRA", "inputs": {
+            "lora": ["1", 1], "filename_prefix": filename_prefix, "format": fmt}},
+    }
+
+
 def test_an_animatediff_format_save_lands_where_animatediff_evolved_looks_and_loads_back(comfy):
     from motion_core.lora import load_lora
 
     original = _write_animatediff_motion_lora(comfy.models_dir / "motion_loras" / "ade_wave.safetensors")
-    save = {
-        "1": {"class_type": "MDLoadMotionLoRA", "inputs": {
-            "lora_name": "ade_wave.safetensors", "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}},
-        "2": {"class_type": "MDSaveMotionLoRA", "inputs": {
-            "lora": ["1", 1], "filename_prefix": "ade/wave", "format": "animatediff"}},
-    }
-    result = comfy.run(save, timeout=300)
+    result = comfy.run(_resave_prompt("ade_wave.safetensors", "ade/wave", "animatediff"), timeout=300)
     assert result.status == "success", result.error_text
     written = comfy.models_dir / ADE_FOLDER / "ade" / "wave_00001.safetensors"
     assert written.is_file()
@@ -128,13 +132,7 @@ def test_save_still_refuses_a_format_that_cannot_carry_the_loras_modules(comfy):
     from tests.test_e2e_comfyui import _write_random_motion_lora
 
     _write_random_motion_lora(comfy.models_dir / "motion_loras" / "unet3d_wave.safetensors")
-    prompt = {
-        "1": {"class_type": "MDLoadMotionLoRA", "inputs": {
-            "lora_name": "unet3d_wave.safetensors", "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}},
-        "2": {"class_type": "MDSaveMotionLoRA", "inputs": {
-            "lora": ["1", 1], "filename_prefix": "refused/wave", "format": "animatediff"}},
-    }
-    result = comfy.run(prompt, timeout=300)
+    result = comfy.run(_resave_prompt("unet3d_wave.safetensors", "refused/wave", "animatediff"), timeout=300)
     assert result.status == "error" and result.error["node_type"] == "MDSaveMotionLoRA"
     assert "canonical" in result.error["exception_message"]
     assert not list((comfy.models_dir / ADE_FOLDER).glob("refused/*.safetensors"))
