@@ -27,7 +27,10 @@ ANIMATEDIFF_MODELS = "animatediff_models"
 ANIMATEDIFF_MOTION_LORA = "animatediff_motion_lora"
 LORA_EXTENSIONS = {".safetensors", ".ckpt", ".pt", ".pth", ".bin"}
 BUILTIN_SHAPES_T2V = "built-in: ShapesT2V"
+BUILTIN_SHAPES_WAN = "built-in: ShapesWan"
 SHAPES_T2V_DIR = Path(__file__).resolve().parents[1] / "motion_core" / "toy" / "shapes_t2v"
+SHAPES_WAN_DIR = SHAPES_T2V_DIR.with_name("shapes_wan")
+BUILTIN_MODELS = {BUILTIN_SHAPES_T2V: SHAPES_T2V_DIR, BUILTIN_SHAPES_WAN: SHAPES_WAN_DIR}
 MODEL_FIX = (
     "Pick a model from the list (press R after adding one): diffusers folders (with model_index.json) go in "
     "models/diffusers/, single-file SD1.5 checkpoints in models/checkpoints/, Wan 2.1 / 2.2 diffusion-model files "
@@ -70,7 +73,7 @@ def diffusers_model_folders() -> list[str]:
 
 def model_choices() -> list[str]:
     """Every model the loader can open, labelled by where it comes from."""
-    choices = [BUILTIN_SHAPES_T2V] if (SHAPES_T2V_DIR / "model_index.json").exists() else []
+    choices = [name for name, folder in BUILTIN_MODELS.items() if (folder / "model_index.json").exists()]
     choices += [f"diffusers: {name}" for name in diffusers_model_folders()]
     choices += [f"checkpoint: {name}" for name in folder_paths.get_filename_list("checkpoints")]
     # Wan 2.1 / 2.2 single files, as ComfyUI's own Wan workflows keep them (with a VAE and a UMT5 text encoder).
@@ -86,8 +89,8 @@ def is_single_file_dit(choice: str) -> bool:
 
 def resolve_model(choice: str) -> str:
     """Turn a choice from `model_choices` into a path inside ComfyUI's model folders; anything else is refused."""
-    if choice == BUILTIN_SHAPES_T2V:
-        return str(SHAPES_T2V_DIR)
+    if choice in BUILTIN_MODELS:
+        return str(BUILTIN_MODELS[choice])
     kind, _, name = str(choice).partition(": ")
     if kind == "diffusers":
         path = resolve_in_folders(name, folder_paths.get_folder_paths("diffusers"), label="models/diffusers",

@@ -48,6 +48,9 @@ MAX_TEXT_TOKENS = 512
 """What every Wan model was trained with (WanPipeline's max_sequence_length); tokenizers that report a longer or
 unlimited length are capped here, tiny test tokenizers that report less keep theirs."""
 
+VAE_CHUNK_FRAMES = 4
+"""AutoencoderKLWan encodes a clip's first frame, then chunks of this many frames (its causal cache's unit)."""
+
 DEFAULT_FLOW_SHIFT = 3.0
 """Wan's shift at 480p, used when the scheduler carries none."""
 
@@ -69,6 +72,17 @@ class WanBackbone(Backbone):
     @property
     def temporal_compression(self) -> int:
         return 2 ** sum(bool(d) for d in self.vae.config.temperal_downsample)
+
+    def check_video_frames(self, video_frames: int) -> None:
+        """diffusers' Wan VAE reads a clip as its first frame then chunks of ``VAE_CHUNK_FRAMES`` frames and drops a
+        shorter tail, whatever its temporal compression (a VAE without one, like ShapesWan's, too): 1 + 4k frames."""
+        f = int(video_frames)
+        if (f - 1) % VAE_CHUNK_FRAMES:
+            low = 1 + (f - 1) // VAE_CHUNK_FRAMES * VAE_CHUNK_FRAMES
+            raise InvalidInputError(
+                f"This wan model encodes clips of 1 + {VAE_CHUNK_FRAMES}·k frames (e.g. {low} or "
+                f"{low + VAE_CHUNK_FRAMES}); got {video_frames}. Set frames to one of those."
+            )
 
     @property
     def vae_scale_factor(self) -> int:

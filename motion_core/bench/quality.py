@@ -38,6 +38,7 @@ from ..toy.captions import caption
 from ..toy.metrics import random_path_chance, score_sample, summarize
 from ..toy.motions import HELD_OUT_MOTIONS, sample_params
 from ..toy.palette import COLOURS
+from ..toy.builtin import SHAPES_T2V_DIR, clip_frames, resolve_builtin
 from ..toy.pretrain.architecture import FPS, FRAME_SIZE, NUM_FRAMES
 from ..toy.render import ClipSpec, render_clip
 from ..toy.shapes import SHAPES
@@ -46,17 +47,17 @@ from ..training import TrainingConfig, train_motion_lora
 from .gpu import fmt_or_dash, peak_gib, reset_peak
 from .peak_rss import PeakRss
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "toy" / "shapes_t2v"
+DEFAULT_MODEL = SHAPES_T2V_DIR
 REFERENCE_COLOUR, REFERENCE_SHAPE = "red", "square"
 BASE = "base"
 
 
-def reference_clips(motion: str, shots: int, seed: int) -> ClipSet:
+def reference_clips(motion: str, shots: int, seed: int, frames: int = NUM_FRAMES) -> ClipSet:
     rng = random.Random(f"{motion}:{shots}:{seed}")
     clips = []
     for i in range(shots):
-        params = sample_params(rng, motion, NUM_FRAMES, 0.24)
-        spec = ClipSpec(REFERENCE_COLOUR, REFERENCE_SHAPE, motion, params, "black", FRAME_SIZE, NUM_FRAMES, FPS,
+        params = sample_params(rng, motion, frames, 0.24)
+        spec = ClipSpec(REFERENCE_COLOUR, REFERENCE_SHAPE, motion, params, "black", FRAME_SIZE, frames, FPS,
                         seed=seed * 100 + i)
         clips.append(render_clip(spec))
     return ClipSet(tuple(clips))
@@ -71,12 +72,13 @@ def other_appearances(count: int, seed: int) -> list[tuple[str, str]]:
 
 
 def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> dict:
-    clips = reference_clips(motion, shots, args.seed)
+    frames = clip_frames(backbone)
+    clips = reference_clips(motion, shots, args.seed, frames)
     stack, train_s, memory = LoraStack(), 0.0, 0.0
     if recipe != BASE:
         reset_peak(backbone.device)
         config = TrainingConfig(steps=args.train_steps or None, lr=args.lr or None, width=FRAME_SIZE,
-                                height=FRAME_SIZE, frames=NUM_FRAMES, seed=args.seed, name=f"{recipe}_{motion}",
+                                height=FRAME_SIZE, frames=frames, seed=args.seed, name=f"{recipe}_{motion}",
                                 timestep_skew=args.timestep_skew)
         with PeakRss() as rss:
             started = time.monotonic()
@@ -90,7 +92,7 @@ def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> dict:
     for i, (colour, shape) in enumerate(other_appearances(args.prompts, args.seed)):
         for s in range(args.seeds):
             request = SampleRequest(prompt=caption(colour, shape, motion), seed=1000 * i + s, steps=args.sample_steps,
-                                    cfg=args.cfg, frames=NUM_FRAMES, width=FRAME_SIZE, height=FRAME_SIZE,
+                                    cfg=args.cfg, frames=frames, width=FRAME_SIZE, height=FRAME_SIZE,
                                     lora_stack=stack, fps=FPS, noise_prior_clip=prior, noise_prior_p=args.noise_prior,
                                     noise_prior_mode=args.noise_prior_mode)
             track = track_object(sample_video(backbone, request).frames)
@@ -121,7 +123,8 @@ def _mean(values) -> float | None:
 
 def run(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m motion_core.bench quality", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=str(DEFAULT_MODEL))
+    p.add_argument("--model", default=str(DEFAULT_MODEL),
+                   help="a model folder, or a built-in one by name: shapes_t2v (default) or shapes_wan")
     p.add_argument("--quick", action="store_true",
                    help="one family (circle), one shot, 60 training steps, 3 prompts x 2 seeds")
     p.add_argument("--recipes", default=",".join([BASE, *recipe_names()]))
@@ -151,7 +154,7 @@ def run(argv=None) -> dict:
         args.motions, args.shots, args.train_steps = "circle", "1", args.train_steps or 60
         args.prompts, args.seeds, args.sample_steps = 3, 2, 20
     torch.set_num_threads(args.threads)
-    backbone = load_backbone(args.model, device=args.device)
+    backbone = load_backbone(resolve_builtin(args.model), device=args.device)
     rows = []
     for motion in args.motions.split(","):
         for shots in (int(s) for s in args.shots.split(",")):

@@ -20,7 +20,8 @@ from .captions import caption
 from .metrics import family_fidelity
 from .motions import BASIC_MOTIONS
 from .palette import COLOURS
-from .pretrain.architecture import FPS, FRAME_SIZE, NUM_FRAMES
+from .builtin import clip_frames, resolve_builtin
+from .pretrain.architecture import FPS, FRAME_SIZE
 from .shapes import SHAPES
 from .tracking import track_object
 
@@ -33,15 +34,16 @@ def classify_motion(track, motions=BASIC_MOTIONS) -> tuple[str, float]:
 
 
 def evaluate(backbone, samples_per_motion: int = 4, seed: int = 0, steps: int = 25, cfg: float = 5.0,
-             scheduler: str = "ddim", log=print) -> dict:
+             scheduler: str = "auto", log=print) -> dict:
     rng = random.Random(seed)
+    frames = clip_frames(backbone)
     rows, started = [], time.monotonic()
     for motion in BASIC_MOTIONS:
         for k in range(samples_per_motion):
             colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
             prompt = caption(colour, shape, motion)
             request = SampleRequest(prompt=prompt, seed=rng.randrange(2**31), steps=steps, cfg=cfg,
-                                    frames=NUM_FRAMES, width=FRAME_SIZE, height=FRAME_SIZE, fps=FPS,
+                                    frames=frames, width=FRAME_SIZE, height=FRAME_SIZE, fps=FPS,
                                     scheduler=scheduler)
             track = track_object(sample_video(backbone, request).frames)
             predicted, fidelity = classify_motion(track)
@@ -71,8 +73,8 @@ def write_to_card(model_dir: Path, summary: dict, args) -> None:
     card = Path(model_dir) / "README.md"
     text = card.read_text() if card.exists() else ""
     text = text.split(CARD_HEADING)[0].rstrip() + "\n\n"
-    sampler = getattr(args, "scheduler", "ddim")
-    sampler = "" if sampler == "ddim" else f" --scheduler {sampler}"
+    sampler = getattr(args, "scheduler", "auto")
+    sampler = "" if sampler == "auto" else f" --scheduler {sampler}"
     per_motion = ", ".join(f"{m} {v:.0%}" for m, v in summary["per_motion"].items())
     text += (f"{CARD_HEADING}\n\n`python -m motion_core.toy.base_quality --samples {args.samples} --steps {args.steps} "
              f"--cfg {args.cfg} --seed {args.seed}{sampler}`: {summary['samples']} samples with random colours and shapes.\n\n"
@@ -88,22 +90,23 @@ def main(argv=None) -> int:
     from ..backbones import load_backbone
 
     p = argparse.ArgumentParser(prog="python -m motion_core.toy.base_quality", description=__doc__)
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="a model folder, or shapes_t2v / shapes_wan")
     p.add_argument("--samples", type=int, default=4, help="samples per basic motion")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scheduler", default="ddim", choices=SCHEDULER_NAMES, help="sampler, as the sampler node names it")
+    p.add_argument("--scheduler", default="auto", choices=SCHEDULER_NAMES,
+                   help="sampler, as the sampler node names it (auto: DDIM for ShapesT2V, UniPC for ShapesWan)")
     p.add_argument("--device", default="cpu", help="where to sample (cuda is far faster; figures match up to noise)")
     p.add_argument("--write-card", action="store_true", help="record the result in the model folder's README.md")
     args = p.parse_args(argv)
-    result = evaluate(load_backbone(args.model, device=args.device), args.samples, args.seed, args.steps, args.cfg,
+    result = evaluate(load_backbone(resolve_builtin(args.model), device=args.device), args.samples, args.seed, args.steps, args.cfg,
                       args.scheduler)
     s = result["summary"]
     print(f"colour {s['colour']:.0%}  shape {s['shape']:.0%}  motion {s['motion']:.0%}  all three {s['all']:.0%}"
           f"  ({s['samples']} samples)")
     if args.write_card:
-        write_to_card(Path(args.model), s, args)
+        write_to_card(resolve_builtin(args.model), s, args)
     print(json.dumps(s))
     return 0
 

@@ -19,7 +19,8 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..sampling import SampleRequest, sample_video
 from .captions import caption
-from .pretrain.architecture import FPS, FRAME_SIZE, NUM_FRAMES
+from .builtin import clip_frames, resolve_builtin
+from .pretrain.architecture import FPS, FRAME_SIZE
 from .tracking import ObjectTrack, track_object
 
 DEFAULT_MOTIONS = ("left", "right", "up", "down")
@@ -56,10 +57,11 @@ def prompt_share(velocities: np.ndarray) -> dict:
 def measure(backbone, *, seeds: int = 3, motions=DEFAULT_MOTIONS, colour: str = "blue", shape: str = "circle",
             steps: int = 20, cfg: float = 5.0, log=print) -> dict:
     velocities = np.full((seeds, len(motions), 2), np.nan)
+    frames = clip_frames(backbone)
     for s in range(seeds):
         for j, motion in enumerate(motions):
             request = SampleRequest(prompt=caption(colour, shape, motion), seed=s, steps=steps, cfg=cfg,
-                                    frames=NUM_FRAMES, width=FRAME_SIZE, height=FRAME_SIZE, fps=FPS)
+                                    frames=frames, width=FRAME_SIZE, height=FRAME_SIZE, fps=FPS)
             velocities[s, j] = mean_velocity(track_object(sample_video(backbone, request).frames))
         log(f"seed {s}: " + ", ".join(f"{m} ({v[0]:+.2f}, {v[1]:+.2f})" for m, v in zip(motions, velocities[s])))
     return {**prompt_share(velocities), "velocities": velocities.round(3).tolist(), "motions": list(motions)}
@@ -69,14 +71,14 @@ def main(argv=None) -> int:
     from ..backbones import load_backbone
 
     p = argparse.ArgumentParser(prog="python -m motion_core.toy.prompt_control", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="a model folder, or shapes_t2v / shapes_wan")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--motions", default=",".join(DEFAULT_MOTIONS), help="basic motions to prompt, comma-separated")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
-    result = measure(load_backbone(args.model, device=args.device), seeds=args.seeds,
+    result = measure(load_backbone(resolve_builtin(args.model), device=args.device), seeds=args.seeds,
                      motions=tuple(args.motions.split(",")), steps=args.steps, cfg=args.cfg)
     print(f"prompt share of the motion {result['prompt_share']:.2f} (variance between prompts "
           f"{result['prompt_variance']:.4f}, between seeds {result['seed_variance']:.4f}; "

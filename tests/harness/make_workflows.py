@@ -168,6 +168,33 @@ def shapes_demo(info) -> dict:
     return g.to_json()
 
 
+SHAPES_WAN_TRAIN = {"recipe": "motion_director", "steps": 400, "learning_rate": 0.001, "width": 64, "height": 64,
+                    "frames": 9, "validate_every": 20, "name": "shapes_wan_circle",
+                    "preview_prompt": "a green triangle moves in a circle", "high_noise_bias": 3.0}
+
+
+def shapes_wan_demo(info) -> dict:
+    g = Graph(info)
+    g.add("Note", 0, {"text": (
+        "The same demo on the built-in ShapesWan model: the real Wan classes (WanTransformer3DModel, "
+        "AutoencoderKLWan, UMT5), so this is the Wan training and sampling path, on a CPU, without downloading Wan.\n\n"
+        "Copy motion_core/toy/assets/shapes_circle_reference_9f.gif into ComfyUI's input folder: Wan clips are "
+        "1 + 4k frames long, so this model takes 9 frames. MotionDirector learns the circle (its temporal LoRA is "
+        "the joint self-attention, where a DiT's frames meet) and Sample Video makes a green triangle do it from "
+        "fresh noise.")},
+        height=230)
+    model = g.add("MDLoadVideoModel", 0, {"model": "built-in: ShapesWan", "dtype": "fp32"}, height=170)
+    clip = g.add("MDLoadReferenceVideo", 0, {"video": "shapes_circle_reference_9f.gif",
+                                              "caption": "a red square moves in a circle", "frame_cap": 9,
+                                              "min_frames": 9, "width": 64, "height": 64}, height=460)
+    _train_and_sample(
+        g, 1, model, clip, dict(SHAPES_WAN_TRAIN),
+        {"prompt": "a green triangle moves in a circle", "steps": 25, "cfg": 5.0, "frames": 9, "width": 64,
+         "height": 64, "scheduler": "auto", "seed": 2, "noise_prior_p": 0.0},
+        "shapes_wan/circle", "shapes_wan/green_triangle_circle")
+    return g.to_json()
+
+
 # ---- native graphs: the pack's LoRAs and tools on core's Wan nodes -------------------------------------------
 
 WAN_13B = "wan2.1_t2v_1.3B_fp16.safetensors"
@@ -311,6 +338,7 @@ def motion_and_look_native(info) -> dict:
 
 WORKFLOWS = {
     "shapes_t2v_demo.json": shapes_demo,
+    "shapes_wan_demo.json": shapes_wan_demo,
     "motiondirector_one_clip.json": one_clip,
     "motion_concept_several_clips.json": several_clips,
     "stacked_motions_and_look.json": stacked,

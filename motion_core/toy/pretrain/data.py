@@ -16,15 +16,16 @@ COMPANION_PROBABILITY = 0.15
 OBJECT_THRESHOLD = 0.05
 
 
-def pretraining_specs(count: int, seed: int):
+def pretraining_specs(count: int, seed: int, frames: int = NUM_FRAMES):
     rng = random.Random(seed)
-    return [sample_spec(rng, motions=BASIC_MOTIONS, frames=NUM_FRAMES, size=FRAME_SIZE, fps=FPS,
+    return [sample_spec(rng, motions=BASIC_MOTIONS, frames=frames, size=FRAME_SIZE, fps=FPS,
                         companion_probability=COMPANION_PROBABILITY) for _ in range(count)]
 
 
 def render_dataset(specs, progress=None) -> tuple[torch.Tensor, list[str]]:
     """float16 frames [N, F, H, W, 3] in 0..1 (half the memory of float32; exact enough for 8-bit colours)."""
-    clips = torch.empty(len(specs), NUM_FRAMES, FRAME_SIZE, FRAME_SIZE, 3, dtype=torch.float16)
+    frames = specs[0].frames if specs else NUM_FRAMES
+    clips = torch.empty(len(specs), frames, FRAME_SIZE, FRAME_SIZE, 3, dtype=torch.float16)
     for i, spec in enumerate(specs):
         clips[i] = render_frames(spec).half()
         if progress:

@@ -1,0 +1,33 @@
+"""The built-in models of this world and the clip length each one takes.
+
+ShapesT2V (UNet3D, ZeroScope layout) takes 8-frame clips; ShapesWan (the Wan classes) takes 1 + 4k frames, so 9.
+Benchmarks and probes ask `clip_frames` instead of assuming 8, so one command measures either model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InvalidInputError
+from .pretrain.architecture import NUM_FRAMES
+
+TOY_DIR = Path(__file__).resolve().parent
+SHAPES_T2V_DIR = TOY_DIR / "shapes_t2v"
+SHAPES_WAN_DIR = TOY_DIR / "shapes_wan"
+BUILTIN_MODELS = {"shapes_t2v": SHAPES_T2V_DIR, "shapes_wan": SHAPES_WAN_DIR}
+
+
+def clip_frames(backbone, at_least: int = NUM_FRAMES) -> int:
+    """The shortest clip of at least ``at_least`` frames that the backbone's VAE encodes whole."""
+    for frames in range(at_least, at_least + 16):
+        try:
+            backbone.check_video_frames(frames)
+        except InvalidInputError:
+            continue
+        return frames
+    raise InvalidInputError(f"No clip length from {at_least} to {at_least + 15} frames suits this model's VAE.")
+
+
+def resolve_builtin(model: str | Path) -> Path:
+    """A built-in model's short name ("shapes_t2v", "shapes_wan") becomes its folder; any other value is a path."""
+    return BUILTIN_MODELS.get(str(model), Path(model))
