@@ -50,14 +50,14 @@ class LoadVideoModel(io.ComfyNode):
             description="Load a text-to-video model for motion-LoRA training and sampling: a ModelScope/ZeroScope, "
             "AnimateDiff or Wan diffusers folder (models/diffusers), an SD1.5 checkpoint plus an AnimateDiff motion "
             "module, a Wan 2.1 / 2.2 diffusion-model file (models/diffusion_models) with its VAE and UMT5 text "
-            "encoder, or the built-in ShapesT2V demo model.",
+            "encoder, or a built-in demo model (ShapesT2V: UNet3D; ShapesWan: the Wan classes, 9-frame clips).",
             inputs=[
                 io.Combo.Input(
                     "model",
                     options=paths.model_choices(),
                     tooltip="diffusers folders from models/diffusers, SD1.5 checkpoints from "
                     "models/checkpoints (need a motion module), Wan files from models/diffusion_models (need a VAE "
-                    "and a text encoder), or the built-in ShapesT2V.",
+                    "and a text encoder), or a built-in model: ShapesT2V (8 frames) or ShapesWan (Wan, 9 frames).",
                 ),
                 io.Combo.Input(
                     "motion_module",

@@ -134,14 +134,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m motion_core.toy.pretrain.wan", description=__doc__)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model folder to write (replaced atomically)")
     p.add_argument("--clips", type=int, default=2000, help="rendered training clips (basic motions only)")
-    p.add_argument("--vae-steps", type=int, default=500)
-    p.add_argument("--decoder-steps", type=int, default=300,
+    p.add_argument("--vae-steps", type=int, default=800)
+    p.add_argument("--decoder-steps", type=int, default=400,
                    help="refine the VAE decoder on the frozen encoder's means, object pixels weighted; 0 = off")
     p.add_argument("--refine-decoder", type=Path, default=None,
                    help="only run the decoder stage on this finished ShapesWan folder and rewrite it")
     p.add_argument("--t2v-steps", type=int, default=2000,
-                   help="sized to the 42-min cap at ~1.2 s a step of 16 clips on the 2-core reference machine")
-    p.add_argument("--minutes", type=float, default=42.0,
+                   help="sized to the 40-min cap at ~1.2 s a step of 16 clips on the 2-core reference machine")
+    p.add_argument("--minutes", type=float, default=40.0,
                    help="cap on the text-to-video stage's wall time: the whole run stays within 60 min on 2 cores")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -13,16 +13,16 @@ import time
 
 import torch
 
-from .wan_vae_stage import OBJECT_WEIGHT, WINDOW, _pixels
+from .wan_vae_stage import OBJECT_WEIGHT, _pixels, single_frames
 
 DECODER_OBJECT_WEIGHT = 2 * OBJECT_WEIGHT
 
 
 def refine_wan_decoder(vae, frames: torch.Tensor, raw_latents: torch.Tensor, objects: torch.Tensor, steps: int,
-                       batch: int = 4, lr: float = 5e-4, seed: int = 0, log=print):
+                       batch: int = 16, lr: float = 5e-4, seed: int = 0, log=print):
     """frames [N, F, H, W, 3] in 0..1; raw_latents [N, C, F, h, w], the encoder's posterior means of those clips
-    (not normalised); objects bool [N, F, H, W]. Trains the decoder side (post_quant_conv + decoder) on random
-    `WINDOW`-frame windows; returns the VAE frozen, in eval mode. Its own generator: other stages' draws are
+    (not normalised); objects bool [N, F, H, W]. Trains the decoder side (post_quant_conv + decoder) on random single
+    frames, so its convolutions' zeroed taps on earlier frames stay zero (`wan_vae_stage.current_frame_only`); returns the VAE frozen, in eval mode. Its own generator: other stages' draws are
     unchanged by running it or not."""
     if steps <= 0:
         return vae
@@ -37,11 +37,10 @@ def refine_wan_decoder(vae, frames: torch.Tensor, raw_latents: torch.Tensor, obj
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     started, n, f = time.monotonic(), frames.shape[0], frames.shape[1]
     for step in range(steps):
-        idx = torch.randint(0, n, (batch,), generator=g)
-        start = int(torch.randint(0, f - WINDOW + 1, (1,), generator=g))
-        x = _pixels(frames[idx, start:start + WINDOW], device)
-        z = raw_latents[idx, :, start:start + WINDOW].to(device)
-        weight = 1.0 + DECODER_OBJECT_WEIGHT * objects[idx, start:start + WINDOW].to(device).float()[:, None]
+        idx, which = torch.randint(0, n, (batch,), generator=g), torch.randint(0, f, (batch,), generator=g)
+        x = _pixels(single_frames(frames, idx, which), device)
+        z = raw_latents[idx, :, which].unsqueeze(2).to(device)
+        weight = 1.0 + DECODER_OBJECT_WEIGHT * single_frames(objects, idx, which).to(device).float()[:, None]
         recon = vae.decode(z).sample
         err = (recon - x).abs() + (recon - x).pow(2)
         loss = (weight * err).mean() / weight.mean()
