@@ -2,8 +2,8 @@
 
 ShapesT2V (UNet3D) first, then ShapesWan (the real Wan classes): each bundled reference clip (a red square moving in
 a circle, a motion neither base model ever saw) is copied into ComfyUI's input folder; the workflow trains a
-MotionDirector LoRA on it (400 steps at lr 1e-3, training biased to high noise) and samples "a green triangle moves
-in a circle" from fresh noise, no noise prior. The videos land in demo-output/ (ShapesWan's under
+MotionDirector LoRA on it (ShapesT2V 400 steps at lr 1e-3, ShapesWan 800 at 2e-3, both biased to high noise) and
+samples "a green triangle moves in a circle" from fresh noise, no noise prior. The videos land in demo-output/ (ShapesWan's under
 demo-output/shapes_wan/), and the demo prints what the world's metrics measure on them, next to the base model's
 sample of the same prompt and seed without the LoRA, then the same over six seeds with the saved LoRA file.
 
@@ -134,8 +134,8 @@ def _sweep(server, prompt: dict, demo: Demo, reference) -> dict[str, list[float]
 def run_demo(server, demo: Demo, started: float) -> None:
     shutil.copy(demo.reference, server.input_dir / demo.reference.name)
     prompt = to_api_prompt(json.loads(demo.workflow.read_text()), server.object_info())
-    print(f"[{demo.name}] Training a MotionDirector LoRA on the reference clip (400 steps), then sampling (a few "
-          "minutes on a CPU)...", flush=True)
+    print(f"[{demo.name}] Training a MotionDirector LoRA on the reference clip, then sampling (a few minutes on a "
+          "CPU)...", flush=True)
     with_lora = _fetch(server, server.run(prompt, timeout=1800), str(Path(demo.out, "green_triangle_circle.mp4")))
     base = _fetch(server, server.run(_base_prompt(prompt, demo), timeout=600),
                   str(Path(demo.out, "base_model_no_lora.mp4")))
