@@ -14,6 +14,7 @@ import comfy.model_management
 
 from ..motion_core.backbones import load_backbone
 from ..motion_core.backbones.wan_experts import load_other_expert
+from ..motion_core.backbones.wan_loading import is_wan_folder
 from . import paths
 from .types import CATEGORY, ModelType
 
@@ -136,15 +137,17 @@ class LoadVideoModel(io.ComfyNode):
             else paths.resolve_listed(paths.ANIMATEDIFF_MODELS, motion_module, "models/animatediff_models",
                                       MOTION_MODULE_FIX)
         )
+        path = paths.resolve_model(model)
+        # The bundled CLIP tokenizer serves SD1.5 files only; Wan files and folders carry their UMT5 tokenizer.
+        clip_fallback = not (paths.is_single_file_dit(model) or is_wan_folder(path))
         # ComfyUI runs nodes under inference mode; weights created there could never take part in training.
         with torch.inference_mode(False):
             backbone = load_backbone(
-                paths.resolve_model(model),
+                path,
                 dtype=_dtype(dtype, target),
                 device=target,
                 motion_module=module,
-                # The bundled CLIP tokenizer serves SD1.5 files only; Wan files carry their UMT5 tokenizer.
-                tokenizer_dir=None if paths.is_single_file_dit(model) else paths.comfy_tokenizer_dir(),
+                tokenizer_dir=paths.comfy_tokenizer_dir() if clip_fallback else None,
                 expert=wan_expert,
                 **files,
             )

@@ -41,6 +41,7 @@ def test_the_pack_trains_and_samples_on_it_at_nine_frames(smoke_model):
     backbone = load_backbone(smoke_model)
     assert backbone.family == "wan" and backbone.temporal_compression == 1
     assert clip_frames(backbone) == WAN_NUM_FRAMES
+    assert backbone.frames_up_to(8) == 5  # e.g. the Train node's short preview: a length this VAE reads whole
     video = torch.rand(1, WAN_NUM_FRAMES, 64, 64, 3)
     latents = backbone.encode_video(video)
     assert latents.shape == (1, 4, WAN_NUM_FRAMES, 16, 16)

@@ -129,9 +129,15 @@ class Backbone(ABC):
         return int(video_frames) if c == 1 else 1 + (int(video_frames) - 1) // c
 
     def frames_up_to(self, limit: int) -> int:
-        """The longest clip of at most ``limit`` frames that the VAE can encode (causal VAEs: 1 + k·c)."""
-        c = int(self.temporal_compression)
-        return int(limit) if c == 1 else 1 + (int(limit) - 1) // c * c
+        """The longest clip of at most ``limit`` frames that the VAE can encode (what `check_video_frames` accepts:
+        causal VAEs 1 + k·c; Wan's 1 + 4k whatever its compression)."""
+        for frames in range(int(limit), 1, -1):
+            try:
+                self.check_video_frames(frames)
+            except InvalidInputError:
+                continue
+            return frames
+        return 1
 
     def check_video_frames(self, video_frames: int) -> None:
         """Raise InvalidInputError when the VAE cannot encode a clip of this length (causal VAEs need 1 + k·c)."""
