@@ -142,57 +142,48 @@ def vmc_noise_prior(info) -> dict:
     return g.to_json()
 
 
-def shapes_demo(info) -> dict:
+def _shapes_demo(info, note: str, model: str, reference: str, frames: int, train: dict, scheduler: str,
+                 folder: str) -> dict:
+    """A built-in model's demo: its bundled circle clip -> MotionDirector -> a green triangle doing the circle."""
     g = Graph(info)
-    g.add("Note", 0, {"text": (
+    g.add("Note", 0, {"text": note}, height=230)
+    model_node = g.add("MDLoadVideoModel", 0, {"model": model, "dtype": "fp32"}, height=170)
+    clip = g.add("MDLoadReferenceVideo", 0, {"video": reference, "caption": "a red square moves in a circle",
+                                              "frame_cap": frames, "min_frames": frames, "width": 64, "height": 64},
+                 height=460)
+    _train_and_sample(
+        g, 1, model_node, clip,
+        {"recipe": "motion_director", "width": 64, "height": 64, "frames": frames, "validate_every": 20,
+         "preview_prompt": "a green triangle moves in a circle", "high_noise_bias": 3.0, **train},
+        {"prompt": "a green triangle moves in a circle", "steps": 25, "cfg": 5.0, "frames": frames, "width": 64,
+         "height": 64, "scheduler": scheduler, "seed": 2, "noise_prior_p": 0.0},
+        f"{folder}/circle", f"{folder}/green_triangle_circle")
+    return g.to_json()
+
+
+def shapes_demo(info) -> dict:
+    return _shapes_demo(info, (
         "CPU demo on the built-in ShapesT2V model (what `make demo` runs).\n\n"
         "The reference clip (copy motion_core/toy/assets/shapes_circle_reference.gif into ComfyUI's input folder) "
         "shows a red square moving in a circle, a motion the base model never saw. MotionDirector learns it in "
         "400 steps at learning rate 1e-3 with high_noise_bias 3 (training favours the high noise levels where the "
         "path is decided; a few minutes on a CPU), and Sample Video makes a green triangle do it from fresh noise "
         "(no noise prior): the path comes from the LoRA, not from the reference's noise. Open the Train node to "
-        "watch the loss chart and preview clips.")},
-        height=230)
-    model = g.add("MDLoadVideoModel", 0, {"model": "built-in: ShapesT2V", "dtype": "fp32"}, height=170)
-    clip = g.add("MDLoadReferenceVideo", 0, {"video": "shapes_circle_reference.gif",
-                                              "caption": "a red square moves in a circle", "frame_cap": 8,
-                                              "min_frames": 8, "width": 64, "height": 64}, height=460)
-    _train_and_sample(
-        g, 1, model, clip,
-        {"recipe": "motion_director", "steps": 400, "learning_rate": 0.001, "width": 64, "height": 64, "frames": 8,
-         "validate_every": 20, "name": "shapes_circle", "preview_prompt": "a green triangle moves in a circle",
-         "high_noise_bias": 3.0},
-        {"prompt": "a green triangle moves in a circle", "steps": 25, "cfg": 5.0, "frames": 8, "width": 64,
-         "height": 64, "scheduler": "ddim", "seed": 2, "noise_prior_p": 0.0},
-        "shapes_t2v/circle", "shapes_t2v/green_triangle_circle")
-    return g.to_json()
-
-
-SHAPES_WAN_TRAIN = {"recipe": "motion_director", "steps": 800, "learning_rate": 0.002, "width": 64, "height": 64,
-                    "frames": 9, "validate_every": 20, "name": "shapes_wan_circle",
-                    "preview_prompt": "a green triangle moves in a circle", "high_noise_bias": 3.0}
+        "watch the loss chart and preview clips."),
+        "built-in: ShapesT2V", "shapes_circle_reference.gif", 8,
+        {"steps": 400, "learning_rate": 0.001, "name": "shapes_circle"}, "ddim", "shapes_t2v")
 
 
 def shapes_wan_demo(info) -> dict:
-    g = Graph(info)
-    g.add("Note", 0, {"text": (
+    return _shapes_demo(info, (
         "The same demo on the built-in ShapesWan model: the real Wan classes (WanTransformer3DModel, "
         "AutoencoderKLWan, UMT5), so this is the Wan training and sampling path, on a CPU, without downloading Wan.\n\n"
         "Copy motion_core/toy/assets/shapes_circle_reference_9f.gif into ComfyUI's input folder: Wan clips are "
         "1 + 4k frames long, so this model takes 9 frames. MotionDirector learns the circle in 800 steps at "
         "learning rate 2e-3 with high_noise_bias 3 (its temporal LoRA is the joint self-attention, where a DiT's "
-        "frames meet; a few minutes on a CPU) and Sample Video makes a green triangle do it from fresh noise.")},
-        height=230)
-    model = g.add("MDLoadVideoModel", 0, {"model": "built-in: ShapesWan", "dtype": "fp32"}, height=170)
-    clip = g.add("MDLoadReferenceVideo", 0, {"video": "shapes_circle_reference_9f.gif",
-                                              "caption": "a red square moves in a circle", "frame_cap": 9,
-                                              "min_frames": 9, "width": 64, "height": 64}, height=460)
-    _train_and_sample(
-        g, 1, model, clip, dict(SHAPES_WAN_TRAIN),
-        {"prompt": "a green triangle moves in a circle", "steps": 25, "cfg": 5.0, "frames": 9, "width": 64,
-         "height": 64, "scheduler": "auto", "seed": 2, "noise_prior_p": 0.0},
-        "shapes_wan/circle", "shapes_wan/green_triangle_circle")
-    return g.to_json()
+        "frames meet; a few minutes on a CPU) and Sample Video makes a green triangle do it from fresh noise."),
+        "built-in: ShapesWan", "shapes_circle_reference_9f.gif", 9,
+        {"steps": 800, "learning_rate": 0.002, "name": "shapes_wan_circle"}, "auto", "shapes_wan")
 
 
 # ---- native graphs: the pack's LoRAs and tools on core's Wan nodes -------------------------------------------

@@ -113,6 +113,18 @@ def mixed_noise(shape, max_share: float, g: torch.Generator) -> torch.Tensor:
     return a.sqrt() * common + (1 - a).sqrt() * noise
 
 
+def optimizer_step(loss: torch.Tensor, opt, params, schedule, *, stage: str, step: int) -> None:
+    """One clipped (norm 1) AdamW step with its learning-rate schedule; a NaN or inf loss stops the stage with a
+    message instead of corrupting the weights."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{stage} loss became {loss.item()} at step {step}; lower the learning rate.")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    schedule.step()
+
+
 def _snr(scheduler, t: torch.Tensor) -> torch.Tensor:
     alpha_bar = scheduler.alphas_cumprod.to(t.device)[t]
     return alpha_bar / (1 - alpha_bar)
@@ -204,13 +216,7 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
         if motion_contrast > 0:
             active = (~dropped).to(device) & (t >= CONTRAST_MIN_T)
             loss = loss + motion_contrast * motion_contrast_loss(pred, pred_swapped, target, active)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"t2v loss became {loss.item()} at step {step}; lower the learning rate.")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        schedule.step()
+        optimizer_step(loss, opt, params, schedule, stage="t2v", step=step)
         ema.update(step)
         done = step + 1
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import torch
 
 from ..motions import BASIC_MOTIONS, HELD_OUT_MOTIONS
 from .data import object_pixels, pretraining_specs, render_dataset
+from .save import atomic_folder
 from .wan_architecture import (FRAME_SIZE, TEXT_CONFIG, TRANSFORMER_CONFIG, VAE_CONFIG, WAN_FLOW_SHIFT,
                                WAN_NUM_FRAMES, build_wan_scheduler, build_wan_tokenizer)
 from .wan_decoder_stage import refine_wan_decoder
@@ -33,11 +31,7 @@ MODEL_INDEX = {"_class_name": "WanPipeline", "scheduler": ["diffusers", "FlowMat
 def save_wan_folder(out: Path, *, transformer, vae, text_encoder, tokenizer, scheduler, card: str) -> Path:
     """Atomic: written to a sibling temp folder that replaces `out` only when complete. float32 weights (the whole
     model is ~10 MB, and a Wan VAE's statistics are read in float32 anyway)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic_folder(out) as tmp:
         transformer.float().save_pretrained(tmp / "transformer", safe_serialization=True)
         vae.float().save_pretrained(tmp / "vae", safe_serialization=True)
         text_encoder.float().save_pretrained(tmp / "text_encoder", safe_serialization=True)
@@ -46,14 +40,7 @@ def save_wan_folder(out: Path, *, transformer, vae, text_encoder, tokenizer, sch
         index = dict(MODEL_INDEX, _diffusers_version=diffusers.__version__)
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         (tmp / "README.md").write_text(card)
-        if out.exists():
-            old = out.with_name(out.name + ".old")
-            os.replace(out, old)
-            shutil.rmtree(old)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return Path(out)
 
 
 def wan_model_card(*, args: dict, t2v_steps: int, vae_errors, minutes: float, decoder_note: str = "") -> str:

@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from .t2v_stage import optimizer_step
 from .wan_vae_stage import OBJECT_WEIGHT, _pixels, single_frames
 
 DECODER_OBJECT_WEIGHT = 2 * OBJECT_WEIGHT
@@ -44,13 +45,7 @@ def refine_wan_decoder(vae, frames: torch.Tensor, raw_latents: torch.Tensor, obj
         recon = vae.decode(z).sample
         err = (recon - x).abs() + (recon - x).pow(2)
         loss = (weight * err).mean() / weight.mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"decoder loss became {loss.item()} at step {step}; lower the learning rate.")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(loss, opt, params, sched, stage="wan decoder", step=step)
         if step % 50 == 0 or step == steps - 1:
             log(f"wan decoder step {step + 1}/{steps} loss {loss.item():.4f} ({time.monotonic() - started:.0f}s)")
     return vae.eval().requires_grad_(False)

@@ -16,7 +16,7 @@ import torch
 
 from ...backbones.objectives import FlowMatchObjective
 from .motion_contrast import frame_change_error
-from .t2v_stage import CAPTION_DROPOUT, EMA, lr_factor
+from .t2v_stage import CAPTION_DROPOUT, EMA, lr_factor, optimizer_step
 from .wan_architecture import WAN_FLOW_SHIFT, WAN_MAX_TOKENS, build_wan_text_encoder, build_wan_transformer
 
 
@@ -69,13 +69,7 @@ def train_wan_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: floa
         loss = (pred - target).pow(2).mean()
         if frame_diff_weight > 0:
             loss = loss + frame_diff_weight * frame_change_error(pred, target).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"wan t2v loss became {loss.item()} at step {step}; lower the learning rate.")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        schedule.step()
+        optimizer_step(loss, opt, params, schedule, stage="wan t2v", step=step)
         ema.update(step)
         done = step + 1
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()

@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from .t2v_stage import optimizer_step
 from .vae_stage import ANCHOR_WEIGHT, KL_WEIGHT, rgb_anchor_loss
 from .wan_architecture import build_wan_vae
 
@@ -68,13 +69,7 @@ def train_wan_vae(frames: torch.Tensor, objects: torch.Tensor, steps: int, batch
         # The anchor is per frame: fold time into the batch, [B, C, F, h, w] -> [B*F, C, h, w].
         mean2d = posterior.mean.transpose(1, 2).flatten(0, 1)
         loss = loss + ANCHOR_WEIGHT * rgb_anchor_loss(mean2d, x.transpose(1, 2).flatten(0, 1))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"VAE loss became {loss.item()} at step {step}; lower the learning rate.")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(loss, opt, list(vae.parameters()), sched, stage="wan VAE", step=step)
         if step % 50 == 0 or step == steps - 1:
             log(f"wan vae step {step + 1}/{steps} loss {loss.item():.4f} ({time.monotonic() - started:.0f}s)")
     return vae.eval().requires_grad_(False)
