@@ -14,6 +14,7 @@ import diffusers
 import torch
 
 from ..motions import BASIC_MOTIONS, HELD_OUT_MOTIONS
+from .card import _where
 from .data import object_pixels, pretraining_specs, render_dataset
 from .save import atomic_folder
 from .wan_architecture import (FRAME_SIZE, TEXT_CONFIG, TRANSFORMER_CONFIG, VAE_CONFIG, WAN_FLOW_SHIFT,
@@ -64,11 +65,6 @@ built-in Wan model, so Wan LoRA training and sampling can be tried and measured 
 - VAE: {json.dumps(VAE_CONFIG)}; latent channels 0-2 anchored to the frame's colour over each 4x4-pixel cell.
 - Text encoder (UMT5): {json.dumps(TEXT_CONFIG)}; every world word and trigger example ("sks", "V*") is one token.
 """
-
-
-def _where(args: dict) -> str:
-    device = str(args.get("device", "cpu"))
-    return "the 2-core reference machine" if device == "cpu" else f"{device} (an exploration run, not the CPU one)"
 
 
 def _render(clips: int, seed: int, log):
