@@ -154,7 +154,8 @@ class LoadReferenceVideo(io.ComfyNode):
                     default="",
                     optional=True,
                     tooltip="Optional file or frames-folder path, anywhere on disk; overrides the `video` choice. "
-                    "This field is the one way to read a video from outside ComfyUI's input folder.",
+                    "This field is the one way to read a video from outside ComfyUI's input folder. A relative path "
+                    "is looked up in ComfyUI's input folder first, then in ComfyUI's own folder.",
                 ),
                 io.Float.Input(
                     "folder_fps",
@@ -213,6 +214,7 @@ class LoadReferenceVideo(io.ComfyNode):
             height=height,
             resize_mode=resize_mode,
             folder_fps=folder_fps,
+            search_dirs=[folder_paths.get_input_directory()],
             max_pixels=_max_pixels(),
             progress=lambda _count: comfy.model_management.throw_exception_if_processing_interrupted(),
             on_warning=warnings.append,

@@ -243,6 +243,16 @@ def test_hostile_typed_video_paths_are_clear_errors(comfy, world, path, expected
     assert _snapshot(*_watched(comfy)) == before
 
 
+def test_a_relative_typed_path_is_read_from_the_input_folder(comfy, world):
+    """`path` = "hard_clip.mp4" names the clip in ComfyUI's input folder (what the user sees), not a file relative to
+    the folder the server was started in; a name found nowhere says where it looked, input folder first."""
+    assert _attempt(comfy, _video_prompt(path="hard_clip.mp4")) == ("success", "")
+    kind, message = _attempt(comfy, _video_prompt(path="no_such_clip.mp4"))
+    assert kind == "execution" and "not found" in message, message
+    looked = message.split("looked at", 1)[1].lstrip(" '\"")
+    assert looked.startswith(str(comfy.input_dir / "no_such_clip.mp4")), message
+
+
 @pytest.mark.parametrize("prefix", [
     "../../escaped", "a/../../escaped", "x" * 5000, "up/escaped", "evil\x00name", "~root/escaped",
     "up/new_folder/escaped",
