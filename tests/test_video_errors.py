@@ -120,6 +120,18 @@ def test_empty_folder_asks_for_numbered_frames(tmp_path):
         load_reference_video(tmp_path)
 
 
+def test_a_folder_with_more_entries_than_the_loader_scans_is_a_clear_error(tmp_path, monkeypatch):
+    from motion_core.video import frames_folder
+
+    folder = vs.write_frames_folder(tmp_path / "frames", vs.sample_frames(4, WIDTH, HEIGHT))
+    monkeypatch.setattr(frames_folder, "MAX_FOLDER_ENTRIES", 5)
+    assert load_reference_video(folder).frames.shape[0] == 4  # within the cap: read as before
+    for n in range(2):
+        (folder / f"notes_{n}.txt").write_text("not a frame")  # every entry counts, images or not
+    with pytest.raises(VideoReadError, match="more than 5 entries.*folder of their own"):
+        load_reference_video(folder)
+
+
 def test_folder_with_gaps_names_the_missing_numbers(tmp_path):
     folder = vs.write_frames_folder(tmp_path / "frames", vs.sample_frames(10, WIDTH, HEIGHT))
     for n in (3, 4, 5, 8):

@@ -6,6 +6,7 @@ is reported before any pixels are decoded.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -18,11 +19,14 @@ from .formats import FRAME_IMAGE_EXTENSIONS, FRAMES_FOLDER
 from .source import FrameSource, SourceFrame
 
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
+# Every frame's header is read before any pixels, so a folder is scanned whole; past this many entries the scan
+# stops with an error instead of stalling the node (a minute of 30 fps footage is 1,800 frames).
+MAX_FOLDER_ENTRIES = 50_000
 
 
 def numbered_frames(folder: Path) -> list[Path]:
     """The folder's frame images in numeric order; gaps, duplicates and unnumbered images are errors."""
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_IMAGE_EXTENSIONS)
+    images = sorted(_frame_images(folder))
     if not images:
         raise VideoReadError(
             f"Frames folder {str(folder)!r} has no {'/'.join(e.lstrip('.') for e in FRAME_IMAGE_EXTENSIONS)} "
@@ -51,6 +55,21 @@ def numbered_frames(folder: Path) -> list[Path]:
             "frames or renumber the files consecutively."
         )
     return [by_number[n] for n in numbers]
+
+
+def _frame_images(folder: Path) -> list[Path]:
+    """The folder's image files, scanning at most MAX_FOLDER_ENTRIES entries (files of any kind, sub-folders)."""
+    images = []
+    with os.scandir(folder) as entries:
+        for count, entry in enumerate(entries):
+            if count >= MAX_FOLDER_ENTRIES:
+                raise VideoReadError(
+                    f"Frames folder {str(folder)!r} holds more than {MAX_FOLDER_ENTRIES:,} entries, more than the loader "
+                    "scans. Move the frames you want to train on into a folder of their own."
+                )
+            if Path(entry.name).suffix.lower() in FRAME_IMAGE_EXTENSIONS and entry.is_file():
+                images.append(Path(entry.path))
+    return images
 
 
 def open_frames_folder(folder: Path, fps: float) -> FrameSource:
