@@ -13,6 +13,7 @@ import torch
 from motion_core.backbones import load_backbone
 from motion_core.bench.quality import run as quality_bench
 from motion_core.toy.base_quality import evaluate as base_quality
+from quality_floors import assert_carries_motion
 
 pytestmark = pytest.mark.quality
 MODEL = Path(__file__).resolve().parents[1] / "motion_core" / "toy" / "shapes_t2v"
@@ -89,16 +90,11 @@ def test_quick_bench_chance_levels_are_measured_and_random_paths_score_near_zero
 
 
 def test_motion_director_lora_alone_carries_the_reference_motion_where_the_base_model_does_not(transfer_figures):
-    base, md = transfer_figures["base"], transfer_figures["motion_director"]
-    assert md["chance_random"] <= RANDOM_CHANCE_CEILING, transfer_figures
-    assert md["fidelity"] >= MD_FIDELITY_FLOOR, transfer_figures
-    assert md["fidelity"] >= base["fidelity"] + MD_GAIN_OVER_BASE, transfer_figures
-    assert md["appearance"] >= MD_APPEARANCE_FLOOR, transfer_figures
-    assert md["leakage"] <= MD_LEAKAGE_CEILING, transfer_figures
+    assert transfer_figures["motion_director"]["chance_random"] <= RANDOM_CHANCE_CEILING, transfer_figures
+    assert_carries_motion(transfer_figures, "motion_director", fidelity=MD_FIDELITY_FLOOR, gain=MD_GAIN_OVER_BASE,
+                          appearance=MD_APPEARANCE_FLOOR, leakage=MD_LEAKAGE_CEILING)
 
 
 def test_quick_bench_newmove_carries_the_reference_motion_through_the_motion_only_noise_prior(prior_figures):
-    newmove = prior_figures["newmove"]
-    assert newmove["fidelity"] >= NEWMOVE_FIDELITY_FLOOR, prior_figures
-    assert newmove["fidelity"] >= prior_figures["base"]["fidelity"] + FIDELITY_GAIN_OVER_BASE, prior_figures
-    assert newmove["leakage"] <= PRIOR_LEAKAGE_CEILING, prior_figures
+    assert_carries_motion(prior_figures, "newmove", fidelity=NEWMOVE_FIDELITY_FLOOR, gain=FIDELITY_GAIN_OVER_BASE,
+                          leakage=PRIOR_LEAKAGE_CEILING)

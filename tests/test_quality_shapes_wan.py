@@ -13,6 +13,7 @@ from motion_core.backbones import load_backbone
 from motion_core.bench.quality import run as quality_bench
 from motion_core.toy.base_quality import evaluate as base_quality
 from motion_core.toy.builtin import SHAPES_WAN_DIR
+from quality_floors import assert_carries_motion
 
 pytestmark = pytest.mark.quality
 
@@ -56,22 +57,14 @@ def transfer(shapes_wan):
 
 
 def test_a_wan_motion_director_lora_carries_the_reference_motion_where_the_base_model_does_not(transfer):
-    result = transfer
-    for row in result["rows"]:  # the per-sample spread behind the noise margin, shown with -s or on failure
+    for row in transfer["rows"]:  # the per-sample spread behind the noise margin, shown with -s or on failure
         print(row["recipe"], row["sample_fidelity"])
-    figures = result["figures"]
-    base, md = figures["base"], figures["motion_director"]
-    assert md["chance_random"] <= RANDOM_CHANCE_CEILING, figures
-    assert md["fidelity"] >= MD_FIDELITY_FLOOR, figures
-    assert md["fidelity"] >= base["fidelity"] + MD_GAIN_OVER_BASE, figures
-    assert md["appearance"] >= MD_APPEARANCE_FLOOR, figures
-    assert md["leakage"] <= MD_LEAKAGE_CEILING, figures
+    figures = transfer["figures"]
+    assert figures["motion_director"]["chance_random"] <= RANDOM_CHANCE_CEILING, figures
+    assert_carries_motion(figures, "motion_director", fidelity=MD_FIDELITY_FLOOR, gain=MD_GAIN_OVER_BASE,
+                          appearance=MD_APPEARANCE_FLOOR, leakage=MD_LEAKAGE_CEILING)
 
 
 def test_a_wan_newmove_lora_carries_the_motion_and_keeps_the_prompted_look(transfer):
-    figures = transfer["figures"]
-    base, newmove = figures["base"], figures["newmove"]
-    assert newmove["fidelity"] >= NEWMOVE_FIDELITY_FLOOR, figures
-    assert newmove["fidelity"] >= base["fidelity"] + MD_GAIN_OVER_BASE, figures
-    assert newmove["appearance"] >= NEWMOVE_APPEARANCE_FLOOR, figures
-    assert newmove["leakage"] <= MD_LEAKAGE_CEILING, figures
+    assert_carries_motion(transfer["figures"], "newmove", fidelity=NEWMOVE_FIDELITY_FLOOR, gain=MD_GAIN_OVER_BASE,
+                          appearance=NEWMOVE_APPEARANCE_FLOOR, leakage=MD_LEAKAGE_CEILING)
