@@ -23,7 +23,8 @@ from ..errors import InvalidInputError
 from .builtin import clip_frames, resolve_builtin
 from .captions import caption
 from .pretrain.architecture import FPS, FRAME_SIZE
-from .render import render_frames, sample_spec
+from .pretrain.data import render_dataset
+from .render import sample_spec
 
 # Two prompt sets, each differing in one word from the same base ("a blue circle moves left").
 WORD_SETS = {
@@ -49,7 +50,7 @@ def true_mean(backbone, colour: str, motion: str, *, clips: int, seed: int = 1) 
     frames = clip_frames(backbone)
     specs = [sample_spec(rng, motions=[motion], colours=[colour], shapes=["circle"], frames=frames,
                          size=FRAME_SIZE, fps=FPS) for _ in range(clips)]
-    video = torch.stack([render_frames(s) for s in specs])
+    video = render_dataset(specs)[0].float()
     latents = [backbone.encode_video(video[i:i + 8].to(backbone.device)).float().cpu() for i in range(0, clips, 8)]
     return torch.cat(latents).mean(0)
 
