@@ -250,3 +250,31 @@ def test_decoder_stage_stops_when_asked_and_refuses_a_nan_loss():
     assert lines == ["decoder: stopped after 0 steps"]
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         refine_decoder(build_vae(), frames, latents * float("nan"), objects, 5, scaling=1.0, batch=2, log=lambda m: None)
+
+
+def test_a_frozen_text_encoder_keeps_its_seeded_weights_while_the_unet_trains(tmp_path):
+    """--freeze-text-encoder: the saved text encoder is the seeded fresh one, untouched; the UNet still learns; without
+    the flag the same run changes the text encoder."""
+    from motion_core.toy.pretrain.__main__ import build_tokenizer
+    from motion_core.toy.pretrain.architecture import build_text_encoder, build_unet
+    from motion_core.toy.pretrain.t2v_stage import train_t2v
+
+    torch.set_num_threads(1)
+    latents = torch.randn(4, 4, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    tokenizer = build_tokenizer(tmp_path)
+    torch.manual_seed(0)
+    fresh_unet, fresh_text = build_unet(4), build_text_encoder(tokenizer)
+    captions = ["a red circle moves left", "a blue square moves right"] * 2
+    runs = {}
+    for frozen in (True, False):
+        unet, text, _, steps = train_t2v(latents, captions, tokenizer, steps=3, max_minutes=5, batch=2, warmup=1,
+                                         short_fraction=0.0, ema_decay=0.0, freeze_text_encoder=frozen,
+                                         log=lambda _: None)
+        assert steps == 3
+        runs[frozen] = (unet, text)
+
+    def same(a, b):
+        return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+    assert same(runs[True][1], fresh_text) and not same(runs[False][1], fresh_text)
+    assert not same(runs[True][0], fresh_unet)

@@ -90,6 +90,9 @@ def main(argv=None) -> int:
     p.add_argument("--anchor-frames", type=float, default=0.0,
                    help="share of the clips in which one frame is shown less noisy and left out of the loss, so the "
                    "other frames must follow from it and the motion word; 0 = off")
+    p.add_argument("--freeze-text-encoder", action="store_true",
+                   help="keep the text encoder at its seeded random weights (or --continue-from's): trained jointly it "
+                   "learned to erase the motion words (FINDINGS.md)")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="train the UNet through torch.compile: 1.65x faster CPU steps after ~5 min of compiling; auto "
                    f"= on from {COMPILE_FROM_STEPS} text-to-video steps, where it pays for itself")
@@ -140,7 +143,7 @@ def main(argv=None) -> int:
             high_noise_share=args.high_noise_share,
             frame_diff_weight=args.frame_diff_weight, masks=masks, object_weight=args.object_weight,
             motion_contrast=args.motion_contrast, shared_noise=args.shared_noise,
-            anchor_share=args.anchor_frames,
+            anchor_share=args.anchor_frames, freeze_text_encoder=args.freeze_text_encoder,
             swapped_captions=motion_swapped_captions(specs, args.seed) if args.motion_contrast > 0 else None,
             ema_decay=args.ema_decay, init=init, seed=args.seed, device=args.device,
             compile=use_compile(args.compile, args.t2v_steps), precision=precision, log=log)

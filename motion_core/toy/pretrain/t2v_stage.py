@@ -134,8 +134,8 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
               warmup: int = 100, ema_decay: float = 0.999, short_fraction: float = 0.5, keep_dropout: bool = False,
               min_snr_gamma: float = 0.0, high_noise_share: float = 0.0, frame_diff_weight: float = 0.0, masks=None,
               object_weight: float = 0.0, motion_contrast: float = 0.0, swapped_captions=None, shared_noise: float = 0.0,
-              anchor_share: float = 0.0, init=None, seed: int = 0, device="cpu", compile: bool = False,
-              precision: str = "fp32", log=print):
+              anchor_share: float = 0.0, freeze_text_encoder: bool = False, init=None, seed: int = 0, device="cpu",
+              compile: bool = False, precision: str = "fp32", log=print):
     """Returns (unet, text_encoder, scheduler, steps_done), the EMA weights, in eval mode.
 
     The UNet trains in eval mode unless `keep_dropout`: UNet3D's temporal convolutions carry a fixed dropout of
@@ -152,6 +152,10 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
     clip whose motion phrase is swapped (`motion_contrast.motion_swapped_captions`); each step then denoises twice.
     `shared_noise`: > 0 draws the noise with up to that share common to all frames (`mixed_noise`); 0 = i.i.d.
     `anchor_share`: share of the clips with one frame shown less noisy and left out of the loss (`anchor_frames`).
+    `freeze_text_encoder`: keep the text encoder at its (seeded, random or `init`) weights, as real models keep a
+    pretrained CLIP frozen. Trained jointly, the tiny CLIP learned to erase the motion words: the shipped model's
+    states for "moves left/right/up/down" differ by 0.05% where a fresh encoder's differ by 1.7% (FINDINGS.md,
+    "The text encoder erased the motion words"), so no denoiser could bind them.
     `compile`: train through `torch.compile` (`compiled_forward`: 1.65x faster steps on the CPU after ~5 min).
     `precision`: "bf16" runs the text encoder and UNet under bfloat16 autocast (`precision.py`); the weights, the
     EMA and the loss stay float32.
@@ -171,13 +175,15 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
         raise ValueError("object_weight > 0 needs the object masks of the latents (data.object_masks).")
     masks = masks.to(device) if object_weight > 0 else None
     scheduler = build_scheduler()
-    unet.train(keep_dropout), text_encoder.train()
+    unet.train(keep_dropout), text_encoder.train(not freeze_text_encoder)
+    text_encoder.requires_grad_(not freeze_text_encoder)
     forward = TrainingForward(unet, compile=compile, device=str(device), log=log)
-    log(f"t2v: {precision} arithmetic, {'compiled' if compile else 'eager'} UNet, batch {batch}")
+    log(f"t2v: {precision} arithmetic, {'compiled' if compile else 'eager'} UNet, batch {batch}, text encoder "
+        f"{'frozen' if freeze_text_encoder else 'trained'}")
     ids = tokenize(tokenizer, captions)
     empty = tokenize(tokenizer, [""])
     swapped_ids = tokenize(tokenizer, swapped_captions) if motion_contrast > 0 else None
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    params = list(unet.parameters()) + ([] if freeze_text_encoder else list(text_encoder.parameters()))
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup))
     ema = EMA([unet, text_encoder], ema_decay)
