@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from motion_core.errors import InvalidInputError
-from motion_core.toy.first_step import between_prompt_variance, first_step_mean, main, true_mean
+from motion_core.toy.first_step import (between_prompt_variance, first_step_mean, main, relative_spread,
+                                        text_separation, true_mean)
 
 
 def test_a_difference_constant_over_frames_has_no_frame_varying_part():
@@ -55,3 +56,19 @@ def test_the_first_step_estimate_is_an_average_over_noise_draws(shapes_wan):
 def test_the_command_refuses_empty_counts():
     with pytest.raises(SystemExit, match="at least 1"):
         main(["--model", "shapes_wan", "--clips", "0"])
+
+
+def test_text_spread_is_zero_for_equal_states_and_grows_with_their_difference():
+    same = torch.randn(1, 16, 64).expand(4, -1, -1)
+    assert relative_spread(same) == pytest.approx(0.0, abs=1e-9)
+    apart = same.clone()
+    apart[:, 5] += torch.randn(4, 64)  # one token's states differ, as for a one-word change
+    more = same.clone()
+    more[:, 5] += 3 * torch.randn(4, 64)
+    assert 0 < relative_spread(apart) < relative_spread(more)
+    with pytest.raises(InvalidInputError, match="at least 2 prompts"):
+        relative_spread(same[:1])
+
+
+def test_the_shipped_wan_text_encoder_tells_its_motion_words_apart(shapes_wan):
+    assert text_separation(shapes_wan, [("blue", m) for m in ("left", "right", "up", "down")]) > 0.01

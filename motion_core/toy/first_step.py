@@ -7,7 +7,8 @@ each prompt, encodes them and averages them (the true conditional mean), then av
 estimate at the first sampling step over several noise draws, and compares how much each varies between prompts
 that differ in one word. It also splits that variance into the part constant over frames and the part that changes
 from frame to frame, because a denoiser that cannot tell frames apart when every frame's noise is alike can only
-produce the constant part. A minute or two on the CPU.
+produce the constant part. First of all it reports how far apart the text encoder's states for those prompts are:
+a word the encoder maps to the same states cannot steer any denoiser. A minute or two on the CPU.
 Run as ``python -m motion_core.toy.first_step --model shapes_wan``.
 """
 
@@ -40,6 +41,19 @@ def between_prompt_variance(means: torch.Tensor) -> dict:
         raise InvalidInputError(f"Need per-prompt means shaped [prompts >= 2, C, F, h, w]; got {tuple(means.shape)}.")
     moving = means - means.mean(dim=2, keepdim=True)
     return {"total": float(means.var(0).mean()), "frame_varying": float(moving.var(0).mean())}
+
+
+def relative_spread(states: torch.Tensor) -> float:
+    """states [prompts, ...]: the variance between prompts over the states' mean square (0 = the same states)."""
+    if states.shape[0] < 2:
+        raise InvalidInputError(f"Need the states of at least 2 prompts; got {tuple(states.shape)}.")
+    return float((states - states.mean(0)).pow(2).mean() / states.pow(2).mean().clamp_min(1e-12))
+
+
+@torch.no_grad()
+def text_separation(backbone, prompts) -> float:
+    """`relative_spread` of the text encoder's states (what the denoiser reads) for (colour, motion) circle prompts."""
+    return relative_spread(torch.cat([backbone.encode_prompt([caption(c, "circle", m)]).float() for c, m in prompts]))
 
 
 @torch.no_grad()
@@ -75,10 +89,11 @@ def first_step_mean(backbone, colour: str, motion: str, *, draws: int) -> torch.
 def measure(backbone, *, clips: int = 64, draws: int = 6, log=print) -> dict:
     result = {}
     for name, prompts in WORD_SETS.items():
+        text = text_separation(backbone, prompts)
         truth = between_prompt_variance(torch.stack([true_mean(backbone, c, m, clips=clips) for c, m in prompts]))
         model = between_prompt_variance(torch.stack([first_step_mean(backbone, c, m, draws=draws) for c, m in prompts]))
-        result[name] = {"true": truth, "model": model}
-        log(f"{name} words: variance between prompts of the clean estimate at the first step: true mean "
+        result[name] = {"text_states": text, "true": truth, "model": model}
+        log(f"{name} words: text states differ by {text:.4f} of their mean square; variance between prompts of the clean estimate at the first step: true mean "
             f"{truth['total']:.5f} (frame-varying {truth['frame_varying']:.5f}), model {model['total']:.5f} "
             f"(frame-varying {model['frame_varying']:.6f})")
     return result
