@@ -92,7 +92,8 @@ def main(argv=None) -> int:
                    "other frames must follow from it and the motion word; 0 = off")
     p.add_argument("--freeze-text-encoder", action="store_true",
                    help="keep the text encoder at its seeded random weights (or --continue-from's): trained jointly it "
-                   "learned to erase the motion words (FINDINGS.md)")
+                   "folded the motion words together; frozen they stay apart (FINDINGS.md; not the default: a CPU run "
+                   "with it followed the words no better)")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="train the UNet through torch.compile: 1.65x faster CPU steps after ~5 min of compiling; auto "
                    f"= on from {COMPILE_FROM_STEPS} text-to-video steps, where it pays for itself")

@@ -153,9 +153,9 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
     `shared_noise`: > 0 draws the noise with up to that share common to all frames (`mixed_noise`); 0 = i.i.d.
     `anchor_share`: share of the clips with one frame shown less noisy and left out of the loss (`anchor_frames`).
     `freeze_text_encoder`: keep the text encoder at its (seeded, random or `init`) weights, as real models keep a
-    pretrained CLIP frozen. Trained jointly, the tiny CLIP learned to erase the motion words: the shipped model's
-    states for "moves left/right/up/down" differ by 0.05% where a fresh encoder's differ by 1.7% (FINDINGS.md,
-    "The text encoder erased the motion words"), so no denoiser could bind them.
+    pretrained CLIP frozen. Trained jointly, the tiny CLIP folded the motion words together (the shipped model's states
+    for "moves left/right/up/down" differ by 0.05%, a fresh encoder's by 1.7%); frozen, they stay apart, but a
+    47-minute CPU run did not make the samples follow them (FINDINGS.md, "The text encoder folded the motion words").
     `compile`: train through `torch.compile` (`compiled_forward`: 1.65x faster steps on the CPU after ~5 min).
     `precision`: "bf16" runs the text encoder and UNet under bfloat16 autocast (`precision.py`); the weights, the
     EMA and the loss stay float32.
