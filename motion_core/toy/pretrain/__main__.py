@@ -94,6 +94,10 @@ def main(argv=None) -> int:
                    help="keep the text encoder at its seeded random weights (or --continue-from's): trained jointly it "
                    "folded the motion words together; frozen they stay apart (FINDINGS.md; not the default: a CPU run "
                    "with it followed the words no better)")
+    p.add_argument("--terminal-mean-share", type=float, default=0.0,
+                   help="share of each text-to-video batch trained at the last timestep against the mean latent of "
+                   "its caption's clips, so the first sampling step learns what the words say (terminal_means.py); "
+                   "0 = off")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="train the UNet through torch.compile: 1.65x faster CPU steps after ~5 min of compiling; auto "
                    f"= on from {COMPILE_FROM_STEPS} text-to-video steps, where it pays for itself")
@@ -145,6 +149,7 @@ def main(argv=None) -> int:
             frame_diff_weight=args.frame_diff_weight, masks=masks, object_weight=args.object_weight,
             motion_contrast=args.motion_contrast, shared_noise=args.shared_noise,
             anchor_share=args.anchor_frames, freeze_text_encoder=args.freeze_text_encoder,
+            terminal_mean_share=args.terminal_mean_share,
             swapped_captions=motion_swapped_captions(specs, args.seed) if args.motion_contrast > 0 else None,
             ema_decay=args.ema_decay, init=init, seed=args.seed, device=args.device,
             compile=use_compile(args.compile, args.t2v_steps), precision=precision, log=log)

@@ -20,6 +20,7 @@ from .architecture import MAX_TOKENS, build_scheduler, build_text_encoder, build
 from .compiled_forward import TrainingForward
 from .motion_contrast import CONTRAST_MIN_T, frame_change_error, motion_contrast_loss
 from .precision import autocast
+from .terminal_means import caption_means, to_terminal
 
 CAPTION_DROPOUT = 0.1
 SHORT_FRAMES = 4
@@ -134,8 +135,8 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
               warmup: int = 100, ema_decay: float = 0.999, short_fraction: float = 0.5, keep_dropout: bool = False,
               min_snr_gamma: float = 0.0, high_noise_share: float = 0.0, frame_diff_weight: float = 0.0, masks=None,
               object_weight: float = 0.0, motion_contrast: float = 0.0, swapped_captions=None, shared_noise: float = 0.0,
-              anchor_share: float = 0.0, freeze_text_encoder: bool = False, init=None, seed: int = 0, device="cpu",
-              compile: bool = False, precision: str = "fp32", log=print):
+              anchor_share: float = 0.0, freeze_text_encoder: bool = False, terminal_mean_share: float = 0.0,
+              init=None, seed: int = 0, device="cpu", compile: bool = False, precision: str = "fp32", log=print):
     """Returns (unet, text_encoder, scheduler, steps_done), the EMA weights, in eval mode.
 
     The UNet trains in eval mode unless `keep_dropout`: UNet3D's temporal convolutions carry a fixed dropout of
@@ -156,11 +157,15 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
     pretrained CLIP frozen. Trained jointly, the tiny CLIP folded the motion words together (the shipped model's states
     for "moves left/right/up/down" differ by 0.05%, a fresh encoder's by 1.7%); frozen, they stay apart, but a
     47-minute CPU run did not make the samples follow them (FINDINGS.md, "The text encoder folded the motion words").
+    `terminal_mean_share`: share of each batch trained at the last timestep against its caption's mean latent
+    (`terminal_means`); needs whole clips (`short_fraction` 0). 0 = off, the same random draws as before.
     `compile`: train through `torch.compile` (`compiled_forward`: 1.65x faster steps on the CPU after ~5 min).
     `precision`: "bf16" runs the text encoder and UNet under bfloat16 autocast (`precision.py`); the weights, the
     EMA and the loss stay float32.
     `device`: where the models train; every random draw still comes from CPU generators, so a seed picks the same
     batches, noise and timesteps on any device."""
+    if terminal_mean_share > 0 and short_fraction > 0:
+        raise ValueError("terminal_mean_share needs whole clips: set short_fraction to 0.")
     if motion_contrast > 0 and (swapped_captions is None or len(swapped_captions) != len(captions)):
         raise ValueError("motion_contrast > 0 needs one motion-swapped caption per clip (motion_swapped_captions).")
     torch.manual_seed(seed)
@@ -182,6 +187,10 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
         f"{'frozen' if freeze_text_encoder else 'trained'}")
     ids = tokenize(tokenizer, captions)
     empty = tokenize(tokenizer, [""])
+    means, group = caption_means(latents.cpu(), captions) if terminal_mean_share > 0 else (None, None)
+    if means is not None:
+        log(f"t2v: {terminal_mean_share:.0%} of each batch at the last timestep against the mean of {len(means)} "
+            f"captions' clips ({int((group >= 0).sum())} of {len(captions)} clips have one)")
     swapped_ids = tokenize(tokenizer, swapped_captions) if motion_contrast > 0 else None
     params = list(unet.parameters()) + ([] if freeze_text_encoder else list(text_encoder.parameters()))
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
@@ -198,10 +207,12 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
         idx, z0, m = _batch(latents, size, SHORT_FRAMES if short else latents.shape[2], g, masks)
         noise = mixed_noise(z0.shape, shared_noise, g).to(device)
         t = draw_timesteps(size, scheduler.config.num_train_timesteps, high_noise_share, g).to(device)
+        z0, t, terminal = to_terminal(z0, t, idx, means, group, terminal_mean_share,
+                                      scheduler.config.num_train_timesteps - 1, g)
         zt, keep = anchor_frames(scheduler, z0, noise, t, anchor_share, g)
         target = scheduler.get_velocity(z0, noise, t)
         tok = ids[idx].clone()
-        dropped = torch.rand(size, generator=g) < CAPTION_DROPOUT
+        dropped = (torch.rand(size, generator=g) < CAPTION_DROPOUT) & ~terminal  # a caption mean needs its caption
         tok[dropped] = empty
         with autocast(precision, device):
             if motion_contrast > 0:  # one batch of twice the size: the same noisy clips under the swapped captions
