@@ -93,9 +93,9 @@ def measure(backbone, *, clips: int = 64, draws: int = 6, log=print) -> dict:
         truth = between_prompt_variance(torch.stack([true_mean(backbone, c, m, clips=clips) for c, m in prompts]))
         model = between_prompt_variance(torch.stack([first_step_mean(backbone, c, m, draws=draws) for c, m in prompts]))
         result[name] = {"text_states": text, "true": truth, "model": model}
-        log(f"{name} words: text states differ by {text:.4f} of their mean square; variance between prompts of the clean estimate at the first step: true mean "
-            f"{truth['total']:.5f} (frame-varying {truth['frame_varying']:.5f}), model {model['total']:.5f} "
-            f"(frame-varying {model['frame_varying']:.6f})")
+        log(f"{name} words: text states differ by {text:.4f} of their mean square; variance between prompts of the "
+            f"clean estimate at the first step: true mean {truth['total']:.5f} (frame-varying "
+            f"{truth['frame_varying']:.5f}), model {model['total']:.5f} (frame-varying {model['frame_varying']:.6f})")
     return result
 
 

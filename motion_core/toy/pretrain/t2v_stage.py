@@ -154,8 +154,8 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
     `shared_noise`: > 0 draws the noise with up to that share common to all frames (`mixed_noise`); 0 = i.i.d.
     `anchor_share`: share of the clips with one frame shown less noisy and left out of the loss (`anchor_frames`).
     `freeze_text_encoder`: keep the text encoder at its (seeded, random or `init`) weights, as real models keep a
-    pretrained CLIP frozen. Trained jointly, the tiny CLIP folded the motion words together (the shipped model's states
-    for "moves left/right/up/down" differ by 0.05%, a fresh encoder's by 1.7%); frozen, they stay apart, but a
+    pretrained CLIP frozen. Trained jointly, the tiny CLIP folded the motion words together (the shipped model's
+    states for "moves left/right/up/down" differ by 0.05%, a fresh encoder's by 1.7%); frozen, they stay apart, but a
     47-minute CPU run did not make the samples follow them (FINDINGS.md, "The text encoder folded the motion words").
     `terminal_mean_share`: share of each batch trained at the last timestep against its caption's mean latent
     (`terminal_means`); needs whole clips (`short_fraction` 0). 0 = off, the same random draws as before.
