@@ -61,3 +61,22 @@ def test_pretraining_with_terminal_means_trains_and_refuses_short_windows(tmp_pa
     assert any("at the last timestep against the mean of 1 captions' clips (4 of 4" in line for line in logs[1.0])
     first = {s: next(line for line in lines if line.startswith("t2v step 1/")) for s, lines in logs.items()}
     assert first[0.0] != first[1.0]  # the whole batch trained on the caption mean at t = 999: another loss
+
+
+def test_wan_pretraining_with_terminal_means_trains_at_sigma_one():
+    from motion_core.toy.pretrain.wan_architecture import WAN_NUM_FRAMES, build_wan_tokenizer
+    from motion_core.toy.pretrain.wan_t2v_stage import train_wan_t2v
+
+    torch.set_num_threads(1)
+    latents = torch.randn(4, 4, WAN_NUM_FRAMES, 4, 4, generator=torch.Generator().manual_seed(0))
+    captions, tokenizer = ["a red circle moves left"] * 4, build_wan_tokenizer()
+    logs = {}
+    for share in (0.0, 1.0):
+        lines = []
+        train_wan_t2v(latents, captions, tokenizer, steps=1, max_minutes=5, batch=2, terminal_mean_share=share,
+                      log=lines.append)
+        logs[share] = lines
+    assert any("at σ = 1 against the mean of 1 captions' clips (4 of 4" in line for line in logs[1.0])
+    assert not any("σ = 1" in line for line in logs[0.0])
+    first = {s: next(line for line in lines if line.startswith("wan t2v step 1/")) for s, lines in logs.items()}
+    assert first[0.0] != first[1.0]  # the whole batch trained on the caption mean at σ = 1: another loss

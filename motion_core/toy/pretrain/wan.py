@@ -130,6 +130,9 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--frame-diff-weight", type=float, default=2.0,
                    help="weight of the loss on consecutive-frame differences (stresses what moves); 0 = off")
+    p.add_argument("--terminal-mean-share", type=float, default=0.0,
+                   help="share of each text-to-video batch trained at σ = 1 against the mean latent of its caption's "
+                   "clips, so the first sampling step learns what the words say (terminal_means.py); 0 = off")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -158,7 +161,8 @@ def main(argv=None) -> int:
     tokenizer = build_wan_tokenizer()
     transformer, text_encoder, steps = train_wan_t2v(
         latents, captions, tokenizer, steps=args.t2v_steps, max_minutes=args.minutes, batch=args.batch, lr=args.lr,
-        frame_diff_weight=args.frame_diff_weight, seed=args.seed, device=args.device, log=log)
+        frame_diff_weight=args.frame_diff_weight, terminal_mean_share=args.terminal_mean_share, seed=args.seed,
+        device=args.device, log=log)
     card = wan_model_card(args=vars(args), t2v_steps=steps, vae_errors=errors,
                           minutes=(time.monotonic() - started) / 60,
                           decoder_note=_decoder_note(args.decoder_steps, before, errors))

@@ -17,6 +17,7 @@ import torch
 from ...backbones.objectives import FlowMatchObjective
 from .motion_contrast import frame_change_error
 from .t2v_stage import CAPTION_DROPOUT, EMA, lr_factor, optimizer_step
+from .terminal_means import caption_means, to_terminal
 from .wan_architecture import WAN_FLOW_SHIFT, WAN_MAX_TOKENS, build_wan_text_encoder, build_wan_transformer
 
 
@@ -33,10 +34,14 @@ def text_states(text_encoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Te
 
 
 def train_wan_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, batch: int = 16, lr: float = 1e-3,
-                  warmup: int = 100, ema_decay: float = 0.999, frame_diff_weight: float = 2.0, seed: int = 0,
-                  device="cpu", log=print):
+                  warmup: int = 100, ema_decay: float = 0.999, frame_diff_weight: float = 2.0,
+                  terminal_mean_share: float = 0.0, seed: int = 0, device="cpu", log=print):
     """latents: normalised [N, C, F, h, w]. Returns (transformer, text_encoder, steps_done): the EMA weights, in eval
-    mode. Every random draw comes from CPU generators, so a seed picks the same batches, noise and σ on any device."""
+    mode. Every random draw comes from CPU generators, so a seed picks the same batches, noise and σ on any device.
+
+    `terminal_mean_share`: share of each batch trained at σ = 1 (timestep 1000, pure noise) against its caption's
+    mean latent (`terminal_means`; there the flow target noise − clean has the same minimiser, noise − the caption's
+    mean). 0 = off, the same random draws as before."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
     transformer, text_encoder = build_wan_transformer().to(device), build_wan_text_encoder(tokenizer).to(device)
@@ -44,6 +49,11 @@ def train_wan_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: floa
     objective = FlowMatchObjective(shift=WAN_FLOW_SHIFT)
     ids, mask = wan_tokenize(tokenizer, captions)
     empty_ids, empty_mask = wan_tokenize(tokenizer, [""])
+    means, group = caption_means(latents.cpu(), captions) if terminal_mean_share > 0 else (None, None)
+    if means is not None:
+        log(f"wan t2v: {terminal_mean_share:.0%} of each batch at σ = 1 against the mean of {len(means)} captions' "
+            f"clips ({int((group >= 0).sum())} of {len(captions)} clips have one)")
+    last_t = float(objective.model_timesteps(torch.tensor([objective.num_train_timesteps - 1]))[0])
     params = list(transformer.parameters()) + list(text_encoder.parameters())
     log(f"wan t2v: transformer {sum(p.numel() for p in transformer.parameters()) / 1e6:.2f}M, text encoder "
         f"{sum(p.numel() for p in text_encoder.parameters()) / 1e6:.2f}M parameters, batch {batch}")
@@ -59,10 +69,10 @@ def train_wan_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: floa
         z0 = latents[idx].to(device)
         noise = torch.randn(z0.shape, generator=g).to(device)
         t = objective.model_timesteps(torch.randint(0, objective.num_train_timesteps, (batch,), generator=g))
-        t = t.to(device)
+        z0, t, terminal = to_terminal(z0, t.to(device), idx, means, group, terminal_mean_share, last_t, g)
         zt, target = objective.add_noise(z0, noise, t), objective.target(z0, noise, t)
         tok, tok_mask = ids[idx].clone(), mask[idx].clone()
-        dropped = torch.rand(batch, generator=g) < CAPTION_DROPOUT
+        dropped = (torch.rand(batch, generator=g) < CAPTION_DROPOUT) & ~terminal  # a caption mean needs its caption
         tok[dropped], tok_mask[dropped] = empty_ids, empty_mask
         states = text_states(text_encoder, tok.to(device), tok_mask.to(device))
         pred = transformer(hidden_states=zt, timestep=t, encoder_hidden_states=states, return_dict=False)[0].float()
