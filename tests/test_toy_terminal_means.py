@@ -80,3 +80,11 @@ def test_wan_pretraining_with_terminal_means_trains_at_sigma_one():
     assert not any("σ = 1" in line for line in logs[0.0])
     first = {s: next(line for line in lines if line.startswith("wan t2v step 1/")) for s, lines in logs.items()}
     assert first[0.0] != first[1.0]  # the whole batch trained on the caption mean at σ = 1: another loss
+
+
+def test_the_command_refuses_short_windows_with_its_default_terminal_share(capsys):
+    from motion_core.toy.pretrain.__main__ import main as pretrain
+
+    with pytest.raises(SystemExit):
+        pretrain(["--out", "/nonexistent/never-written", "--short-fraction", "0.5"])
+    assert "--terminal-mean-share 0" in capsys.readouterr().err

@@ -76,9 +76,12 @@ def write_to_card(model_dir: Path, summary: dict, args) -> None:
     sampler = getattr(args, "scheduler", "auto")
     sampler = "" if sampler == "auto" else f" --scheduler {sampler}"
     per_motion = ", ".join(f"{m} {v:.0%}" for m, v in summary["per_motion"].items())
-    text += (f"{CARD_HEADING}\n\n`python -m motion_core.toy.base_quality --samples {args.samples} --steps {args.steps} "
-             f"--cfg {args.cfg} --seed {args.seed}{sampler}`: {summary['samples']} samples with random colours and shapes.\n\n"
-             f"- Colour follows the prompt: {summary['colour']:.0%}\n- Shape follows the prompt: {summary['shape']:.0%}\n"
+    model = f" --model {args.model}" if getattr(args, "model", None) else ""
+    command = (f"python -m motion_core.toy.base_quality{model} --samples {args.samples} --steps {args.steps} "
+               f"--cfg {args.cfg} --seed {args.seed}{sampler}")
+    text += (f"{CARD_HEADING}\n\n`{command}`: {summary['samples']} samples with random colours and shapes.\n\n"
+             f"- Colour follows the prompt: {summary['colour']:.0%}\n"
+             f"- Shape follows the prompt: {summary['shape']:.0%}\n"
              f"- Motion follows the prompt: {summary['motion']:.0%} ({per_motion})\n"
              f"- All three at once: {summary['all']:.0%}\n")
     partial = card.with_name(card.name + ".partial")

@@ -90,14 +90,15 @@ def main(argv=None) -> int:
     p.add_argument("--anchor-frames", type=float, default=0.0,
                    help="share of the clips in which one frame is shown less noisy and left out of the loss, so the "
                    "other frames must follow from it and the motion word; 0 = off")
-    p.add_argument("--freeze-text-encoder", action="store_true",
+    p.add_argument("--freeze-text-encoder", action=argparse.BooleanOptionalAction, default=True,
                    help="keep the text encoder at its seeded random weights (or --continue-from's): trained jointly it "
-                   "folded the motion words together; frozen they stay apart (FINDINGS.md; not the default: a CPU run "
-                   "with it followed the words no better)")
-    p.add_argument("--terminal-mean-share", type=float, default=0.0,
+                   "folded the motion words together; frozen they stay apart (FINDINGS.md, \"The text encoder folded "
+                   "the motion words\"); on by default since the shipped run")
+    p.add_argument("--terminal-mean-share", type=float, default=0.5,
                    help="share of each text-to-video batch trained at the last timestep against the mean latent of "
-                   "its caption's clips, so the first sampling step learns what the words say (terminal_means.py); "
-                   "0 = off")
+                   "its caption's clips, so the first sampling step learns what the words say and they, not the "
+                   "noise, set the path (terminal_means.py; FINDINGS.md, \"Motion words that set the path\"); "
+                   "needs --short-fraction 0; 0 = off")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="train the UNet through torch.compile: 1.65x faster CPU steps after ~5 min of compiling; auto "
                    f"= on from {COMPILE_FROM_STEPS} text-to-video steps, where it pays for itself")
@@ -110,6 +111,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.continue_from is not None and args.vae_from is not None:
         p.error("--continue-from already reuses that folder's VAE; give only one of --continue-from and --vae-from")
+    if args.short_fraction > 0 and args.terminal_mean_share > 0:
+        p.error("--short-fraction trains 4-frame windows, which have no caption mean clip: add --terminal-mean-share 0")
     torch.set_num_threads(args.threads)
     precision = resolve_precision(args.precision, args.device)
     started = time.monotonic()
