@@ -78,7 +78,8 @@ def test_base_quality_result_is_recorded_in_the_model_card(tmp_path):
     write_to_card(tmp_path, summary, SimpleNamespace(samples=1, steps=20, cfg=5.0, seed=0, scheduler="euler_ancestral"))
     assert "--seed 0 --scheduler euler_ancestral`" in (tmp_path / "README.md").read_text()
     write_to_card(tmp_path, summary, SimpleNamespace(model="shapes_t2v", samples=1, steps=20, cfg=5.0, seed=0))
-    assert "`python -m motion_core.toy.base_quality --model shapes_t2v --samples 1" in (tmp_path / "README.md").read_text()
+    card = (tmp_path / "README.md").read_text()
+    assert "`python -m motion_core.toy.base_quality --model shapes_t2v --samples 1" in card
 
 
 def test_rgb_anchor_is_zero_exactly_when_the_colour_channels_hold_the_pooled_frame():
