@@ -79,3 +79,32 @@ def test_every_row_gets_the_base_model_of_its_family_and_shots_as_its_control():
     assert rows[0]["chance_base"] == 0.1 and rows[0]["gain_over_base"] == 0.0
     assert rows[1]["chance_base"] == 0.1 and rows[1]["gain_over_base"] == pytest.approx(0.3)
     assert rows[2]["chance_base"] is None and rows[2]["gain_over_base"] is None
+
+
+def _out_of_world(tokenizer, prompt: str, max_tokens: int) -> list[str]:
+    """The words of `prompt` that the built-in tokenizer splits (unknown to it), and a note if the prompt is cut."""
+    problems = [w for w in prompt.replace(",", " ").split() if len(tokenizer.tokenize(w)) != 1]
+    if len(tokenizer(prompt).input_ids) > max_tokens:
+        problems.append("cut")
+    return problems
+
+
+@pytest.mark.parametrize("model", ["shapes_t2v", "shapes_wan"])
+def test_motion_crafter_prior_captions_in_the_bench_stay_inside_the_built_in_vocabulary(model):
+    from transformers import AutoTokenizer
+
+    from motion_core.bench.quality import world_recipe
+    from motion_core.recipes import get_recipe
+    from motion_core.toy.builtin import BUILTIN_MODELS
+    from motion_core.toy.captions import caption
+    from motion_core.toy.motions import HELD_OUT_MOTIONS
+    from motion_core.toy.pretrain.wan_architecture import WAN_MAX_TOKENS
+
+    tokenizer = AutoTokenizer.from_pretrained(BUILTIN_MODELS[model] / "tokenizer")
+    limit = tokenizer.model_max_length if model == "shapes_t2v" else WAN_MAX_TOKENS
+    references = [caption(REFERENCE_COLOUR, REFERENCE_SHAPE, m) for m in HELD_OUT_MOTIONS]
+    bench_prompts = [p for r in references for p in world_recipe("motion_crafter").extra_prompts(r).values()]
+    assert bench_prompts and all(_out_of_world(tokenizer, p, limit) == [] for p in bench_prompts)
+    # The recipe's general defaults ("a green person, ...") are what the bench must not feed a toy model.
+    default_prompts = [p for r in references for p in get_recipe("motion_crafter").extra_prompts(r).values()]
+    assert any(_out_of_world(tokenizer, p, limit) for p in default_prompts)
