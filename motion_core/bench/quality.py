@@ -77,7 +77,7 @@ def world_recipe(name: str):
     toy tokenizers do not know and which made those captions longer than the models read (cut, with a warning). In
     the bench its other looks are the world's own colours and shapes."""
     if name == "motion_crafter":
-        return get_recipe(name, colours=tuple(COLOURS), subjects=tuple(SHAPES))
+        return get_recipe(name, colours=tuple(COLOURS), subjects=SHAPES)
     return get_recipe(name)
 
 
