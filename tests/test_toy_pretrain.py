@@ -40,6 +40,35 @@ def test_continuing_a_run_reuses_its_vae_and_keeps_the_earlier_card(tmp_path):
     assert "## Continued from this earlier run" in card and str(first) in card
 
 
+def test_refining_a_finished_model_changes_only_its_decoder_and_keeps_its_measurements(tmp_path):
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "model"
+    assert pretrain(["--out", str(folder), "--clips", "6", "--vae-steps", "2", "--decoder-steps", "0", "--t2v-steps",
+                     "1", "--batch", "2", "--threads", "1"]) == 0
+    (folder / "README.md").write_text((folder / "README.md").read_text() + "\n## Measured base quality\n\nshape 50%\n")
+
+    def weights(part):
+        return {k: v.clone() for k, v in load_file(folder / part / "diffusion_pytorch_model.safetensors").items()}
+
+    old_vae, old_unet = weights("vae"), weights("unet")
+    assert pretrain(["--refine-decoder", str(folder), "--clips", "6", "--decoder-steps", "2", "--threads", "1"]) == 0
+    new_vae, new_unet = weights("vae"), weights("unet")
+    changed = {k for k in old_vae if not torch.equal(old_vae[k], new_vae[k])}
+    assert changed and all(k.startswith(("decoder.", "post_quant_conv.")) for k in changed), changed
+    assert all(torch.equal(old_unet[k], new_unet[k]) for k in old_unet)
+    card = (folder / "README.md").read_text()
+    assert card.index("--refine-decoder FOLDER --decoder-steps 2") < card.index("## Measured base quality")
+    assert "shape 50%" in card and load_backbone(folder).prediction_type == "v_prediction"
+
+
+def test_refining_refuses_a_folder_that_is_not_a_shapes_t2v_model(tmp_path):
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match="not a ShapesT2V folder"):
+        pretrain(["--refine-decoder", str(tmp_path), "--decoder-steps", "1", "--threads", "1"])
+
+
 def test_short_windows_are_consecutive_frames_of_one_clip():
     from motion_core.toy.pretrain.t2v_stage import _batch
 

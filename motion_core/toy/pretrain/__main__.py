@@ -18,6 +18,7 @@ from .data import object_masks, object_pixels, pretraining_specs, render_dataset
 from .decoder_stage import object_error, refine_decoder
 from .motion_contrast import motion_swapped_captions
 from .precision import PRECISIONS, resolve_precision
+from .refine_folder import refine_folder
 from .save import save_model_folder
 from .t2v_stage import train_t2v
 from .vae_stage import encode_clips, reconstruction_error, train_vae
@@ -71,6 +72,9 @@ def main(argv=None) -> int:
     p.add_argument("--vae-from", type=Path, default=None,
                    help="a ShapesT2V folder whose VAE is reused (no VAE stage; the latents stay the same) while the "
                    "text-to-video model trains from scratch: compares text-to-video settings on equal latents")
+    p.add_argument("--refine-decoder", type=Path, default=None, metavar="FOLDER",
+                   help="only run --decoder-steps more decoder steps on this finished ShapesT2V folder (same --clips "
+                   "and --seed as its run) and rewrite it; the UNet and text encoder are copied unchanged")
     p.add_argument("--luma-anchor", action="store_true",
                    help="8-channel latents, 4 of them anchored to 2-px luminance (shape as loud as colour)")
     p.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the text-to-video weights (the saved ones)")
@@ -114,6 +118,10 @@ def main(argv=None) -> int:
     if args.short_fraction > 0 and args.terminal_mean_share > 0:
         p.error("--short-fraction trains 4-frame windows, which have no caption mean clip: add --terminal-mean-share 0")
     torch.set_num_threads(args.threads)
+    if args.refine_decoder is not None:
+        refine_folder(args.refine_decoder, clips=args.clips, seed=args.seed, steps=args.decoder_steps,
+                      device=args.device, log=print)
+        return 0
     precision = resolve_precision(args.precision, args.device)
     started = time.monotonic()
 
