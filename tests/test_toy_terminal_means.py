@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from motion_core.toy.pretrain.terminal_means import caption_means, to_terminal
+from motion_core.toy.pretrain.terminal_means import caption_means, share_now, to_terminal
 
 
 def _latents(n):
@@ -88,3 +88,18 @@ def test_the_command_refuses_short_windows_with_its_default_terminal_share(capsy
     with pytest.raises(SystemExit):
         pretrain(["--out", "/nonexistent/never-written", "--short-fraction", "0.5"])
     assert "--terminal-mean-share 0" in capsys.readouterr().err
+
+
+def test_the_terminal_share_stops_when_steps_or_time_pass_the_cut():
+    assert share_now(0.5, 0.8, step=10, steps=100, elapsed=60, max_seconds=600) == 0.5
+    assert share_now(0.5, 0.8, step=80, steps=100, elapsed=60, max_seconds=600) == 0.0  # steps
+    assert share_now(0.5, 0.8, step=10, steps=100, elapsed=481, max_seconds=600) == 0.0  # the time cap
+    assert share_now(0.5, 1.0, step=99, steps=100, elapsed=599, max_seconds=600) == 0.5  # default: the whole run
+
+
+def test_the_command_refuses_a_cut_outside_the_run(capsys):
+    from motion_core.toy.pretrain.__main__ import main as pretrain
+
+    with pytest.raises(SystemExit):
+        pretrain(["--terminal-mean-until", "1.5"])
+    assert "--terminal-mean-until is a fraction" in capsys.readouterr().err

@@ -54,6 +54,8 @@ class ObjectTrack:
 def _as_float_frames(frames) -> torch.Tensor:
     if isinstance(frames, Clip):
         frames = frames.frames
+    if hasattr(frames, "__array__") and not isinstance(frames, torch.Tensor):
+        frames = torch.as_tensor(frames)  # a NumPy array (e.g. imageio's frames) tracks the same
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[-1] < 3:
         raise InvalidInputError(
             f"Tracking needs frames [F, H, W, 3]; got shape {tuple(getattr(frames, 'shape', ()))}."

@@ -103,6 +103,9 @@ def main(argv=None) -> int:
                    "its caption's clips, so the first sampling step learns what the words say and they, not the "
                    "noise, set the path (terminal_means.py; FINDINGS.md, \"Motion words that set the path\"); "
                    "needs --short-fraction 0; 0 = off")
+    p.add_argument("--terminal-mean-until", type=float, default=1.0,
+                   help="apply --terminal-mean-share until the run is this far through (steps or time, 0-1), then "
+                   "end on plain steps, which keep every frame's object (FINDINGS.md, \"ShapesT2V v3's look\")")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="train the UNet through torch.compile: 1.65x faster CPU steps after ~5 min of compiling; auto "
                    f"= on from {COMPILE_FROM_STEPS} text-to-video steps, where it pays for itself")
@@ -117,6 +120,8 @@ def main(argv=None) -> int:
         p.error("--continue-from already reuses that folder's VAE; give only one of --continue-from and --vae-from")
     if args.short_fraction > 0 and args.terminal_mean_share > 0:
         p.error("--short-fraction trains 4-frame windows, which have no caption mean clip: add --terminal-mean-share 0")
+    if not 0.0 <= args.terminal_mean_until <= 1.0:
+        p.error(f"--terminal-mean-until is a fraction of the run (0-1); got {args.terminal_mean_until}")
     torch.set_num_threads(args.threads)
     if args.refine_decoder is not None:
         refine_folder(args.refine_decoder, clips=args.clips, seed=args.seed, steps=args.decoder_steps,
@@ -160,7 +165,7 @@ def main(argv=None) -> int:
             frame_diff_weight=args.frame_diff_weight, masks=masks, object_weight=args.object_weight,
             motion_contrast=args.motion_contrast, shared_noise=args.shared_noise,
             anchor_share=args.anchor_frames, freeze_text_encoder=args.freeze_text_encoder,
-            terminal_mean_share=args.terminal_mean_share,
+            terminal_mean_share=args.terminal_mean_share, terminal_mean_until=args.terminal_mean_until,
             swapped_captions=motion_swapped_captions(specs, args.seed) if args.motion_contrast > 0 else None,
             ema_decay=args.ema_decay, init=init, seed=args.seed, device=args.device,
             compile=use_compile(args.compile, args.t2v_steps), precision=precision, log=log)

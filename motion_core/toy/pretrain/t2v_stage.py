@@ -20,7 +20,7 @@ from .architecture import MAX_TOKENS, build_scheduler, build_text_encoder, build
 from .compiled_forward import TrainingForward
 from .motion_contrast import CONTRAST_MIN_T, frame_change_error, motion_contrast_loss
 from .precision import autocast
-from .terminal_means import caption_means, to_terminal
+from .terminal_means import caption_means, share_now, to_terminal
 
 CAPTION_DROPOUT = 0.1
 SHORT_FRAMES = 4
@@ -136,6 +136,7 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
               min_snr_gamma: float = 0.0, high_noise_share: float = 0.0, frame_diff_weight: float = 0.0, masks=None,
               object_weight: float = 0.0, motion_contrast: float = 0.0, swapped_captions=None, shared_noise: float = 0.0,
               anchor_share: float = 0.0, freeze_text_encoder: bool = False, terminal_mean_share: float = 0.0,
+              terminal_mean_until: float = 1.0,
               init=None, seed: int = 0, device="cpu", compile: bool = False, precision: str = "fp32", log=print):
     """Returns (unet, text_encoder, scheduler, steps_done), the EMA weights, in eval mode.
 
@@ -159,6 +160,7 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
     47-minute CPU run did not make the samples follow them (FINDINGS.md, "The text encoder folded the motion words").
     `terminal_mean_share`: share of each batch trained at the last timestep against its caption's mean latent
     (`terminal_means`); needs whole clips (`short_fraction` 0). 0 = off, the same random draws as before.
+    `terminal_mean_until`: the share applies until the run is this far through (steps or time), then plain steps.
     `compile`: train through `torch.compile` (`compiled_forward`: 1.65x faster steps on the CPU after ~5 min).
     `precision`: "bf16" runs the text encoder and UNet under bfloat16 autocast (`precision.py`); the weights, the
     EMA and the loss stay float32.
@@ -207,7 +209,9 @@ def train_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, b
         idx, z0, m = _batch(latents, size, SHORT_FRAMES if short else latents.shape[2], g, masks)
         noise = mixed_noise(z0.shape, shared_noise, g).to(device)
         t = draw_timesteps(size, scheduler.config.num_train_timesteps, high_noise_share, g).to(device)
-        z0, t, terminal = to_terminal(z0, t, idx, means, group, terminal_mean_share,
+        share = share_now(terminal_mean_share, terminal_mean_until, step, steps, time.monotonic() - started,
+                          max_minutes * 60)
+        z0, t, terminal = to_terminal(z0, t, idx, means, group, share,
                                       scheduler.config.num_train_timesteps - 1, g)
         zt, keep = anchor_frames(scheduler, z0, noise, t, anchor_share, g)
         target = scheduler.get_velocity(z0, noise, t)

@@ -54,3 +54,13 @@ def to_terminal(z0: torch.Tensor, t: torch.Tensor, idx: torch.Tensor, means: tor
         z0[where] = means[clip_group[moved]].to(z0.device, z0.dtype)
         t[where] = last_t
     return z0, t, moved
+
+
+def share_now(share: float, until: float, step: int, steps: int, elapsed: float, max_seconds: float) -> float:
+    """The terminal share for this step: `share` until the run is `until` of the way through, then 0, so the run
+    ends on plain denoising. How far through is the larger of steps done and time used, since a CPU run usually
+    ends on its time cap. Why: the terminal half of each batch left objects missing from the first frames, and plain
+    steps at the end put them back with the motion words kept (FINDINGS.md, "ShapesT2V v3's look")."""
+    progress = max(step / max(steps, 1), elapsed / max_seconds if max_seconds > 0 else 0.0)
+    return share if progress < until else 0.0
+
