@@ -48,6 +48,8 @@ def test_uint8_clip_and_float_frames_give_the_same_track():
 
     a, b = track_object(render_clip(spec)), track_object(render_clip(spec).frames.float() / 255)
     assert torch.allclose(a.x, b.x) and a.shape == b.shape == "triangle" and a.colour == "yellow"
+    c = track_object(render_clip(spec).frames.numpy())  # imageio hands NumPy arrays
+    assert torch.allclose(a.x, c.x) and c.shape == "triangle"
 
 
 def test_tracker_measures_grow_shrink_as_area_change_in_place():
