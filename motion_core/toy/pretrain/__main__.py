@@ -100,12 +100,12 @@ def main(argv=None) -> int:
                    help="keep the text encoder at its seeded random weights (or --continue-from's): trained jointly it "
                    "folded the motion words together; frozen they stay apart (FINDINGS.md, \"The text encoder folded "
                    "the motion words\"); on by default since the shipped run")
-    p.add_argument("--terminal-mean-share", type=float, default=0.5,
+    p.add_argument("--terminal-mean-share", type=float, default=0.25,
                    help="share of each text-to-video batch trained at the last timestep against the mean latent of "
                    "its caption's clips, so the first sampling step learns what the words say and they, not the "
                    "noise, set the path (terminal_means.py; FINDINGS.md, \"Motion words that set the path\"); "
                    "needs --short-fraction 0; 0 = off")
-    p.add_argument("--terminal-mean-until", type=float, default=1.0,
+    p.add_argument("--terminal-mean-until", type=float, default=0.8,
                    help="apply --terminal-mean-share until the run is this far through (steps or time, 0-1), then "
                    "end on plain steps, which keep every frame's object (FINDINGS.md, \"ShapesT2V v3's look\")")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
