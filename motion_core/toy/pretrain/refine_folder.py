@@ -16,7 +16,6 @@ from .decoder_stage import object_error, refine_decoder
 from .save import atomic_folder
 from .vae_stage import encode_clips, reconstruction_error
 
-CARD_HEADING = "## Measured base quality"
 KEPT = ("unet", "text_encoder", "tokenizer", "scheduler", "model_index.json")
 
 
@@ -56,6 +55,8 @@ def refine_folder(folder: Path, *, clips: int, seed: int, steps: int, device: st
 
 def _card_with_note(card_path: Path, steps: int, clips: int, seed: int, before, after) -> str:
     """The card with one line about this stage, placed before the measured sections (which follow the run's facts)."""
+    from ..base_quality import CARD_HEADING  # the heading base_quality writes its measurements under
+
     text = card_path.read_text()
     head, sep, measured = text.partition(CARD_HEADING)
     note = (f"- Decoder refined afterwards: `python -m motion_core.toy.pretrain --refine-decoder FOLDER --decoder-steps "
