@@ -7,11 +7,11 @@ import os
 import folder_paths
 from comfy_api.latest import io, ui
 
-from ..motion_core.backbones.wan_experts import expert_from_name, expert_file_name, lora_expert, tag_lora
+from ..motion_core.backbones.wan.experts import expert_file_name, expert_from_name, lora_expert, tag_lora
 from ..motion_core.errors import InvalidInputError
-from ..motion_core.safe_paths import is_plain_relative, resolve_in_folders
 from ..motion_core.lora import load_lora, save_lora
 from ..motion_core.lora.stack import LoraStack
+from ..motion_core.safe_paths import is_plain_relative, resolve_in_folders
 from . import paths
 from .types import CATEGORY, LoraStackType, LoraType, ModelType
 

@@ -6,15 +6,14 @@ and node cache, that cache drops the only reference and the model's memory is re
 
 from __future__ import annotations
 
+import comfy.model_management
 import folder_paths
 import torch
 from comfy_api.latest import io
 
-import comfy.model_management
-
 from ..motion_core.backbones import load_backbone
-from ..motion_core.backbones.wan_experts import load_other_expert
-from ..motion_core.backbones.wan_loading import is_wan_folder
+from ..motion_core.backbones.wan.experts import load_other_expert
+from ..motion_core.backbones.wan.loading import is_wan_folder
 from . import paths
 from .types import CATEGORY, ModelType
 

@@ -15,14 +15,14 @@ from motion_core.backbones import (
     tiny_animatediff_backbone,
     tiny_unet3d_backbone,
 )
-from motion_core.backbones.motion_module import (
+from motion_core.backbones.animatediff.motion_module import (
     CONFIGS_DIR,
     derive_motion_adapter_config,
-    read_state_dict,
     to_diffusers_layout,
     to_original_layout,
 )
-from motion_core.backbones.tiny import tiny_tokenizer
+from motion_core.backbones.files import read_state_dict
+from motion_core.backbones.tiny_clip import tiny_tokenizer
 from motion_core.errors import ModelLoadError
 
 

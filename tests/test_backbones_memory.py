@@ -15,12 +15,12 @@ from video_samples import sample_frames, write_animated_image
 
 from motion_core.backbones import memory
 from motion_core.backbones.base import move
-from motion_core.backbones.motion_module import CONFIGS_DIR
-from motion_core.backbones.tiny import tiny_unet3d_backbone
-from motion_core.backbones.tiny_wan import save_tiny_wan_diffusers_folder, tiny_wan_backbone
+from motion_core.backbones.unet3d.tiny import tiny_unet3d_backbone
+from motion_core.backbones.wan import CONFIGS_DIR
+from motion_core.backbones.wan.tiny import save_tiny_wan_diffusers_folder, tiny_wan_backbone
 from motion_core.clips import Clip, ClipSet
 from motion_core.errors import InvalidInputError
-from motion_core.lora import AdapterSpec, add_adapter, adapter_parameters, remove_adapter
+from motion_core.lora import AdapterSpec, adapter_parameters, add_adapter, remove_adapter
 from motion_core.recipes import get_recipe
 from motion_core.sampling import SampleRequest, sample_video
 from motion_core.training import TrainingConfig, train_motion_lora
@@ -44,7 +44,7 @@ def _rel_rms(a, b) -> float:
 
 def _lora_spec(backbone, name="motion", rank=4):
     from motion_core.backbones.base import find_target_modules
-    from motion_core.backbones.wan import WAN_TARGET_PATTERNS
+    from motion_core.backbones.wan.backbone import WAN_TARGET_PATTERNS
 
     targets = tuple(find_target_modules(backbone.denoiser, WAN_TARGET_PATTERNS, "temporal_attn", "wan"))
     return AdapterSpec(name=name, target_modules=targets, rank=rank, alpha=float(rank))

@@ -9,10 +9,11 @@ import json
 import pytest
 import torch
 
-from motion_core.backbones.animatediff import ANIMATEDIFF_TARGET_PATTERNS
+from motion_core.backbones.animatediff import CONFIGS_DIR
+from motion_core.backbones.animatediff.backbone import ANIMATEDIFF_TARGET_PATTERNS
 from motion_core.backbones.base import find_target_modules
-from motion_core.backbones.motion_module import CONFIGS_DIR
-from motion_core.backbones.unet3d import UNET3D_TARGET_PATTERNS
+from motion_core.backbones.unet3d import CONFIGS_DIR as UNET3D_CONFIGS
+from motion_core.backbones.unet3d.backbone import UNET3D_TARGET_PATTERNS
 
 UNET3D_COUNTS = {  # 16 spatial + 16 temporal transformers, 22 temporal conv layers of 4 Conv3d, transformer_in
     "spatial_self_attn": 64, "spatial_cross_attn_q": 16, "spatial_cross_attn_kv": 32, "spatial_cross_attn": 64,
@@ -28,7 +29,8 @@ ANIMATEDIFF_COUNTS = {  # v3: 8 down + 12 up motion modules; v2 adds one in the 
 
 
 def _config(name):
-    return json.loads((CONFIGS_DIR / name / "config.json").read_text())
+    folder = UNET3D_CONFIGS if (UNET3D_CONFIGS / name).is_dir() else CONFIGS_DIR
+    return json.loads((folder / name / "config.json").read_text())
 
 
 def _counts(model, patterns):

@@ -13,8 +13,9 @@ import torch
 from safetensors.torch import save_file
 
 from motion_core.backbones import save_tiny_motion_module_file, tiny_animatediff_backbone
-from motion_core.backbones.single_file import load_sd15_single_file
-from motion_core.backbones.tiny import _tiny_animatediff_parts, _tiny_text_encoder, _tiny_vae, tiny_tokenizer
+from motion_core.backbones.animatediff.single_file import load_sd15_single_file
+from motion_core.backbones.animatediff.tiny import tiny_animatediff_parts
+from motion_core.backbones.tiny_clip import tiny_clip_text_encoder, tiny_clip_vae, tiny_tokenizer
 from motion_core.errors import ModelLoadError
 
 _RESNET = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"), ("conv2", "out_layers.3"),
@@ -77,8 +78,8 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("single")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the draw order of tiny_animatediff_backbone(0)
-        unet2d, _ = _tiny_animatediff_parts()
-        vae, text_encoder = _tiny_vae(), _tiny_text_encoder()
+        unet2d, _ = tiny_animatediff_parts()
+        vae, text_encoder = tiny_clip_vae(), tiny_clip_text_encoder()
     checkpoint = {**_unet_to_ldm(unet2d.state_dict(), 1), **_vae_to_ldm(vae.state_dict(), 2),
                   **{f"cond_stage_model.transformer.text_model.{k.removeprefix('text_model.')}": v
                      for k, v in text_encoder.state_dict().items()}}

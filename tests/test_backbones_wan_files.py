@@ -1,8 +1,8 @@
 """Wan from the files ComfyUI users have: models/diffusion_models (fp16, bf16, fp8, scaled fp8), models/vae (Wan 2.1
 and 2.2 layouts), models/text_encoders (UMT5 with its embedded SentencePiece model), and WanPipeline folders.
 
-Tiny models of the real classes are written in the ORIGINAL layouts (the transformer through wan_keys, the VAE through
-the inverse of the loader's rule, below) and must load back into the same function. Nothing may touch the network.
+Tiny models of the real classes are written in the ORIGINAL layouts (the transformer through wan/keys.py, the VAE
+through the inverse of the loader's rule, below) and must load back into the same function. Nothing may touch the network.
 """
 
 import json
@@ -12,19 +12,24 @@ import socket
 import pytest
 import torch
 from safetensors.torch import save_file
+from wan_samples import PREFIX, _rounded_like_file, _vae_to_original, write_tiny_wan_files
 
 from motion_core.backbones import load_backbone
 from motion_core.backbones.loading import detect_family
-from motion_core.backbones.motion_module import CONFIGS_DIR
-from motion_core.backbones.tiny_wan import save_tiny_wan_diffusers_folder, tiny_wan_parts, tiny_wan_tokenizer
-from motion_core.backbones.wan_keys import diffusers_module_to_original, original_to_diffusers
-from motion_core.backbones.wan_loading import load_wan_components
-from motion_core.backbones.wan_single_file import load_transformer_file, load_vae_file, transformer_arch, \
-    transformer_config_from_weights, vae_layout, vae_to_diffusers
-from motion_core.backbones.wan_text_encoder import load_text_encoder_file
+from motion_core.backbones.wan import CONFIGS_DIR
+from motion_core.backbones.wan.keys import diffusers_module_to_original, original_to_diffusers
+from motion_core.backbones.wan.loading import load_wan_components
+from motion_core.backbones.wan.single_file import (
+    load_transformer_file,
+    load_vae_file,
+    transformer_arch,
+    transformer_config_from_weights,
+    vae_layout,
+    vae_to_diffusers,
+)
+from motion_core.backbones.wan.text_encoder import load_text_encoder_file
+from motion_core.backbones.wan.tiny import save_tiny_wan_diffusers_folder, tiny_wan_parts, tiny_wan_tokenizer
 from motion_core.errors import LoraMismatchError, ModelLoadError
-from wan_samples import PREFIX, _rounded_like_file, _vae_to_original, write_tiny_wan_files
-
 
 
 @pytest.fixture(autouse=True)
@@ -158,7 +163,7 @@ def test_wan22_vae_file_loads_with_its_derived_config(tmp_path):
 
 
 def test_text_encoder_file_loads_umt5_and_its_embedded_tokenizer(wan):
-    from motion_core.backbones.wan_text_encoder import load_umt5_tokenizer
+    from motion_core.backbones.wan.text_encoder import load_umt5_tokenizer
 
     model, spiece = load_text_encoder_file(wan["root"] / "umt5_tiny_fp16.safetensors")
     tokenizer = load_umt5_tokenizer(spiece)
@@ -243,8 +248,8 @@ def test_real_vae_and_umt5_sizes_pick_the_shipped_configs_on_the_meta_device():
     from diffusers import AutoencoderKLWan
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from motion_core.backbones.wan_single_file import vae_config_from_weights
-    from motion_core.backbones.wan_text_encoder import umt5_config_from_weights
+    from motion_core.backbones.wan.single_file import vae_config_from_weights
+    from motion_core.backbones.wan.text_encoder import umt5_config_from_weights
 
     for name, residual in (("wan2.1", False), ("wan2.2", True)):
         shipped = json.loads((CONFIGS_DIR / "wan_vae" / name / "config.json").read_text())

@@ -12,8 +12,8 @@ import torch
 
 from motion_core.backbones import WanBackbone
 from motion_core.backbones.base import find_target_modules
-from motion_core.backbones.motion_module import CONFIGS_DIR
-from motion_core.backbones.wan import WAN_TARGET_PATTERNS
+from motion_core.backbones.wan import CONFIGS_DIR
+from motion_core.backbones.wan.backbone import WAN_TARGET_PATTERNS
 
 
 def _per_layer_counts(layers):

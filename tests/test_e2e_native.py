@@ -27,7 +27,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from motion_core.backbones.tiny_wan import COMFY_FREQ_DIM
+from motion_core.backbones.wan.tiny import COMFY_FREQ_DIM
 from tests.harness.comfy_server import ComfyServer
 from tests.harness.workflow_api import to_api_prompt
 from tests.video_samples import write_sample_video

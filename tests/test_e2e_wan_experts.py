@@ -43,7 +43,7 @@ def _sample(model: str, stack: list | None = None) -> dict:
 
 
 def test_an_a14b_pair_trains_the_high_noise_expert_saves_it_by_name_and_samples_with_both(comfy):
-    from motion_core.backbones.wan_experts import lora_expert
+    from motion_core.backbones.wan.experts import lora_expert
     from motion_core.lora import load_lora
 
     _a14b_files(comfy)

@@ -28,7 +28,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from motion_core.backbones.tiny_wan import COMFY_FREQ_DIM
+from motion_core.backbones.wan.tiny import COMFY_FREQ_DIM
 from tests.harness.comfy_server import ComfyServer
 from tests.wan_samples import COMFY_FILES, place_tiny_wan_files
 

@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import save_file
 
 from motion_core.backbones import load_backbone, save_tiny_diffusers_folder
-from motion_core.backbones.loading import combine_unet_and_motion_adapter
-from motion_core.backbones.tiny import _tiny_animatediff_parts
-from motion_core.backbones.tiny_wan import save_tiny_wan_diffusers_folder
+from motion_core.backbones.animatediff.motion_module import combine_unet_and_motion_adapter
+from motion_core.backbones.animatediff.tiny import tiny_animatediff_parts
+from motion_core.backbones.wan.tiny import save_tiny_wan_diffusers_folder
 from motion_core.errors import ModelLoadError
 
 # Phrases of transformers, diffusers and json that must not reach a user.
@@ -153,7 +153,7 @@ def test_a_motion_module_with_more_layers_per_block_names_the_file_and_both_layo
 def test_combining_a_mismatched_adapter_in_memory_still_reads_as_a_fix():
     from diffusers import MotionAdapter
 
-    unet2d, _ = _tiny_animatediff_parts()
+    unet2d, _ = tiny_animatediff_parts()
     adapter = MotionAdapter(block_out_channels=(32, 64, 64), motion_layers_per_block=1, motion_num_attention_heads=8,
                             motion_norm_num_groups=32, motion_max_seq_length=32, use_motion_mid_block=False)
     with pytest.raises(ModelLoadError, match=r"^The motion module does not fit this UNet: it has 3 blocks") as err:

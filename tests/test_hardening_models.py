@@ -19,9 +19,9 @@ from motion_core.backbones import (
     save_tiny_motion_module_file,
     tiny_unet3d_backbone,
 )
-from motion_core.backbones.motion_module import all_finite, read_state_dict
-from motion_core.backbones.wan_files import file_keys, read_weights
-from motion_core.backbones.wan_single_file import load_vae_file
+from motion_core.backbones.files import all_finite, read_state_dict
+from motion_core.backbones.wan.files import file_keys, read_weights
+from motion_core.backbones.wan.single_file import load_vae_file
 from motion_core.errors import ModelLoadError, MotionCoreError, TrainingError
 from motion_core.sampling import LoraStack, sample_video
 from motion_core.training import TrainingConfig, train_motion_lora
@@ -200,9 +200,9 @@ def test_weights_that_overflow_fp16_say_to_load_in_bf16_or_fp32(tmp_path):
 
 
 def test_the_finite_check_works_in_chunks_on_big_tensors(monkeypatch):
-    from motion_core.backbones import motion_module
+    from motion_core.backbones import files
 
-    monkeypatch.setattr(motion_module, "_FINITE_CHUNK", 7)
+    monkeypatch.setattr(files, "_FINITE_CHUNK", 7)
     tensor = torch.zeros(10, 10)
     assert all_finite(tensor)
     tensor[9, 9] = float("inf")

@@ -13,13 +13,17 @@ import torch
 from harness.provision import comfyui_dir
 from safetensors.torch import save_file
 
-from motion_core.backbones.motion_module import CONFIGS_DIR
-from motion_core.backbones.tiny import tiny_animatediff_backbone
+from motion_core.backbones.animatediff import CONFIGS_DIR
+from motion_core.backbones.animatediff.tiny import tiny_animatediff_backbone
 from motion_core.errors import InvalidInputError, LoraMismatchError
 from motion_core.lora import check_lora_fits, detect_format, load_lora
 from motion_core.lora.formats.sd15_comfy import BIAS_AND_NORM_PATCHES
-from motion_core.lora.formats.sd15_original import (layout_from_config, layout_from_module_names, original_name,
-                                                     original_names)
+from motion_core.lora.formats.sd15_original import (
+    layout_from_config,
+    layout_from_module_names,
+    original_name,
+    original_names,
+)
 from motion_core.lora.merge import lora_delta
 from motion_core.lora.synthetic import random_lora
 
@@ -225,7 +229,7 @@ def test_a_file_naming_blocks_the_released_unet_lacks_is_an_error_without_a_mode
 
 def test_a_unet_with_temporal_layers_in_its_blocks_gets_no_ldm_names():
     """ModelScope's UNet3D has an original layout of its own; LDM names must not land on it by coincidence."""
-    from motion_core.backbones.tiny import tiny_unet3d_backbone
+    from motion_core.backbones.unet3d.tiny import tiny_unet3d_backbone
 
     names = [n for n, _ in tiny_unet3d_backbone().denoiser.named_modules()]
     assert layout_from_module_names(names) is None and original_names(names) == {}

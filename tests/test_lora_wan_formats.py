@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from motion_core.backbones.tiny_wan import tiny_wan_backbone
+from motion_core.backbones.wan.tiny import tiny_wan_backbone
 from motion_core.errors import InvalidInputError
 from motion_core.lora import detect_format, load_lora, save_lora
 from motion_core.lora.merge import lora_delta

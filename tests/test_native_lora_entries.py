@@ -13,7 +13,7 @@ from motion_core.native import StrengthKeyframe, native_loras, native_state_dict
 
 @pytest.fixture(scope="module")
 def wan_lora():
-    from motion_core.backbones.tiny_wan import tiny_wan_backbone
+    from motion_core.backbones.wan.tiny import tiny_wan_backbone
     from motion_core.lora.synthetic import random_lora
 
     with torch.no_grad():

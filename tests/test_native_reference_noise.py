@@ -11,7 +11,7 @@ from motion_core.sampling.noise_prior import flow_invert, prepare_reference
 
 @pytest.fixture(scope="module")
 def wan():
-    from motion_core.backbones.tiny_wan import tiny_wan_backbone
+    from motion_core.backbones.wan.tiny import tiny_wan_backbone
 
     return tiny_wan_backbone()
 

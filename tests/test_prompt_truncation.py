@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from motion_core.backbones import load_backbone, tiny_animatediff_backbone, tiny_unet3d_backbone
-from motion_core.backbones.tiny_wan import TINY_WAN_MAX_TOKENS, tiny_wan_backbone
+from motion_core.backbones.wan.tiny import TINY_WAN_MAX_TOKENS, tiny_wan_backbone
 
 SHAPES_T2V = Path(__file__).resolve().parents[1] / "motion_core" / "toy" / "shapes_t2v"
 LONG_SHAPES_PROMPT = ("a red circle moves left and a blue square moves right while a green triangle spins around "

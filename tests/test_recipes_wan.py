@@ -7,7 +7,7 @@ import pytest
 import torch
 from test_recipe_support import base_snapshot, clipset, probe_step, wave_clip
 
-from motion_core.backbones.tiny_wan import tiny_wan_backbone
+from motion_core.backbones.wan.tiny import tiny_wan_backbone
 from motion_core.errors import CancelledError, InvalidInputError
 from motion_core.recipes import RECIPES, get_recipe, losses
 from motion_core.training import TrainingCallbacks, TrainingConfig, train_motion_lora

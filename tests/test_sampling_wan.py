@@ -4,7 +4,7 @@ prior through flow-ODE inversion, previews and cancel."""
 import pytest
 import torch
 
-from motion_core.backbones.tiny_wan import tiny_wan_backbone
+from motion_core.backbones.wan.tiny import tiny_wan_backbone
 from motion_core.errors import CancelledError, InvalidInputError
 from motion_core.lora.synthetic import random_lora
 from motion_core.sampling import LoraStack, SampleRequest, SamplingCallbacks, flow_invert, make_scheduler, sample_video

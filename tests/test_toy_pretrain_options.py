@@ -31,7 +31,7 @@ def test_compiling_is_automatic_only_for_runs_long_enough_to_pay_back():
 
 
 def _tiny_unet():
-    from motion_core.backbones.tiny import tiny_unet3d_backbone
+    from motion_core.backbones.unet3d.tiny import tiny_unet3d_backbone
 
     return tiny_unet3d_backbone(0).denoiser
 

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from motion_core.backbones import load_backbone
-from motion_core.backbones.tiny_wan import save_tiny_wan_diffusers_folder, tiny_wan_backbone, tiny_wan_parts
-from motion_core.backbones.wan_experts import (attach_experts, expert_file_name, expert_from_name, lora_expert,
-                                               tag_lora)
-from motion_core.backbones.wan_loading import load_wan_backbone
+from motion_core.backbones.wan.experts import attach_experts, expert_file_name, expert_from_name, lora_expert, tag_lora
+from motion_core.backbones.wan.loading import load_wan_backbone
+from motion_core.backbones.wan.tiny import save_tiny_wan_diffusers_folder, tiny_wan_backbone, tiny_wan_parts
 from motion_core.errors import ModelLoadError
 from motion_core.lora.merge import lora_delta
 from motion_core.lora.synthetic import random_lora

@@ -1,5 +1,5 @@
 """Tiny Wan models written in the ORIGINAL file layouts ComfyUI users have (models/diffusion_models, models/vae,
-models/text_encoders), for the loader tests and the end-to-end tier. The transformer goes through wan_keys; the VAE
+models/text_encoders), for the loader tests and the end-to-end tier. The transformer goes through wan/keys.py; the VAE
 through an inverse of the loader's rule written independently here; the UMT5 file carries an embedded SentencePiece
 model as ComfyUI's files do."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from motion_core.backbones.tiny_wan import tiny_wan_parts, tiny_wan_tokenizer
-from motion_core.backbones.wan_keys import diffusers_to_original
+from motion_core.backbones.wan.keys import diffusers_to_original
+from motion_core.backbones.wan.tiny import tiny_wan_parts, tiny_wan_tokenizer
 
 PREFIX = "model.diffusion_model."
 FP8 = torch.float8_e4m3fn

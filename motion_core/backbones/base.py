@@ -327,3 +327,14 @@ def move(module: nn.Module, device=None, dtype: torch.dtype | None = None) -> nn
     """module.to(device, dtype) through torch's own Module.to: diffusers' override logs a misleading "should be kept
     in float32: []" warning on every dtype cast of a model that keeps nothing in float32."""
     return nn.Module.to(module, device=device, dtype=dtype)
+
+
+def ready(cls, unet, vae, text_encoder, tokenizer, scheduler, dtype, device, source):
+    """Move to device/dtype, freeze everything (adapters add the trainable weights), wrap in ``cls``."""
+    for module in (unet, vae, text_encoder):
+        move(module, device, dtype).requires_grad_(False)
+    vae.eval()
+    text_encoder.eval()
+    return cls(denoiser=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+               device=device, dtype=dtype, source=source)
+

@@ -16,6 +16,7 @@ import torch
 from ..errors import InvalidInputError
 from .base import VAE_FRAMES_PER_CALL, Backbone, as_batched_frames, cut_prompt_message, denoise_inputs
 
+
 class ClipUNetBackbone(Backbone):
     """A Backbone whose VAE is a 2D AutoencoderKL applied frame by frame and whose text encoder is CLIP."""
 

@@ -12,10 +12,11 @@ from functools import lru_cache
 
 import torch
 
-from .motion_module import CONFIGS_DIR
+from .animatediff import CONFIGS_DIR as ANIMATEDIFF_CONFIGS
+from .unet3d import CONFIGS_DIR as UNET3D_CONFIGS
 
-REFERENCE_ARCHITECTURES = {"sd15": ("UNet2DConditionModel", "sd15/unet"),
-                           "unet3d": ("UNet3DConditionModel", "zeroscope_v2_576w_unet")}
+REFERENCE_ARCHITECTURES = {"sd15": ("UNet2DConditionModel", ANIMATEDIFF_CONFIGS / "sd15" / "unet"),
+                           "unet3d": ("UNet3DConditionModel", UNET3D_CONFIGS / "zeroscope_v2_576w_unet")}
 """Name -> (diffusers class, config folder): SD1.5 (AnimateDiff's spatial layers), ZeroScope / ModelScope."""
 
 
@@ -25,7 +26,7 @@ def reference_module_names(architecture: str) -> tuple[str, ...]:
     import diffusers
 
     class_name, folder = REFERENCE_ARCHITECTURES[architecture]
-    config = json.loads((CONFIGS_DIR / folder / "config.json").read_text())
+    config = json.loads((folder / "config.json").read_text())
     with torch.device("meta"):
         model = getattr(diffusers, class_name).from_config(config)
     return tuple(name for name, _ in model.named_modules())

@@ -12,7 +12,7 @@ import json
 import torch
 
 from ..backbones.base import move
-from ..backbones.motion_module import CONFIGS_DIR
+from ..backbones.wan import CONFIGS_DIR
 
 TRANSFORMERS = {
     "wan2.1_t2v_1.3b": "wan2.1_t2v_1.3b",
@@ -56,7 +56,7 @@ def wan_scheduler():
 def denoiser_only_backbone(variant: str = "wan2.1_t2v_1.3b", *, dtype=torch.bfloat16):
     """A CPU WanBackbone with just the real transformer and scheduler: enough for a training step on cached
     latents and text states (what the memory measurement runs), without the 11 GB text encoder."""
-    from ..backbones.wan import WanBackbone
+    from ..backbones.wan.backbone import WanBackbone
 
     return WanBackbone(denoiser=wan_transformer(variant, dtype=dtype), vae=None, text_encoder=None, tokenizer=None,
                        scheduler=wan_scheduler(), device=torch.device("cpu"), dtype=dtype,
@@ -70,9 +70,9 @@ def full_backbone(variant: str, device, dtype):
     from diffusers import AutoencoderKLWan
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from ..backbones.loading import ready
-    from ..backbones.tiny_wan import tiny_wan_tokenizer
-    from ..backbones.wan import MAX_TEXT_TOKENS, WanBackbone
+    from ..backbones.base import ready
+    from ..backbones.wan.backbone import MAX_TEXT_TOKENS, WanBackbone
+    from ..backbones.wan.tiny import tiny_wan_tokenizer
 
     denoiser = wan_transformer(variant, device=device, dtype=dtype)
     torch.manual_seed(0)

@@ -53,8 +53,8 @@ def _zeroscope_backbone():
     import torch
     from diffusers import DDIMScheduler, UNet3DConditionModel
 
-    from ..backbones.loading import CONFIGS_DIR
-    from ..backbones.unet3d import UNet3DBackbone
+    from ..backbones.unet3d import CONFIGS_DIR
+    from ..backbones.unet3d.backbone import UNet3DBackbone
 
     config = UNet3DConditionModel.load_config(str(CONFIGS_DIR / "zeroscope_v2_576w_unet"))
     with torch.device("meta"):
@@ -81,7 +81,7 @@ def _setup(model: str, frames: int, pixels: int, g):
         return _zeroscope_backbone(), TrainingSample(
             latents=torch.randn(1, 4, FRAMES, LATENT_SIZE, LATENT_SIZE, generator=g),
             text_states=torch.randn(1, 77, 1024, generator=g), clip_index=0, caption="")
-    from ..backbones.wan import MAX_TEXT_TOKENS
+    from ..backbones.wan.backbone import MAX_TEXT_TOKENS
     from ._real_wan import denoiser_only_backbone
 
     backbone = denoiser_only_backbone(model)

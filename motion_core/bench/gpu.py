@@ -29,7 +29,9 @@ import time
 
 import torch
 
-from ..backbones.loading import CONFIGS_DIR, ready
+from ..backbones.animatediff import CONFIGS_DIR
+from ..backbones.base import ready
+from ..backbones.unet3d import CONFIGS_DIR as UNET3D_CONFIGS
 from ..clips import Clip, ClipSet
 from ..errors import InvalidInputError
 from ..recipes import get_recipe, recipe_names
@@ -59,7 +61,9 @@ DEFAULT_FAMILIES = "zeroscope,animatediff,wan_1.3b,wan_14b"
 
 def build_backbone(family: str, device: str, dtype: torch.dtype):
     """A ready Backbone of the real architecture with random weights, built directly on ``device``."""
-    from ..backbones.tiny import tiny_animatediff_backbone, tiny_tokenizer, tiny_unet3d_backbone
+    from ..backbones.animatediff.tiny import tiny_animatediff_backbone
+    from ..backbones.tiny_clip import tiny_tokenizer
+    from ..backbones.unet3d.tiny import tiny_unet3d_backbone
 
     if family in MEMORY_OPTIONS and MEMORY_OPTIONS[family].get("block_offload"):
         return _offloaded_wan_backbone(WAN_FAMILIES[family], device, dtype)
@@ -68,7 +72,7 @@ def build_backbone(family: str, device: str, dtype: torch.dtype):
 
         return full_backbone(WAN_FAMILIES[family], device, dtype)
     if family == "tiny_wan":
-        from ..backbones.tiny_wan import tiny_wan_backbone
+        from ..backbones.wan.tiny import tiny_wan_backbone
 
         return tiny_wan_backbone(0, dtype=dtype, device=device)
     if family == "tiny":
@@ -84,19 +88,19 @@ def build_backbone(family: str, device: str, dtype: torch.dtype):
         if family == "zeroscope":
             from diffusers import UNet3DConditionModel
 
-            from ..backbones.unet3d import UNet3DBackbone
+            from ..backbones.unet3d.backbone import UNet3DBackbone
 
             cls = UNet3DBackbone
             unet = UNet3DConditionModel.from_config(
-                UNet3DConditionModel.load_config(str(CONFIGS_DIR / "zeroscope_v2_576w_unet")))
+                UNet3DConditionModel.load_config(str(UNET3D_CONFIGS / "zeroscope_v2_576w_unet")))
             text_config = CLIPTextConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
                                          num_attention_heads=16, hidden_act="gelu", projection_dim=1024)
             scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
         elif family == "animatediff":
             from diffusers import MotionAdapter, UNet2DConditionModel
 
-            from ..backbones.animatediff import AnimateDiffBackbone
-            from ..backbones.loading import combine_unet_and_motion_adapter
+            from ..backbones.animatediff.backbone import AnimateDiffBackbone
+            from ..backbones.animatediff.motion_module import combine_unet_and_motion_adapter
 
             cls = AnimateDiffBackbone
             unet2d = UNet2DConditionModel.from_config(
@@ -117,7 +121,7 @@ def _offloaded_wan_backbone(variant: str, device: str, dtype: torch.dtype):
     """The transformer's blocks on the CPU and everything else (its embeddings and head, the VAE, UMT5) on
     ``device``: where block offload keeps them, without the whole model ever being on the card."""
     from ..backbones.memory import move_outside_blocks
-    from ..backbones.wan import WanBackbone
+    from ..backbones.wan.backbone import WanBackbone
     from ._real_wan import full_backbone, wan_transformer
 
     # Every Wan 2.1 size shares the VAE and UMT5-XXL: take them from the 1.3B build and drop its transformer.

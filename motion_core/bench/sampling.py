@@ -26,7 +26,7 @@ import torch
 
 from ..backbones import tiny_unet3d_backbone
 from ..backbones.base import move
-from ..backbones.tiny import TINY_TEXT_DIM
+from ..backbones.tiny_clip import TINY_TEXT_DIM
 from ..lora import attach_lora, remove_all_adapters, set_adapter_scale
 from ..lora.synthetic import random_lora
 from ..sampling import LoraStack, SampleRequest, sample_video

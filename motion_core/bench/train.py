@@ -48,7 +48,7 @@ def real_shaped_backbone(seed: int = 0):
     from diffusers import UNet3DConditionModel
 
     from ..backbones import tiny_unet3d_backbone
-    from ..backbones.tiny import TINY_TEXT_DIM
+    from ..backbones.tiny_clip import TINY_TEXT_DIM
 
     backbone = tiny_unet3d_backbone(seed)
     with torch.random.fork_rng(devices=[]):

@@ -78,7 +78,7 @@ def run(args) -> int:
     prior = load_reference_video(args.noise_prior_video) if args.noise_prior_video else None
     backbone = load_backbone(args.model, device=args.device, **model_file_options(args))
     if args.second_expert:
-        from ..backbones.wan_experts import load_other_expert
+        from ..backbones.wan.experts import load_other_expert
 
         load_other_expert(backbone, None if args.second_expert == "folder" else args.second_expert)
     request = SampleRequest(

@@ -15,11 +15,17 @@ Typical use::
 
 from .apply import adapter_name_for, attach_lora, check_lora_fits, lora_from_adapter, spec_for
 from .config import AdapterSpec
-from .control import (adapter_parameters, only_adapters_enabled, set_adapter_enabled, set_adapter_scale,
-                      set_adapter_trainable, sync_adapters)
+from .control import (
+                      adapter_parameters,
+                      only_adapters_enabled,
+                      set_adapter_enabled,
+                      set_adapter_scale,
+                      set_adapter_trainable,
+                      sync_adapters,
+)
 from .files import LoraFileError, atomic_write, load_lora, lora_from_tensors, read_tensor_file, save_lora
 from .formats.detect import FORMATS, detect_format
-from .inject import add_adapter, adapter_names, adapter_state, remove_adapter, remove_all_adapters
+from .inject import adapter_names, adapter_state, add_adapter, remove_adapter, remove_all_adapters
 from .motion_lora import MotionLora
 from .state import adapter_state_dict, canonical_key, load_adapter_state
 

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from ..errors import LoraMismatchError
 from .config import AdapterSpec
-from .inject import SUPPORTED_LAYERS, add_adapter, adapter_state, base_layer, remove_adapter
+from .inject import SUPPORTED_LAYERS, adapter_state, add_adapter, base_layer, remove_adapter
 from .motion_lora import MotionLora
 from .state import adapter_state_dict, canonical_key, load_adapter_state
 

@@ -3,7 +3,7 @@
 peft ties these together: activating an adapter also makes it trainable, and activating one adapter on a shared
 layer deactivates the others. Recipes need them separate (MotionDirector trains the temporal LoRA while the frozen
 spatial LoRA stays active; MotionCrafter runs the base with every LoRA off), so the registry in inject.py is the
-single source of truth and ``sync_adapters`` re-derives all peft layer state from it after every change.
+single source of truth (registry.py) and ``sync_adapters`` re-derives all peft layer state from it after every change.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import torch.nn as nn
 
 from ..errors import InvalidInputError
-from .inject import adapter_state, lora_layers, registry
+from .registry import adapter_state, lora_layers, registry
 
 
 def sync_adapters(model: nn.Module) -> None:

@@ -1,8 +1,8 @@
 """Putting named LoRA adapters into a denoiser and taking them out again.
 
-peft does the layer surgery (``inject_adapter_in_model``); this module adds what peft leaves to the caller: a
-registry of our adapters on the model (spec, enabled, scale, trainable), exact module targeting (full names, no
-suffix matching that could catch a neighbour), a clear error for targets the model lacks, and a removal that puts
+peft does the layer surgery (``inject_adapter_in_model``); this module adds what peft leaves to the caller: an
+entry in our registry of adapters (registry.py: spec, enabled, scale, trainable), exact module targeting (full names,
+no suffix matching that could catch a neighbour), a clear error for targets the model lacks, and a removal that puts
 the original layers back so a base model sampled after a LoRA run is the same module tree as before it.
 """
 
@@ -10,60 +10,16 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
 
 import torch.nn as nn
 from peft import LoraConfig, inject_adapter_in_model
-from peft.tuners.lora.layer import LoraLayer
 
 from ..errors import InvalidInputError, LoraMismatchError
 from .config import AdapterSpec
+from .control import sync_adapters
+from .registry import AdapterState, adapter_names, adapter_state, base_layer, lora_layers, registry
 
-_REGISTRY_ATTR = "_motion_core_adapters"
 SUPPORTED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-@dataclass
-class AdapterState:
-    """How one adapter currently behaves; control.py turns this into peft layer state."""
-
-    spec: AdapterSpec
-    enabled: bool = True
-    scale: float = 1.0
-    trainable: bool = True
-
-
-def registry(model: nn.Module) -> dict[str, AdapterState]:
-    """The adapters this package injected into ``model`` (name -> state); empty for a clean model."""
-    reg = model.__dict__.get(_REGISTRY_ATTR)
-    if reg is None:
-        reg = {}
-        model.__dict__[_REGISTRY_ATTR] = reg
-    return reg
-
-
-def adapter_names(model: nn.Module) -> list[str]:
-    return list(registry(model))
-
-
-def adapter_state(model: nn.Module, name: str) -> AdapterState:
-    reg = registry(model)
-    if name not in reg:
-        have = ", ".join(reg) or "none"
-        raise InvalidInputError(f"The model has no LoRA adapter named {name!r} (adapters present: {have}).")
-    return reg[name]
-
-
-def lora_layers(model: nn.Module, name: str | None = None):
-    """Yield (module name, peft LoRA layer) pairs, only those holding adapter ``name`` when one is given."""
-    for module_name, module in model.named_modules():
-        if isinstance(module, LoraLayer) and (name is None or name in module.lora_A):
-            yield module_name, module
-
-
-def base_layer(module: nn.Module) -> nn.Module:
-    """The original layer under any peft wrapping (a module may already carry other adapters)."""
-    return module.get_base_layer() if isinstance(module, LoraLayer) else module
 
 
 def _positional_input(module, args, kwargs):
@@ -104,8 +60,6 @@ def check_targets(model: nn.Module, modules) -> None:
 def add_adapter(model: nn.Module, spec: AdapterSpec, *, enabled: bool = True, scale: float = 1.0,
                 trainable: bool = True) -> None:
     """Inject ``spec`` as a new adapter (A random, B zero, as peft initialises it); base weights stay frozen."""
-    from .control import sync_adapters
-
     reg = registry(model)
     if spec.name in reg:
         raise InvalidInputError(
@@ -134,8 +88,6 @@ def add_adapter(model: nn.Module, spec: AdapterSpec, *, enabled: bool = True, sc
 
 def remove_adapter(model: nn.Module, name: str) -> None:
     """Delete adapter ``name``; layers left without adapters are replaced by their original modules."""
-    from .control import sync_adapters
-
     adapter_state(model, name)
     for module_name, layer in list(lora_layers(model, name)):
         layer.delete_adapter(name)

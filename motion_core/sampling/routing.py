@@ -3,7 +3,7 @@
 A model with one denoiser (every family, and a Wan 2.2 A14B expert loaded alone) runs it at every step with the
 whole stack, exactly as before experts existed. A backbone holding both A14B experts hands each timestep to its
 owner as WanPipeline does (the high-noise expert for t >= boundary_ratio · 1000), and each LoRA is merged only into
-the expert it belongs to (backbones/wan_experts.py says which), only while that expert runs: when the low-noise
+the expert it belongs to (backbones/wan/experts.py says which), only while that expert runs: when the low-noise
 expert takes over, the high-noise expert's merged weights are put back at once, not at the end of the run.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..backbones.wan_experts import expert_denoisers, experts_of, loaded_expert, lora_expert
+from ..backbones.wan.experts import expert_denoisers, experts_of, loaded_expert, lora_expert
 from ..lora.merge import StackMerger
 from ..lora.stack import LoraStack
 

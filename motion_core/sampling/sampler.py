@@ -17,8 +17,8 @@ import time
 
 import torch
 
+from ..backbones.wan.experts import expert_denoisers
 from ..errors import MotionCoreError
-from ..backbones.wan_experts import expert_denoisers
 from .callbacks import SamplingCallbacks
 from .noise_prior import blend_prior, invert, prepare_reference
 from .preview import latent_preview

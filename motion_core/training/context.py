@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 
 from ..lora.control import sync_adapters
-from ..lora.inject import registry
+from ..lora.registry import registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backbones import Backbone

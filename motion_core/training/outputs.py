@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..backbones.wan_experts import loaded_expert
+from ..backbones.wan.experts import loaded_expert
 from ..lora import MotionLora, lora_from_adapter
 
 

@@ -24,7 +24,7 @@ from ..clips import Clip, ClipSet
 from ..errors import CancelledError, InvalidInputError, MotionCoreError, TrainingError
 from ..lora import MotionLora, add_adapter, adapter_parameters, remove_adapter
 from ..lora.control import sync_adapters
-from ..lora.inject import registry
+from ..lora.registry import registry
 from ..lora.state import adapter_state_dict, load_adapter_state
 from ..recipes import Recipe, get_recipe
 from . import checkpoint as ckpt

@@ -25,7 +25,7 @@ from collections import Counter
 
 import torch
 
-from ...backbones.wan_keys import diffusers_module_to_original, original_key_to_diffusers, strip_original_prefix
+from ...backbones.wan.keys import diffusers_module_to_original, original_key_to_diffusers, strip_original_prefix
 from ...errors import InvalidInputError, LoraMismatchError
 from ..metadata import decode_header, encode_header
 from ..motion_lora import MotionLora
@@ -52,7 +52,7 @@ def wan_module(original: str) -> str | None:
 def unflatten(flat: str) -> str | None:
     """``blocks_0_self_attn_q`` -> ``blocks.0.self_attn.q``: the one way of turning underscores into dots that names
     a Wan module. Tried exhaustively (a name has at most a handful of underscores) rather than with a second table, so
-    it can never disagree with wan_keys."""
+    it can never disagree with backbones/wan/keys.py."""
     parts = flat.split("_")
     if not flat.startswith(_WAN_HEADS) or len(parts) - 1 > _MAX_UNDERSCORES:
         return None

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from . import checkpointing
-from .base import ATTN_ALL, FF, unet_target_patterns
-from .clip_unet import ClipUNetBackbone
+from .. import checkpointing
+from ..base import ATTN_ALL, FF, unet_target_patterns
+from ..clip_unet import ClipUNetBackbone
 
 UNET3D_TARGET_PATTERNS = {
     **unet_target_patterns(r"(^|\.)temp_attentions\.\d+\.transformer_blocks\.\d+\."),

@@ -28,10 +28,10 @@ from typing import Sequence
 
 import torch
 
-from ..errors import InvalidInputError
-from . import checkpointing
-from .base import ATTN_ALL, ATTN_QKV, VAE_FRAMES_PER_CALL, Backbone, as_batched_frames, denoise_inputs
-from .objectives import FlowMatchObjective
+from ...errors import InvalidInputError
+from .. import checkpointing
+from ..base import ATTN_ALL, ATTN_QKV, VAE_FRAMES_PER_CALL, Backbone, as_batched_frames, denoise_inputs
+from ..objectives import FlowMatchObjective
 
 WAN_BLOCK = r"^blocks\.\d+\."
 WAN_TARGET_PATTERNS = {

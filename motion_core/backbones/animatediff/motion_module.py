@@ -1,5 +1,5 @@
 """AnimateDiff motion modules from disk: original checkpoints (mm_sd_v15*.ckpt, v3_sd15_mm.ckpt), diffusers-layout
-single files, or diffusers MotionAdapter folders, plus the safe state-dict reader every single-file path uses.
+single files, or diffusers MotionAdapter folders, and their joining with an SD1.5 UNet into a UNetMotionModel.
 
 The adapter's architecture is read off the checkpoint itself (motion layers per block, frame-table length, presence
 of a mid-block module) and the UNet it joins (channel widths), so v1 (24 frames), v2 (mid block) and v3 load without
@@ -9,122 +9,25 @@ hub lookups; the results equal the shipped configs/animatediff_motion_adapter_v*
 from __future__ import annotations
 
 import logging
-import os
-import pickle
-import stat
-import struct
 from pathlib import Path
 
 import torch
 
-from ..errors import ModelLoadError
-from .base import move
+from ...errors import ModelLoadError
+from ..base import move
+from ..files import read_state_dict, shape_mismatch
 
 log = logging.getLogger(__name__)
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+"""Shipped configs (SD1.5 parts, the AnimateDiff schedule, MotionAdapter v1-v3): diffusers would fetch them online."""
 _ORIGINAL_MARK = ".temporal_transformer."
 _RENAMES = ((".norms.0", ".norm1"), (".norms.1", ".norm2"), (".ff_norm", ".norm3"),
             (".attention_blocks.0", ".attn1"), (".attention_blocks.1", ".attn2"))
 
 
-def read_state_dict(path) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors file, or of a .ckpt/.pt/.pth through torch.load(weights_only=True) (never a full
-    unpickle: a file that needs code to load is refused). A top-level "state_dict" entry is unwrapped.
-
-    Only regular files are opened (a FIFO or device named like a checkpoint would block the read forever), a
-    .safetensors header is checked against the file's size first (so a cut-off download is named as such), and each
-    floating tensor is checked for NaN/inf as it is read: broken weights are refused here, naming file and tensor,
-    instead of turning every sample black later. Library messages go to the log, not into the error.
-    """
-    path = Path(path)
-    require_regular_file(path, "a .safetensors or .ckpt weights file")
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        state = _read_safetensors(path)
-    elif suffix in (".ckpt", ".pt", ".pth"):
-        try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, struct.error,
-                UnicodeDecodeError) as error:
-            log.warning("torch.load(%s) failed: %s", path, error)
-            raise ModelLoadError(
-                f"{path.name} could not be read as plain tensors: it is truncated or corrupt, or it needs code to "
-                "unpickle (such files are refused). Re-download it, or use the .safetensors version of this file."
-            ) from error
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-    else:
-        raise ModelLoadError(f"{path.name}: expected a .safetensors or .ckpt file.")
-    if not isinstance(state, dict):
-        raise ModelLoadError(f"{path.name} does not hold a dictionary of weights.")
-    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    for key, tensor in tensors.items():
-        check_finite(tensor, path.name, key)
-    return tensors
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError, safe_open
-
-    from .wan_files import safetensors_header
-
-    safetensors_header(path)
-    state = {}
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            for key in handle.keys():
-                state[key] = handle.get_tensor(key)
-    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as error:
-        log.warning("safetensors could not read %s: %s", path, error)
-        raise ModelLoadError(f"{path.name} is not a valid .safetensors file (its header or tensor table is "
-                             "damaged); re-download it.") from error
-    return state
-
-
-def require_regular_file(path: Path, what: str) -> None:
-    """Refuse anything but a regular file (links to one are fine) before it is opened: opening a FIFO blocks until
-    a writer appears, a device may never end, and a folder is not a weights file."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):  # ValueError: a NUL byte in the path
-        raise ModelLoadError(f"{path} not found: expected {what} there.") from None
-    if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
-        raise ModelLoadError(f"{path.name} is {kind}: expected {what}. Pick a weights file from the models folder.")
-
-
-_FINITE_CHUNK = 1 << 24  # elements per check: bounds the temporary mask to 16 MB whatever the tensor's size
-
-
-def all_finite(tensor: torch.Tensor) -> bool:
-    """Whether a tensor holds no NaN/inf, checked in chunks so a multi-GB tensor needs no full-size temporary;
-    float8 (no isfinite kernel) is widened chunk by chunk (every float8 value fits float16)."""
-    if not tensor.is_floating_point() or tensor.numel() == 0:
-        return True
-    flat = tensor.detach().reshape(-1)
-    narrow = flat.element_size() == 1
-    for start in range(0, flat.numel(), _FINITE_CHUNK):
-        chunk = flat[start:start + _FINITE_CHUNK]
-        if not bool(torch.isfinite(chunk.to(torch.float16) if narrow else chunk).all()):
-            return False
-    return True
-
-
-def check_finite(tensor: torch.Tensor, file_name: str, key: str) -> None:
-    """ModelLoadError naming the file and tensor if ``tensor`` holds NaN or infinite values."""
-    if not all_finite(tensor):
-        raise ModelLoadError(
-            f"{file_name}: tensor {key!r} holds NaN or infinite values, so every video made with it would come out "
-            "black or as noise. The file is damaged or was saved from a diverged model: re-download it, or pick "
-            "another file."
-        )
-
-
 def load_motion_adapter(source, unet_config, dtype: torch.dtype = torch.float32):
     """A diffusers MotionAdapter from a motion module file or a MotionAdapter folder, sized for ``unet_config``."""
     from diffusers import MotionAdapter
-
-    from .loading import restore_position_tables
 
     source = Path(source)
     if source.is_dir():
@@ -178,17 +81,6 @@ def load_motion_adapter(source, unet_config, dtype: torch.dtype = torch.float32)
     if missing:
         raise ModelLoadError(f"{source.name} is an incomplete motion module; missing weights such as {missing[:5]}.")
     return move(adapter, dtype=dtype)
-
-
-def shape_mismatch(module: torch.nn.Module, state: dict) -> str | None:
-    """The first weight of ``state`` whose shape differs from ``module``'s, in words, or None. Checked before
-    load_state_dict, whose own message lists every mismatch in library terms."""
-    expected = {name: tuple(t.shape) for name, t in [*module.named_parameters(), *module.named_buffers()]}
-    for key, tensor in state.items():
-        if key in expected and tuple(tensor.shape) != expected[key]:
-            return (f"weight {key!r} is {list(tensor.shape)} in the motion module but {list(expected[key])} in the "
-                    "model it joins (their layer widths differ)")
-    return None
 
 
 def to_diffusers_layout(state: dict, name: str = "the file") -> dict:
@@ -257,3 +149,54 @@ def derive_motion_adapter_config(state: dict, unet_config) -> dict:
         "use_motion_mid_block": any(k.startswith("mid_block.motion_modules.") for k in state),
         "conv_in_channels": int(conv_in.shape[1]) if conv_in is not None else None,
     }
+
+
+def restore_position_tables(module: torch.nn.Module) -> None:
+    """Recompute diffusers' SinusoidalPositionalEmbedding tables left on the meta device (they are fixed functions
+    of their shape, and original AnimateDiff checkpoints converted by diffusers drop them)."""
+    from diffusers.models.embeddings import SinusoidalPositionalEmbedding
+
+    for sub in module.modules():
+        if isinstance(sub, SinusoidalPositionalEmbedding) and sub.pe.is_meta:
+            _, length, dim = sub.pe.shape
+            sub.pe = SinusoidalPositionalEmbedding(dim, length).pe
+
+
+def combine_unet_and_motion_adapter(unet2d, adapter):
+    """UNetMotionModel from an SD1.5 UNet and a MotionAdapter without a random-init pass over ~1.3B parameters:
+    the architecture is built on the meta device, then both state dicts (whose keys UNetMotionModel shares
+    verbatim) are assigned; the sinusoidal frame-position tables, when absent from the adapter, are recomputed."""
+    from diffusers import UNetMotionModel
+
+    source = adapter.config.get("_name_or_path")
+    name = Path(str(source)).name if source else "The motion module"
+    fix = ("Pick a motion module made for this model: SD1.5 models take mm_sd_v14/v15, mm_sd_v15_v2 or v3_sd15_mm "
+           "(models/animatediff_models), not an SDXL (mm_sdxl, HotShot-XL) or SD2 one.")
+    try:
+        with torch.device("meta"):
+            unet = UNetMotionModel.from_unet2d(unet2d, adapter, load_weights=False)
+    except ValueError as error:
+        log.warning("UNetMotionModel.from_unet2d refused %s: %s", name, error)
+        unet_blocks, adapter_blocks = len(unet2d.config.down_block_types), len(adapter.config.block_out_channels)
+        raise ModelLoadError(
+            f"{name} does not fit this UNet: it has {adapter_blocks} blocks of "
+            f"{adapter.config.motion_layers_per_block} motion layers, the UNet {unet_blocks} blocks of "
+            f"{unet2d.config.layers_per_block} layers. {fix}"
+        ) from error
+    weights = {**unet2d.state_dict(), **{k: v for k, v in adapter.state_dict().items() if not k.startswith("conv_in")}}
+    mismatch = shape_mismatch(unet, weights)
+    if mismatch:
+        raise ModelLoadError(f"{name} does not fit this UNet: {mismatch}. {fix}")
+    result = unet.load_state_dict(weights, strict=False, assign=True)
+    if result.unexpected_keys:
+        raise ModelLoadError(
+            f"{name} does not fit this UNet: it has weights the UNet has no place for, such as "
+            f"{result.unexpected_keys[:5]}. {fix}"
+        )
+    restore_position_tables(unet)
+    missing = [n for n, t in [*unet.named_parameters(), *unet.named_buffers()] if t.is_meta]
+    if missing:
+        raise ModelLoadError(f"The UNet or {name} is incomplete; missing weights such as {missing[:5]}. Re-download "
+                             "the model and the motion module.")
+    return move(unet, dtype=next(unet2d.parameters()).dtype)
+

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .base import move
+from ..base import move
 
 TINY_WAN_TEXT_DIM = 4096
 TINY_WAN_MAX_TOKENS = 32
@@ -35,7 +35,7 @@ COMFY_FREQ_DIM = 256
 
 def tiny_wan_backbone(seed: int = 0, *, dtype: torch.dtype = torch.float32, device="cpu", shift: float = 3.0):
     """A ready WanBackbone with random weights drawn from ``seed`` (base weights frozen, denoiser in train mode)."""
-    from .wan import WanBackbone
+    from .backbone import WanBackbone
 
     parts = tiny_wan_parts(seed, shift=shift)
     for name in ("denoiser", "vae", "text_encoder"):

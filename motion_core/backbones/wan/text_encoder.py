@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelLoadError
-from .motion_module import CONFIGS_DIR
-from .wan_files import FOLDERS, expect_kind, file_keys, load_weights_into, read_weights
+from ...errors import ModelLoadError
+from ..files import load_weights_into
+from .files import CONFIGS_DIR, FOLDERS, expect_kind, file_keys, read_weights
 
 MAX_TOKENS = 512
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelLoadError
-from .motion_module import CONFIGS_DIR
-from .wan_files import expect_kind, load_weights_into, read_weights
-from .wan_keys import original_to_diffusers
+from ...errors import ModelLoadError
+from ..files import load_weights_into
+from .files import CONFIGS_DIR, expect_kind, read_weights
+from .keys import original_to_diffusers
 
 HEAD_DIM = 128  # every released Wan (and ComfyUI's loader) uses 128-channel heads
 KNOWN_TRANSFORMERS = {  # (dim, layers, in_channels, ffn_dim) -> shipped config
@@ -85,7 +85,7 @@ def build_transformer(weights: dict, name: str, dtype: torch.dtype, file_name: s
 def load_transformer_file(path, dtype: torch.dtype = torch.float32):
     """(model, arch) from a models/diffusion_models file: bf16/fp16/fp8/scaled-fp8, with or without ComfyUI's
     ``model.diffusion_model.`` prefix."""
-    from .wan_files import file_keys
+    from .files import file_keys
 
     path = Path(path)
     expect_kind(path, file_keys(path), "transformer")
@@ -193,7 +193,7 @@ def load_vae_file(path, dtype: torch.dtype = torch.float32):
     """AutoencoderKLWan from models/vae's wan_2.1_vae.safetensors or wan2.2_vae.safetensors (Wan 2.2 from shapes)."""
     from diffusers import AutoencoderKLWan
 
-    from .wan_files import file_keys
+    from .files import file_keys
 
     path = Path(path)
     expect_kind(path, file_keys(path), "vae")

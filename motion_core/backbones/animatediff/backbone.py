@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InvalidInputError
-from . import checkpointing
-from .base import unet_target_patterns
-from .clip_unet import ClipUNetBackbone
+from ...errors import InvalidInputError
+from .. import checkpointing
+from ..base import unet_target_patterns
+from ..clip_unet import ClipUNetBackbone
 
 ANIMATEDIFF_TARGET_PATTERNS = unet_target_patterns(r"(^|\.)motion_modules\.\d+\.transformer_blocks\.\d+\.")
 

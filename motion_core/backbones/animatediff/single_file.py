@@ -14,8 +14,12 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelLoadError
-from .motion_module import CONFIGS_DIR, load_motion_adapter, read_state_dict
+from ...errors import ModelLoadError
+from ..base import ready
+from ..clip_parts import load_tokenizer
+from ..files import read_state_dict
+from ..folders import load_scheduler
+from .motion_module import CONFIGS_DIR, combine_unet_and_motion_adapter, load_motion_adapter
 
 SD15_UNET_KEY = "model.diffusion_model.input_blocks.0.0.weight"
 SD15_CROSS_ATTN_KEY = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
@@ -28,8 +32,7 @@ def load_sd15_single_file(path, *, dtype=torch.float32, device="cpu", motion_mod
     """An AnimateDiffBackbone from an SD1.5 checkpoint file and an AnimateDiff motion module."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    from .animatediff import AnimateDiffBackbone
-    from .loading import _load_scheduler, combine_unet_and_motion_adapter, load_tokenizer, ready
+    from .backbone import AnimateDiffBackbone
 
     path, config_dir = Path(path), Path(config_dir)
     checkpoint = read_state_dict(path)
@@ -51,7 +54,7 @@ def load_sd15_single_file(path, *, dtype=torch.float32, device="cpu", motion_mod
     del checkpoint
     adapter = load_motion_adapter(motion_module, unet2d.config, dtype)
     unet = combine_unet_and_motion_adapter(unet2d, adapter)
-    scheduler = _load_scheduler(CONFIGS_DIR / "animatediff" / "scheduler")
+    scheduler = load_scheduler(CONFIGS_DIR / "animatediff" / "scheduler")
     return ready(AnimateDiffBackbone, unet, vae, text_encoder, tokenizer, scheduler, dtype, device, str(path))
 
 

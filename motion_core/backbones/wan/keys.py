@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import LoraMismatchError, ModelLoadError
+from ...errors import LoraMismatchError, ModelLoadError
 
 ORIGINAL_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
 

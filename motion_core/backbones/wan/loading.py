@@ -5,7 +5,7 @@ Wan 2.2 A14B is two experts of one architecture: the high-noise one denoises t >
 one the rest. A motion LoRA is trained per expert, so the backbone's ``denoiser`` is one expert (``expert``; a file's
 name wins, as it cannot be the other one) and the boundary travels on ``backbone.model_info`` for the sampler and the
 LoRA export (one file per expert). Sampling needs both: ``load_both_experts`` (or an ``other_expert_file``) adds the
-second one (wan_experts.py).
+second one (experts.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelLoadError
-from .motion_module import CONFIGS_DIR
+from ...errors import ModelLoadError
+from .files import CONFIGS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def is_wan_folder(folder) -> bool:
 def is_wan_file(path) -> bool:
     """Whether a single weights file belongs to the Wan ecosystem (a diffusion model, its VAE or UMT5). An unreadable
     file is not, here: the caller's own reader says what is wrong with it."""
-    from .wan_files import classify, file_keys
+    from .files import classify, file_keys
 
     try:
         return classify(file_keys(path)) in ("transformer", "transformer_i2v", "vae", "text_encoder")
@@ -65,15 +65,15 @@ def load_wan_components(model_path, *, vae_path=None, text_encoder_path=None, to
     else:
         parts = _single_file_parts(model_path, vae_path, text_encoder_path, expert, dtype)
     if vae_path is not None and model_path.is_dir():
-        from .wan_single_file import load_vae_file
+        from .single_file import load_vae_file
 
         parts["vae"] = load_vae_file(vae_path, dtype)
     if text_encoder_path is not None and model_path.is_dir():
-        from .wan_text_encoder import load_text_encoder_file
+        from .text_encoder import load_text_encoder_file
 
         parts["text_encoder"], parts["spiece"] = load_text_encoder_file(text_encoder_path, dtype)
     if parts.get("tokenizer") is None or tokenizer_dir is not None:
-        from .wan_text_encoder import load_umt5_tokenizer
+        from .text_encoder import load_umt5_tokenizer
 
         parts["tokenizer"] = load_umt5_tokenizer(parts.get("spiece"), tokenizer_dir,
                                                  Path(text_encoder_path or model_path).name)
@@ -89,9 +89,9 @@ def load_wan_backbone(model_path, *, vae_path=None, text_encoder_path=None, toke
     """A WanBackbone, frozen, on ``device`` in ``dtype``; ``backbone.model_info`` says which model and expert.
     ``load_both_experts``: also load the A14B expert that is not ``denoiser`` (a folder's other transformer, or
     ``other_expert_file``; giving that file implies it), so sampling switches experts at the boundary."""
-    from .loading import ready
-    from .objectives import FlowMatchObjective
-    from .wan import WanBackbone
+    from ..base import ready
+    from ..objectives import FlowMatchObjective
+    from .backbone import WanBackbone
 
     parts = load_wan_components(model_path, vae_path=vae_path, text_encoder_path=text_encoder_path,
                                 tokenizer_dir=tokenizer_dir, expert=expert, dtype=dtype)
@@ -106,18 +106,18 @@ def load_wan_backbone(model_path, *, vae_path=None, text_encoder_path=None, toke
             backbone.objective.shift, backbone.objective.num_train_timesteps,
             sigma_range=(boundary, 1.0) if info["expert"] == "high_noise" else (0.0, boundary))
     if load_both_experts or other_expert_file is not None:
-        from .wan_experts import load_other_expert
+        from .experts import load_other_expert
 
         load_other_expert(backbone, other_expert_file)
     return backbone
 
 
 def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype) -> dict:
-    from .loading import _load_scheduler
-    from .wan_experts import expert_from_name
-    from .wan_files import FOLDERS, expect_kind, file_keys
-    from .wan_single_file import load_transformer_file, load_vae_file
-    from .wan_text_encoder import load_text_encoder_file
+    from ..folders import load_scheduler
+    from .experts import expert_from_name
+    from .files import FOLDERS, expect_kind, file_keys
+    from .single_file import load_transformer_file, load_vae_file
+    from .text_encoder import load_text_encoder_file
 
     # The cheap checks first: nothing of a 14B file is read before every needed file is known to exist.
     expect_kind(path, file_keys(path), "transformer")
@@ -135,7 +135,7 @@ def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype) -
     # Only A14B files are named by expert; a size Wan-AI did not release (a test model, a pruned one) that is so
     # named is taken at its word.
     a14b = arch == "wan2.2_t2v_a14b_expert" or (arch is None and named is not None)
-    scheduler = _load_scheduler(CONFIGS_DIR / "wan_scheduler" / SCHEDULERS.get(str(arch), "wan2.1_t2v"))
+    scheduler = load_scheduler(CONFIGS_DIR / "wan_scheduler" / SCHEDULERS.get(str(arch), "wan2.1_t2v"))
     info = {"arch": arch or "derived", "expert": (named or expert) if a14b else None,
             "boundary_ratio": A14B_BOUNDARY_RATIO if a14b else None}
     return dict(denoiser=denoiser, vae=vae, text_encoder=text_encoder, spiece=spiece, tokenizer=None,
@@ -146,19 +146,19 @@ def _folder_parts(folder: Path, expert, dtype) -> dict:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import AutoTokenizer, UMT5EncoderModel
 
-    from .loading import _from_pretrained, _load_scheduler, _read_json
+    from ..folders import from_pretrained_local, load_scheduler, read_json
 
-    index = _read_json(folder / "model_index.json", "model_index.json of a WanPipeline folder")
+    index = read_json(folder / "model_index.json", "model_index.json of a WanPipeline folder")
     if index.get("_class_name", "WanPipeline") != "WanPipeline":
         raise ModelLoadError(f"{folder} is a {index.get('_class_name')} model (image-to-video, VACE or Animate); "
                              "motion LoRAs here train text-to-video Wan models (WanPipeline folders).")
     two_experts = (folder / "transformer_2" / "config.json").is_file()
     subfolder = "transformer_2" if two_experts and expert == "low_noise" else "transformer"
-    config = _read_json(folder / subfolder / "config.json", f"the Wan transformer config ({subfolder}/config.json)")
+    config = read_json(folder / subfolder / "config.json", f"the Wan transformer config ({subfolder}/config.json)")
     if config.get("image_dim") or config.get("in_channels") != config.get("out_channels", config.get("in_channels")):
         raise ModelLoadError(f"{folder} holds an image-to-video Wan transformer; pick a text-to-video Wan model.")
-    denoiser = _from_pretrained(WanTransformer3DModel, folder, subfolder, dtype)
-    vae = _from_pretrained(AutoencoderKLWan, folder, "vae", dtype)
+    denoiser = from_pretrained_local(WanTransformer3DModel, folder, subfolder, dtype)
+    vae = from_pretrained_local(AutoencoderKLWan, folder, "vae", dtype)
     text_encoder = _pretrained(UMT5EncoderModel, folder / "text_encoder", "UMT5 text encoder",
                                "config.json and its model*.safetensors", dtype=dtype)
     tokenizer = None
@@ -168,14 +168,14 @@ def _folder_parts(folder: Path, expert, dtype) -> dict:
     boundary = index.get("boundary_ratio") or (A14B_BOUNDARY_RATIO if two_experts else None)
     info = {"arch": "folder", "expert": expert if two_experts else None, "boundary_ratio": boundary}
     return dict(denoiser=denoiser, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                scheduler=_load_scheduler(folder / "scheduler"), model_info=info)
+                scheduler=load_scheduler(folder / "scheduler"), model_info=info)
 
 
 def _pretrained(cls, directory: Path, what: str, expected: str, *, dtype: torch.dtype | None = None):
     """``cls.from_pretrained`` on a part of a Wan folder (``expected``: the files it needs, in words): a model in
     ``dtype``, or a tokenizer (no dtype). The library's words go to the log; the user reads which folder, what is
     wrong and what to do. A model's weights are checked as _from_pretrained checks the transformer's."""
-    from .loading import check_loaded_finite, check_weight_files
+    from ..folders import check_loaded_finite, check_weight_files
 
     if not directory.is_dir():
         raise ModelLoadError(f"{directory} is missing: a Wan diffusers folder needs its {what} there ({expected}). "

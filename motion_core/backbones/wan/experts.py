@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import ModelLoadError
+from ...errors import ModelLoadError
 
 HIGH_NOISE, LOW_NOISE = "high_noise", "low_noise"
 EXPERTS = (HIGH_NOISE, LOW_NOISE)
@@ -109,7 +109,7 @@ def attach_experts(backbone, other: nn.Module) -> WanExperts:
     in eval mode, on the backbone's device and dtype. The backbone's ``denoiser`` stays the expert it was."""
     primary, boundary = _expert_and_boundary(backbone)
     _check_same_architecture(backbone.denoiser, other)
-    from .base import move
+    from ..base import move
 
     move(other, backbone.device, backbone.dtype).requires_grad_(False).eval()
     pair = {primary: backbone.denoiser, _other(primary): other}
@@ -128,7 +128,7 @@ def load_other_expert(backbone, file=None) -> WanExperts:
             raise ModelLoadError(
                 f"{Path(file).name} is the {primary.replace('_', '-')} expert, the same as the model already loaded. "
                 f"Pick the {wanted.replace('_', '-')} file (its name has '{wanted}') as the second expert.")
-        from .wan_single_file import load_transformer_file
+        from .single_file import load_transformer_file
 
         other, _arch = load_transformer_file(file, backbone.dtype)
         return attach_experts(backbone, other)
@@ -143,9 +143,9 @@ def load_other_expert(backbone, file=None) -> WanExperts:
                              "expert needs a Wan 2.2 A14B folder (transformer/ and transformer_2/).")
     from diffusers import WanTransformer3DModel
 
-    from .loading import _from_pretrained
+    from ..folders import from_pretrained_local
 
-    return attach_experts(backbone, _from_pretrained(WanTransformer3DModel, source, subfolder, backbone.dtype))
+    return attach_experts(backbone, from_pretrained_local(WanTransformer3DModel, source, subfolder, backbone.dtype))
 
 
 def _expert_and_boundary(backbone) -> tuple[str, float]:

@@ -9,18 +9,19 @@ wrong kind is refused with the folder it belongs in.
 
 from __future__ import annotations
 
-import json
 import logging
-import struct
 from pathlib import Path
 
 import torch
 
-from ..errors import ModelLoadError
-from .motion_module import all_finite, check_finite, read_state_dict, require_regular_file
-from .wan_keys import strip_original_prefix
+from ...errors import ModelLoadError
+from ..files import all_finite, check_finite, read_state_dict, safetensors_header
+from .keys import strip_original_prefix
 
 log = logging.getLogger(__name__)
+
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+"""Shipped configs of the released Wan parts (see configs/README.md): single files carry no config of their own."""
 
 FOLDERS = {
     "transformer": "models/diffusion_models (e.g. wan2.1_t2v_1.3B_fp16.safetensors)",
@@ -37,45 +38,6 @@ def file_keys(path) -> list[str]:
     if path.suffix.lower() == ".safetensors":
         return list(safetensors_header(path, complete=False))
     return list(read_state_dict(path))
-
-
-def safetensors_header(path: Path, complete: bool = True) -> dict:
-    """The header of a .safetensors file and, if ``complete``, a check against the file's size, so that a cut-off
-    download is named as such instead of surfacing as a library error half-way through loading. Only a regular file
-    is opened (a FIFO would block), and the header length is checked before it is read (a hostile file can claim
-    exabytes)."""
-    path = Path(path)
-    require_regular_file(path, "a .safetensors weights file")
-    damaged = f"{path.name} is not a complete .safetensors file"
-    invalid = f"{path.name} is not a valid .safetensors file"
-    fix = "re-download it (the download was probably cut off)"
-    try:
-        size = path.stat().st_size
-        if size < 8:
-            raise ModelLoadError(f"{invalid}: it holds {size} bytes, too few for a header; {fix}.")
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length > size - 8:
-                raise ModelLoadError(f"{invalid} (its header claims {length:,} bytes but the file holds {size:,}): "
-                                     "it was cut off, or is another kind of file renamed; re-download it.")
-            header = json.loads(handle.read(length))
-    except OSError as error:
-        log.warning("reading the header of %s failed: %s", path, error)
-        raise ModelLoadError(f"{path.name} could not be read ({error.strerror or 'I/O error'}); check the file's "
-                             "permissions and the disk, or re-download it.") from error
-    except (struct.error, ValueError, UnicodeDecodeError) as error:
-        raise ModelLoadError(f"{invalid} (its header is not readable): it is damaged, or another kind of file "
-                             "renamed; re-download it.") from error
-    if not isinstance(header, dict):
-        raise ModelLoadError(f"{invalid} (its header is not a table of tensors); re-download it.")
-    header.pop("__metadata__", None)
-    try:
-        end = max((int(entry["data_offsets"][1]) for entry in header.values()), default=0)
-    except (TypeError, KeyError, IndexError, ValueError) as error:
-        raise ModelLoadError(f"{invalid} (its tensor table is damaged); re-download it.") from error
-    if complete and 8 + length + end > size:
-        raise ModelLoadError(f"{damaged}: it holds {size:,} bytes but its tensors need {8 + length + end:,}; {fix}.")
-    return header
 
 
 def read_weights(path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -166,21 +128,3 @@ def expect_kind(path, keys, wanted: str) -> None:
                          f"choose one from {FOLDERS[wanted]}.")
 
 
-def load_weights_into(model: torch.nn.Module, weights: dict, name: str, what: str) -> torch.nn.Module:
-    """Assign ``weights`` to a model built on the meta device (no random init of billions of parameters): a
-    missing or unexpected key, or a shape that differs, is a ModelLoadError naming the file."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in weights]
-    unexpected = [k for k in weights if k not in expected]
-    if missing or unexpected:
-        detail = (f"missing {missing[:5]}" if missing else "") + ("; " if missing and unexpected else "") + \
-                 (f"unexpected {unexpected[:5]}" if unexpected else "")
-        cut = " (a truncated or partly converted file?)" if missing else ""
-        raise ModelLoadError(f"{name} does not match the {what} it was detected as{cut}: {detail}. Re-download the "
-                             "file, or pick the one that matches this model.")
-    wrong = [f"{k}: file {tuple(weights[k].shape)}, model {tuple(v.shape)}" for k, v in expected.items()
-             if tuple(weights[k].shape) != tuple(v.shape)]
-    if wrong:
-        raise ModelLoadError(f"{name} does not fit the {what} it was detected as; shapes differ: {wrong[:3]}.")
-    model.load_state_dict(weights, strict=True, assign=True)
-    return model
