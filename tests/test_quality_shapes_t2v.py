@@ -13,7 +13,7 @@ import torch
 
 from motion_core.backbones import load_backbone
 from motion_core.bench.quality import run as quality_bench
-from motion_core.toy import prompt_control
+from motion_core.research import prompt_control
 from motion_core.toy.base_quality import evaluate as base_quality
 from quality_floors import assert_carries_motion
 

@@ -18,10 +18,29 @@ prompt share, so it is off by default; with `--shared-noise` it raised the relia
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import torch
 
-from ..caption_reliance import swapped
+from ..motions import BASIC_MOTIONS
+from ..palette import COLOURS
+from ..render import ClipSpec
+from ..shapes import SHAPES
+
+PARTS = ("colour", "shape", "motion")
+
+
+def swapped(spec: ClipSpec, part: str, rng: random.Random) -> ClipSpec:
+    """The same clip spec with one caption part replaced by a different value of that part."""
+    if part == "colour":
+        return replace(spec, colour=rng.choice([c for c in COLOURS if c != spec.colour]))
+    if part == "shape":
+        return replace(spec, shape=rng.choice([s for s in SHAPES if s != spec.shape]))
+    if part == "motion":
+        return replace(spec, motion=rng.choice([m for m in BASIC_MOTIONS if m != spec.motion]))
+    raise ValueError(f"Unknown caption part {part!r}; choose one of {', '.join(PARTS)}.")
+
+
 
 # Relative rise of the frame-difference error that a wrong motion word must cause before the hinge lets go.
 CONTRAST_MARGIN = 0.1

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from motion_core.errors import InvalidInputError
-from motion_core.toy.prompt_control import mean_velocity, prompt_share
+from motion_core.research.prompt_control import mean_velocity, prompt_share
 from motion_core.toy.tracking import ObjectTrack
 
 DIRECTIONS = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, -0.5], [0.0, 0.5]])  # left, right, up, down

@@ -6,7 +6,7 @@ the spread between prompts for a fixed seed; the other is the spread between see
 share, prompt / (prompt + seed), is 1 when the words alone set where the object goes and 0 when the noise alone
 does. A model that follows "left" and "right" must score high; the sampled motion rate of `base_quality` cannot
 say why a model fails, this can. About a minute on the CPU for the defaults.
-Run as ``python -m motion_core.toy.prompt_control --model motion_core/toy/shapes_t2v``.
+Run as ``python -m motion_core.research.prompt_control --model motion_core/toy/shapes_t2v``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..sampling import SampleRequest, sample_video
-from .captions import caption
-from .builtin import clip_frames, resolve_builtin
-from .pretrain.architecture import FPS, FRAME_SIZE
-from .tracking import ObjectTrack, track_object
+from ..toy.builtin import clip_frames, resolve_builtin
+from ..toy.captions import caption
+from ..toy.pretrain.architecture import FPS, FRAME_SIZE
+from ..toy.tracking import ObjectTrack, track_object
 
 DEFAULT_MOTIONS = ("left", "right", "up", "down")
 
@@ -70,7 +70,7 @@ def measure(backbone, *, seeds: int = 3, motions=DEFAULT_MOTIONS, colour: str = 
 def main(argv=None) -> int:
     from ..backbones import load_backbone
 
-    p = argparse.ArgumentParser(prog="python -m motion_core.toy.prompt_control", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m motion_core.research.prompt_control", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="a model folder, or shapes_t2v / shapes_wan")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--motions", default=",".join(DEFAULT_MOTIONS), help="basic motions to prompt, comma-separated")

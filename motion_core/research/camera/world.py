@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import InvalidInputError
-from ..palette import BACKGROUNDS, COLOURS, colour_rgb
-from ..render import background_image
+from ...toy.palette import BACKGROUNDS, COLOURS, colour_rgb
+from ...toy.render import background_image
 
 FRAME_SIZE = 64
 CANVAS_FRAMES = 6.0  # canvas side in frame widths: room for the largest pan, zoom-out or roll below

@@ -9,7 +9,7 @@ object of ~5% of the pixels moves), so a model that ignores the motion words los
   timestep, the ORIGINAL caption: (L_rev - L) / L. A model that reads the motion word must find the reversed clip
   harder to denoise under it. At a fixed timestep the x- and epsilon-prediction losses differ by the constant factor
   alpha_bar / (1 - alpha_bar), so their relative changes are the same number; both absolute losses are reported.
-Run as ``python -m motion_core.toy.camera.weight`` (about 2 minutes on one thread).
+Run as ``python -m motion_core.research.camera.weight`` (about 2 minutes on one thread).
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ def reversal_loss_change(backbone, latents: torch.Tensor, captions, timestep: in
 def shapes_clips(count: int, seed: int, object_size: float | None = None):
     """(frames [N, F, H, W, 3], captions) of the shipped model's pretraining distribution; `object_size` overrides
     every object's size (the "objects that fill much more of the frame" lever)."""
-    from ..pretrain.data import pretraining_specs
-    from ..render import render_frames
+    from ...toy.pretrain.data import pretraining_specs
+    from ...toy.render import render_frames
 
     specs = pretraining_specs(count, seed)
     if object_size is not None:
@@ -118,7 +118,7 @@ def measure_world(backbone, frames, captions, timesteps=(250, 500, 750), seed: i
 def main(argv=None) -> int:
     from ...backbones import load_backbone
 
-    p = argparse.ArgumentParser(prog="python -m motion_core.toy.camera.weight", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m motion_core.research.camera.weight", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=SHIPPED, help="whose VAE and denoiser are measured")
     p.add_argument("--clips", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)

@@ -6,7 +6,7 @@ the shipped vocabulary; `captions.CAMERA_WORDS` is added), so the motion words s
 prompt share shows was learned here. Training is `pretrain.t2v_stage.train_t2v` unchanged (v-prediction, caption
 dropout, EMA, the shipped run's frame-difference weight 2). The shipped VAE encodes the clips, frozen.
 Then: `camera.prompt_control.measure` (prompt share of pans/tilts and of zooms/rolls) and `weight.reversal_loss_change`
-on held-out camera clips. Run as ``python -m motion_core.toy.camera.probe --minutes 14``.
+on held-out camera clips. Run as ``python -m motion_core.research.camera.probe --minutes 14``.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from ..captions import WORLD_WORDS
-from ..pretrain.architecture import MAX_TOKENS, build_text_encoder, build_unet
-from ..pretrain.save import save_model_folder
-from ..pretrain.t2v_stage import train_t2v
-from ..pretrain.vae_stage import encode_clips
-from ..vocab import clip_tokenizer
+from ...toy.captions import WORLD_WORDS
+from ...toy.pretrain.architecture import MAX_TOKENS, build_text_encoder, build_unet
+from ...toy.pretrain.save import save_model_folder
+from ...toy.pretrain.t2v_stage import train_t2v
+from ...toy.pretrain.vae_stage import encode_clips
+from ...toy.vocab import clip_tokenizer
 from .captions import CAMERA_WORDS
 from .world import render_camera_frames, sample_camera_spec
 
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     from ...backbones import load_backbone
     from . import prompt_control, weight
 
-    p = argparse.ArgumentParser(prog="python -m motion_core.toy.camera.probe", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m motion_core.research.camera.probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("/tmp/camera_probe_model"))
     p.add_argument("--clips", type=int, default=1500)
     p.add_argument("--steps", type=int, default=600, help="upper bound; --minutes usually stops first")
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
                 latents, captions, tokenizer, steps=args.steps, max_minutes=args.minutes, batch=args.batch,
                 lr=args.lr, warmup=50, ema_decay=args.ema_decay, short_fraction=0.0,
                 frame_diff_weight=args.frame_diff_weight, init=init, seed=args.seed, precision=args.precision, log=log)
-            card = (f"# Camera-world probe (not shipped)\n\n`python -m motion_core.toy.camera.probe` with "
+            card = (f"# Camera-world probe (not shipped)\n\n`python -m motion_core.research.camera.probe` with "
                     f"{json.dumps({k: str(v) for k, v in vars(args).items()})}; {steps} text-to-video steps, "
                     f"{(time.monotonic() - started) / 60:.1f} min.\n")
             save_model_folder(args.out, unet=unet, vae=vae, vae_scaling=scaling, text_encoder=text_encoder,

@@ -1,5 +1,5 @@
 """The camera-move world: rendering, the global-motion estimator, camera-path fidelity and its chance levels,
-captions, and the motion-weight figures (motion_core/toy/camera)."""
+captions, and the motion-weight figures (motion_core/research/camera)."""
 
 import random
 
@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from motion_core.toy.camera import (
+from motion_core.research.camera import (
     CAMERA_WORDS, MOVES, OPPOSITE, CameraSpec, MoveParams, camera_caption, camera_chance, camera_fidelity,
     estimate_path, path_steps, random_walk_paths, render_camera_frames, sample_camera_spec,
 )
-from motion_core.toy.camera.prompt_control import classify
-from motion_core.toy.camera.weight import change_share, reversal_share
+from motion_core.research.camera.prompt_control import classify
+from motion_core.research.camera.weight import change_share, reversal_share
 from motion_core.toy.captions import WORLD_WORDS
 from motion_core.toy.vocab import build_vocab
 

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from motion_core.backbones import load_backbone
-from motion_core.toy.caption_reliance import PARTS, caption_reliance, held_out_specs, main, swapped
+from motion_core.research.caption_reliance import PARTS, caption_reliance, held_out_specs, main, swapped
 from motion_core.toy.render import ClipSpec
 
 SHAPES_T2V = "motion_core/toy/shapes_t2v"

@@ -18,7 +18,7 @@ import random
 
 import numpy as np
 
-from ..metrics import motion_fidelity
+from ...toy.metrics import motion_fidelity
 from .world import MOVES, OPPOSITE, MoveParams, path_steps, poses
 
 # Four scene points on a ring of radius 0.25 frame widths, at the first frame: symmetric, so no direction counts

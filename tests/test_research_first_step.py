@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from motion_core.errors import InvalidInputError
-from motion_core.toy.first_step import (between_prompt_variance, first_step_mean, main, relative_spread,
+from motion_core.research.first_step import (between_prompt_variance, first_step_mean, main, relative_spread,
                                         text_separation, true_mean)
 
 

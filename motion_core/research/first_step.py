@@ -9,7 +9,7 @@ that differ in one word. It also splits that variance into the part constant ove
 from frame to frame, because a denoiser that cannot tell frames apart when every frame's noise is alike can only
 produce the constant part. First of all it reports how far apart the text encoder's states for those prompts are:
 a word the encoder maps to the same states cannot steer any denoiser. A minute or two on the CPU.
-Run as ``python -m motion_core.toy.first_step --model shapes_wan``.
+Run as ``python -m motion_core.research.first_step --model shapes_wan``.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import random
 import torch
 
 from ..errors import InvalidInputError
-from .builtin import clip_frames, resolve_builtin
-from .captions import caption
-from .pretrain.architecture import FPS, FRAME_SIZE
-from .pretrain.data import render_dataset
-from .render import sample_spec
+from ..toy.builtin import clip_frames, resolve_builtin
+from ..toy.captions import caption
+from ..toy.pretrain.architecture import FPS, FRAME_SIZE
+from ..toy.pretrain.data import render_dataset
+from ..toy.render import sample_spec
 
 # Two prompt sets, each differing in one word from the same base ("a blue circle moves left").
 WORD_SETS = {
@@ -102,7 +102,7 @@ def measure(backbone, *, clips: int = 64, draws: int = 6, log=print) -> dict:
 def main(argv=None) -> int:
     from ..backbones import load_backbone
 
-    p = argparse.ArgumentParser(prog="python -m motion_core.toy.first_step", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m motion_core.research.first_step", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="a model folder, or shapes_t2v / shapes_wan")
     p.add_argument("--clips", type=int, default=64, help="rendered clips per prompt for the true mean")
     p.add_argument("--draws", type=int, default=6, help="noise draws per prompt for the model's mean")

@@ -5,7 +5,7 @@ colour, the shape or the motion swapped for another (and with no caption at all)
 The relative rise of the loss says how much the model relies on that part: a model that draws the prompted colour
 loses a lot when the colour word is wrong; a rise near 0 means the words are ignored. It takes forward passes only,
 about a minute on the CPU, so it is a cheap check between pretraining runs beside the slower sampled
-`base_quality`. Run as ``python -m motion_core.toy.caption_reliance --model motion_core/toy/shapes_t2v``.
+`base_quality`. Run as ``python -m motion_core.research.caption_reliance --model motion_core/toy/shapes_t2v``.
 """
 
 from __future__ import annotations
@@ -13,32 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from dataclasses import replace
 
 import torch
 
-from .motions import BASIC_MOTIONS
-from .palette import COLOURS
-from .pretrain.architecture import FPS, FRAME_SIZE, NUM_FRAMES
-from .pretrain.data import render_dataset
-from .render import ClipSpec, sample_spec
-from .shapes import SHAPES
+from ..toy.pretrain.architecture import FPS, FRAME_SIZE, NUM_FRAMES
+from ..toy.pretrain.data import render_dataset
+from ..toy.pretrain.motion_contrast import PARTS, swapped
+from ..toy.render import ClipSpec, sample_spec
 
-PARTS = ("colour", "shape", "motion")
 # Timestep bands of a 1000-step schedule: "high" noise is where the layout and colours are decided from the text
 # alone; at "mid" noise the object is already faintly visible in the noisy input.
 BANDS = {"high": (600, 1000), "mid": (300, 600)}
-
-
-def swapped(spec: ClipSpec, part: str, rng: random.Random) -> ClipSpec:
-    """The same clip spec with one caption part replaced by a different value of that part."""
-    if part == "colour":
-        return replace(spec, colour=rng.choice([c for c in COLOURS if c != spec.colour]))
-    if part == "shape":
-        return replace(spec, shape=rng.choice([s for s in SHAPES if s != spec.shape]))
-    if part == "motion":
-        return replace(spec, motion=rng.choice([m for m in BASIC_MOTIONS if m != spec.motion]))
-    raise ValueError(f"Unknown caption part {part!r}; choose one of {', '.join(PARTS)}.")
 
 
 def held_out_specs(count: int, seed: int) -> list[ClipSpec]:
@@ -77,7 +62,7 @@ def caption_reliance(backbone, specs, *, repeats: int = 3, seed: int = 0) -> dic
 def main(argv=None) -> int:
     from ..backbones import load_backbone
 
-    p = argparse.ArgumentParser(prog="python -m motion_core.toy.caption_reliance", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m motion_core.research.caption_reliance", description=__doc__)
     p.add_argument("--model", required=True)
     p.add_argument("--clips", type=int, default=48, help="held-out clips (random looks and basic motions)")
     p.add_argument("--repeats", type=int, default=3, help="noise draws per clip and band")
