@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import ModelLoadError
 from .base import ready
-from .folders import check_loaded_finite, check_weight_files, folder_error, from_pretrained_local
+from .folders import LIBRARY_LOAD_ERRORS, check_loaded_finite, check_weight_files, folder_error, from_pretrained_local
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def load_text_encoder(directory: Path, dtype):
     check_weight_files(directory)
     try:
         model = CLIPTextModel.from_pretrained(directory, dtype=dtype, local_files_only=True)
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+    except LIBRARY_LOAD_ERRORS as error:
         raise folder_error(directory, "CLIP text encoder", error) from error
     return check_loaded_finite(model, directory)
 

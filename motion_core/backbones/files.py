@@ -21,6 +21,10 @@ from ..errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
+MAX_HEADER_BYTES = 16 << 20
+"""A safetensors header is a JSON table of tensor names, shapes and offsets: ~130 kB for a 14B Wan model with ~1,100
+tensors. A bigger claim is refused before it is read, so a crafted file cannot make the server parse gigabytes."""
+
 
 def read_state_dict(path) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors file, or of a .ckpt/.pt/.pth through torch.load(weights_only=True) (never a full
@@ -144,12 +148,16 @@ def safetensors_header(path: Path, complete: bool = True) -> dict:
             if length > size - 8:
                 raise ModelLoadError(f"{invalid} (its header claims {length:,} bytes but the file holds {size:,}): "
                                      "it was cut off, or is another kind of file renamed; re-download it.")
+            if length > MAX_HEADER_BYTES:
+                raise ModelLoadError(f"{invalid}: its header claims {length:,} bytes, far more than any model's "
+                                     f"table of tensors needs (at most {MAX_HEADER_BYTES:,} here); the file is "
+                                     "damaged or crafted. Re-download it from its publisher.")
             header = json.loads(handle.read(length))
     except OSError as error:
         log.warning("reading the header of %s failed: %s", path, error)
         raise ModelLoadError(f"{path.name} could not be read ({error.strerror or 'I/O error'}); check the file's "
                              "permissions and the disk, or re-download it.") from error
-    except (struct.error, ValueError, UnicodeDecodeError) as error:
+    except (struct.error, ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested [[[
         raise ModelLoadError(f"{invalid} (its header is not readable): it is damaged, or another kind of file "
                              "renamed; re-download it.") from error
     if not isinstance(header, dict):

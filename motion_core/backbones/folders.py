@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from pathlib import Path
 
 import torch
@@ -14,6 +15,10 @@ from ..errors import ModelLoadError
 from .files import all_finite, check_finite, require_regular_file, safetensors_header
 
 log = logging.getLogger(__name__)
+
+LIBRARY_LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, pickle.UnpicklingError)
+"""What diffusers / transformers raise for a folder they cannot load; UnpicklingError is torch's refusal of a pickled
+.bin that needs code (its message advises disabling that safety, which a user must never be told)."""
 
 NOT_A_MODEL = ("pick a diffusers folder like zeroscope_v2_576w or text-to-video-ms-1.7b, or a Stable Diffusion 1.5 "
                ".safetensors checkpoint together with an AnimateDiff motion module")
@@ -26,7 +31,7 @@ def from_pretrained_local(model_class, folder, subfolder, dtype):
     check_weight_files(folder / subfolder)
     try:
         model = model_class.from_pretrained(folder, subfolder=subfolder, torch_dtype=dtype, local_files_only=True)
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+    except LIBRARY_LOAD_ERRORS as error:
         raise folder_error(folder / subfolder, model_class.__name__, error) from error
     return check_loaded_finite(model, folder / subfolder)
 
@@ -59,9 +64,19 @@ def check_loaded_finite(model: torch.nn.Module, directory: Path) -> torch.nn.Mod
     return model
 
 
+def pickle_refused(directory: Path) -> ModelLoadError:
+    return ModelLoadError(
+        f"{directory} holds a pickled weights file (.bin / .pt) that needs code to load, and such files are refused: "
+        "loading them could run that code. Use this model's .safetensors weights instead (re-download the folder in "
+        "safetensors form)."
+    )
+
+
 def folder_error(directory: Path, what: str, error: Exception) -> ModelLoadError:
     """The library's words go to the log; the user reads what is wrong where and what to do."""
     log.warning("loading %s from %s failed: %s", what, directory, error)
+    if isinstance(error, pickle.UnpicklingError):
+        return pickle_refused(directory)
     return ModelLoadError(
         f"{directory} could not be loaded as a {what}: its weights are missing, damaged, or do not match its "
         "config.json. Re-download that folder (ComfyUI's log has the loader's own message)."

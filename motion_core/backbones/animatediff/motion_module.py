@@ -9,6 +9,7 @@ hub lookups; the results equal the shipped configs/animatediff_motion_adapter_v*
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ import torch
 from ...errors import ModelLoadError
 from ..base import move
 from ..files import read_state_dict, shape_mismatch
+from ..folders import LIBRARY_LOAD_ERRORS, pickle_refused
 
 log = logging.getLogger(__name__)
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
@@ -36,9 +38,11 @@ def load_motion_adapter(source, unet_config, dtype: torch.dtype = torch.float32)
                                  "motion module file (v3_sd15_mm.ckpt, mm_sd_v15_v2.ckpt).")
         try:
             adapter = MotionAdapter.from_pretrained(source, torch_dtype=dtype, local_files_only=True)
-        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+        except LIBRARY_LOAD_ERRORS as error:
             # The library's words go to the log; the user reads which folder, what is wrong and what to do.
             log.warning("MotionAdapter.from_pretrained(%s) failed: %s", source, error)
+            if isinstance(error, pickle.UnpicklingError):
+                raise pickle_refused(source) from error
             raise ModelLoadError(
                 f"{source} could not be loaded as a diffusers MotionAdapter folder: its config.json is not a "
                 "MotionAdapter's, or its weights are missing, damaged or do not match that config. Re-download the "

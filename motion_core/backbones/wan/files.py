@@ -10,6 +10,7 @@ wrong kind is refused with the folder it belongs in.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -30,6 +31,51 @@ FOLDERS = {
 }
 _SCALE_SUFFIXES = ("scale_weight", "weight_scale")
 _SKIPPED = ("scaled_fp8", "scale_input", "input_scale", "comfy_quant")
+
+
+MAX_BLOCKS = 64
+"""More numbered blocks than any released Wan part has (the 14B transformer 40, UMT5-XXL 24, a VAE level list 15).
+A file that claims more is refused before any module is built: one crafted index (blocks.100000000) would otherwise
+make the loader build blocks without end."""
+_INDEX = re.compile(r"[0-9]{1,9}")
+
+
+def block_count(keys, prefix: str, name: str, what: str) -> int:
+    """How many numbered blocks sit under ``prefix`` (``blocks.`` -> 0..N-1): a ModelLoadError for gaps, for
+    non-numeric indices and for more than MAX_BLOCKS, read from key names alone (a header suffices)."""
+    indices = set()
+    for key in keys:
+        if key.startswith(prefix):
+            head = key[len(prefix):].partition(".")[0]
+            if not _INDEX.fullmatch(head):
+                raise ModelLoadError(f"{name} is not a usable {what}: tensor {key[:80]!r} has no block number. The "
+                                     "file is damaged or crafted; re-download it.")
+            indices.add(int(head))
+    count = max(indices) + 1 if indices else 0
+    if count > MAX_BLOCKS or len(indices) != count:
+        shown = sorted(indices)
+        numbers = ", ".join(map(str, shown[:3])) + (f", ... {shown[-1]}" if len(shown) > 3 else "")
+        raise ModelLoadError(
+            f"{name} is not a usable {what}: its blocks ({prefix}N) are numbered {numbers}, where a {what} numbers "
+            f"them from 0 without gaps and has at most {MAX_BLOCKS}. The file is damaged or crafted; re-download it "
+            "from its publisher.")
+    return count
+
+
+def check_weight_tensors(weights: dict, name: str, what: str, keep: tuple[str, ...] = ()) -> None:
+    """Every weight of a model file must be a non-empty floating tensor: integer or bool weights would be cast to
+    floats silently, and a zero-size one would divide by zero where the architecture is read off the shapes.
+    ``keep``: names that are data, not weights (UMT5's embedded tokenizer bytes)."""
+    for key, tensor in weights.items():
+        if key in keep:
+            continue
+        if not tensor.is_floating_point():
+            raise ModelLoadError(f"{name}: weight {key!r} is stored as {str(tensor.dtype).removeprefix('torch.')}, "
+                                 f"not as floating point, so it is not a {what}'s weight. The file is damaged or "
+                                 "converted wrongly; re-download it.")
+        if tensor.numel() == 0:
+            raise ModelLoadError(f"{name}: weight {key!r} is empty (shape {list(tensor.shape)}), so this is not a "
+                                 f"usable {what}. The file is damaged or crafted; re-download it.")
 
 
 def file_keys(path) -> list[str]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from pathlib import Path
 
 import torch
 
 from ...errors import ModelLoadError
-from .files import CONFIGS_DIR
+from .files import CONFIGS_DIR, MAX_BLOCKS
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,10 @@ def _folder_parts(folder: Path, expert, dtype) -> dict:
     config = read_json(folder / subfolder / "config.json", f"the Wan transformer config ({subfolder}/config.json)")
     if config.get("image_dim") or config.get("in_channels") != config.get("out_channels", config.get("in_channels")):
         raise ModelLoadError(f"{folder} holds an image-to-video Wan transformer; pick a text-to-video Wan model.")
+    layers = config.get("num_layers", 0)
+    if not isinstance(layers, int) or not 0 < layers <= MAX_BLOCKS:  # before diffusers builds that many blocks
+        raise ModelLoadError(f"{folder / subfolder / 'config.json'} asks for {layers!r} transformer blocks, where a "
+                             f"Wan transformer has 1 to {MAX_BLOCKS}; the config is damaged. Re-download the folder.")
     denoiser = from_pretrained_local(WanTransformer3DModel, folder, subfolder, dtype)
     vae = from_pretrained_local(AutoencoderKLWan, folder, "vae", dtype)
     text_encoder = _pretrained(UMT5EncoderModel, folder / "text_encoder", "UMT5 text encoder",
@@ -175,7 +180,7 @@ def _pretrained(cls, directory: Path, what: str, expected: str, *, dtype: torch.
     """``cls.from_pretrained`` on a part of a Wan folder (``expected``: the files it needs, in words): a model in
     ``dtype``, or a tokenizer (no dtype). The library's words go to the log; the user reads which folder, what is
     wrong and what to do. A model's weights are checked as _from_pretrained checks the transformer's."""
-    from ..folders import check_loaded_finite, check_weight_files
+    from ..folders import LIBRARY_LOAD_ERRORS, check_loaded_finite, check_weight_files, pickle_refused
 
     if not directory.is_dir():
         raise ModelLoadError(f"{directory} is missing: a Wan diffusers folder needs its {what} there ({expected}). "
@@ -190,8 +195,10 @@ def _pretrained(cls, directory: Path, what: str, expected: str, *, dtype: torch.
         if not is_model:
             return cls.from_pretrained(directory, local_files_only=True)
         loaded, info = cls.from_pretrained(directory, local_files_only=True, dtype=dtype, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as error:
+    except LIBRARY_LOAD_ERRORS as error:
         log.warning("loading the %s from %s failed: %s", what, directory, error)
+        if isinstance(error, pickle.UnpicklingError):
+            raise pickle_refused(directory) from error
         raise ModelLoadError(
             f"{directory} could not be loaded as the {what}: its files are missing, damaged, or do not match its "
             f"config (expected {expected}). Re-download that folder (ComfyUI's log has the loader's own message)."

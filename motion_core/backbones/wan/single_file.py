@@ -19,8 +19,8 @@ import torch
 
 from ...errors import ModelLoadError
 from ..files import load_weights_into
-from .files import CONFIGS_DIR, expect_kind, read_weights
-from .keys import original_to_diffusers
+from .files import CONFIGS_DIR, block_count, check_weight_tensors, expect_kind, read_weights
+from .keys import original_to_diffusers, strip_original_prefix
 
 HEAD_DIM = 128  # every released Wan (and ComfyUI's loader) uses 128-channel heads
 KNOWN_TRANSFORMERS = {  # (dim, layers, in_channels, ffn_dim) -> shipped config
@@ -34,7 +34,7 @@ A14B_NAME_HINTS = ("high_noise", "low_noise", "a14b", "wan2.2_t2v")
 def transformer_config_from_weights(weights: dict) -> dict:
     """A WanTransformer3DModel config (diffusers names) read off diffusers-named weights."""
     dim, in_channels, *patch = weights["patch_embedding.weight"].shape
-    layers = 1 + max(int(k.split(".")[1]) for k in weights if k.startswith("blocks."))
+    layers = block_count(weights, "blocks.", "the file", "Wan transformer")
     return {
         "patch_size": list(patch), "num_attention_heads": max(1, dim // HEAD_DIM),
         "attention_head_dim": HEAD_DIM if dim >= HEAD_DIM else dim, "in_channels": in_channels,
@@ -64,9 +64,10 @@ def build_transformer(weights: dict, name: str, dtype: torch.dtype, file_name: s
     from diffusers import WanTransformer3DModel
     from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 
+    check_weight_tensors(weights, name, "Wan transformer")
     try:
         config = transformer_config_from_weights(weights)
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError, IndexError, ZeroDivisionError) as error:
         raise ModelLoadError(f"{name} lacks core Wan transformer weights ({error}); re-download it.") from error
     arch = transformer_arch(config, file_name)
     shipped = CONFIGS_DIR / "wan_transformer" / str(arch) / "config.json"
@@ -88,8 +89,12 @@ def load_transformer_file(path, dtype: torch.dtype = torch.float32):
     from .files import file_keys
 
     path = Path(path)
-    expect_kind(path, file_keys(path), "transformer")
-    weights = original_to_diffusers(read_weights(path, dtype), path.name)
+    keys = file_keys(path)
+    expect_kind(path, keys, "transformer")
+    block_count([strip_original_prefix(k) for k in keys], "blocks.", path.name, "Wan transformer")  # before reading
+    weights = read_weights(path, dtype)
+    check_weight_tensors(weights, path.name, "Wan transformer")  # named as in the file, before renaming
+    weights = original_to_diffusers(weights, path.name)
     return build_transformer(weights, path.name, dtype, path.name)
 
 
@@ -163,6 +168,8 @@ def vae_config_from_weights(state: dict) -> dict:
     otherwise one derived from the shapes (no attention in the down path, as in every released Wan VAE)."""
     residual, blocks = vae_layout(state)
     z_dim, base_dim, in_channels = state["conv2.weight"].shape[0], *state["encoder.conv1.weight"].shape[:2]
+    if in_channels % 3:  # RGB, or RGB patches of p x p pixels (Wan 2.2: 12 = 3 x 2 x 2)
+        raise ValueError(f"the encoder takes {in_channels} input channels, not RGB or RGB patches")
     for name in ("wan2.1", "wan2.2"):
         config = json.loads((CONFIGS_DIR / "wan_vae" / name / "config.json").read_text())
         if (config["z_dim"], config["base_dim"], config["is_residual"]) == (z_dim, base_dim, residual):
@@ -196,11 +203,16 @@ def load_vae_file(path, dtype: torch.dtype = torch.float32):
     from .files import file_keys
 
     path = Path(path)
-    expect_kind(path, file_keys(path), "vae")
+    keys = file_keys(path)
+    expect_kind(path, keys, "vae")
+    bare = [strip_original_prefix(k) for k in keys]
+    for prefix in ("encoder.downsamples.", "decoder.upsamples."):  # the level lists, checked before reading
+        block_count(bare, prefix, path.name, "Wan VAE")
     state = read_weights(path, dtype)
+    check_weight_tensors(state, path.name, "Wan VAE")
     try:
         config = vae_config_from_weights(state)
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError, IndexError, ZeroDivisionError) as error:
         raise ModelLoadError(f"{path.name} lacks core Wan VAE weights ({error}); re-download it.") from error
     with torch.device("meta"):
         vae = AutoencoderKLWan.from_config(config)

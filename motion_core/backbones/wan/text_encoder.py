@@ -9,6 +9,7 @@ read here with a few lines of wire-format decoding and handed to transformers' T
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from pathlib import Path
 
@@ -16,9 +17,14 @@ import torch
 
 from ...errors import ModelLoadError
 from ..files import load_weights_into
-from .files import CONFIGS_DIR, FOLDERS, expect_kind, file_keys, read_weights
+from .files import CONFIGS_DIR, FOLDERS, block_count, check_weight_tensors, expect_kind, file_keys, read_weights
+
+log = logging.getLogger(__name__)
 
 MAX_TOKENS = 512
+MAX_SENTENCEPIECE_BYTES = 64 << 20
+"""UMT5's SentencePiece model is 4.3 MB; the reader is linear in its size, and this bounds that size too."""
+_MAX_VARINT_BYTES = 10  # a protobuf varint holds at most 64 bits
 
 
 def umt5_config_from_weights(weights: dict) -> dict:
@@ -26,7 +32,7 @@ def umt5_config_from_weights(weights: dict) -> dict:
     distance, which no shape records, stays at UMT5's 128)."""
     shipped = json.loads((CONFIGS_DIR / "umt5_xxl" / "config.json").read_text())
     vocab, d_model = weights["shared.weight"].shape
-    layers = 1 + max(int(k.split(".")[2]) for k in weights if k.startswith("encoder.block."))
+    layers = block_count(weights, "encoder.block.", "the file", "UMT5 text encoder")
     if (vocab, d_model, layers) == (shipped["vocab_size"], shipped["d_model"], shipped["num_layers"]):
         return shipped
     attention = "encoder.block.0.layer.0.SelfAttention."
@@ -45,8 +51,12 @@ def load_text_encoder_file(path, dtype: torch.dtype = torch.float32):
     from transformers import UMT5Config, UMT5EncoderModel
 
     path = Path(path)
-    expect_kind(path, file_keys(path), "text_encoder")
+    keys = file_keys(path)
+    expect_kind(path, keys, "text_encoder")
+    for prefix in ("encoder.block.", "block."):  # ComfyUI's files say either; checked before reading
+        block_count(keys, prefix, path.name, "UMT5 text encoder")
     weights = read_weights(path, dtype)
+    check_weight_tensors(weights, path.name, "UMT5 text encoder", keep=("spiece_model",))
     spiece = weights.pop("spiece_model", None)
     weights = {("encoder." + k if k.startswith(("block.", "final_layer_norm")) else k): v for k, v in weights.items()}
     # The input embedding is one matrix under two names (tied); files carry either.
@@ -56,7 +66,7 @@ def load_text_encoder_file(path, dtype: torch.dtype = torch.float32):
     weights["shared.weight"] = weights["encoder.embed_tokens.weight"] = shared
     try:
         config = UMT5Config(**umt5_config_from_weights(weights))
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError, IndexError, ZeroDivisionError) as error:
         raise ModelLoadError(f"{path.name} lacks core UMT5 weights ({error}); re-download it.") from error
     with torch.device("meta"):
         model = UMT5EncoderModel(config)
@@ -70,13 +80,16 @@ def load_text_encoder_file(path, dtype: torch.dtype = torch.float32):
 
 # ---- tokenizer --------------------------------------------------------------------------------------------------
 def _varint(data: bytes, i: int) -> tuple[int, int]:
+    """One protobuf varint at ``i``: at most 10 bytes, so a run of continuation bytes cannot grow a number (and the
+    time to read it) without end."""
     value = shift = 0
-    while True:
+    for _ in range(_MAX_VARINT_BYTES):
         byte = data[i]
         value |= (byte & 0x7F) << shift
         i, shift = i + 1, shift + 7
         if byte < 0x80:
             return value, i
+    raise ValueError(f"a protobuf number at byte {i - _MAX_VARINT_BYTES} runs past 64 bits")
 
 
 def _fields(data: bytes):
@@ -119,20 +132,32 @@ def tokenizer_from_sentencepiece(data: bytes, source: str = "the text encoder fi
     from tokenizers.models import Unigram
     from transformers import T5Tokenizer
 
+    def damaged(why) -> str:
+        return (f"The tokenizer embedded in {source} is damaged ({why}); re-download the file, or pass tokenizer_dir "
+                "(a folder with the umt5-xxl tokenizer.json).")
+
+    if len(data) > MAX_SENTENCEPIECE_BYTES:
+        raise ModelLoadError(damaged(f"{len(data):,} bytes, where UMT5's is 4.3 MB"))
     try:
         model = read_sentencepiece_model(data)
-    except (ValueError, IndexError, UnicodeDecodeError, struct.error) as error:
-        raise ModelLoadError(f"The tokenizer embedded in {source} is damaged ({error}); re-download the file, or "
-                             "pass tokenizer_dir (a folder with the umt5-xxl tokenizer.json).") from error
+    except (ValueError, IndexError, UnicodeDecodeError, struct.error, TypeError, AttributeError) as error:
+        # TypeError / AttributeError: a field of the wrong wire type (a number where text belongs, or the reverse)
+        raise ModelLoadError(damaged(error)) from error
     pieces = model["pieces"]
     if len(pieces) < 3:
         raise ModelLoadError(f"The tokenizer embedded in {source} is empty; pass tokenizer_dir instead.")
-    tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0, _spm_precompiled_charsmap=model["charsmap"] or None,
-                            pad_token=pieces[0][0], eos_token=pieces[1][0], unk_token=pieces[model["unk_id"]][0],
-                            model_max_length=MAX_TOKENS)
-    if model["unk_id"] != 2 or model["byte_fallback"]:  # T5Tokenizer assumes unk 2 and no byte fallback
-        tokenizer.backend_tokenizer.model = Unigram(pieces, unk_id=model["unk_id"],
-                                                    byte_fallback=model["byte_fallback"])
+    if not isinstance(model["unk_id"], int) or not 0 <= model["unk_id"] < len(pieces):
+        raise ModelLoadError(damaged(f"its unknown-token id {model['unk_id']!r} names no piece"))
+    try:
+        tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0, _spm_precompiled_charsmap=model["charsmap"] or None,
+                                pad_token=pieces[0][0], eos_token=pieces[1][0], unk_token=pieces[model["unk_id"]][0],
+                                model_max_length=MAX_TOKENS)
+        if model["unk_id"] != 2 or model["byte_fallback"]:  # T5Tokenizer assumes unk 2 and no byte fallback
+            tokenizer.backend_tokenizer.model = Unigram(pieces, unk_id=model["unk_id"],
+                                                        byte_fallback=model["byte_fallback"])
+    except Exception as error:  # the tokenizers library reports its Rust errors as a bare Exception
+        log.warning("building the UMT5 tokenizer from %s failed: %s", source, error)
+        raise ModelLoadError(damaged("its pieces or normaliser do not make a tokenizer")) from error
     return tokenizer
 
 
