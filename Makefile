@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.md-installed
 ARGS ?=
 
-.PHONY: install chromium test test-fast demo clean-venv
+.PHONY: install chromium test test-fast demo demo-wan clean-venv
 
 install: $(STAMP)
 
@@ -32,8 +32,12 @@ test: install chromium
 test-fast: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not e2e" $(ARGS)
 
+# The main demo on ShapesT2V; demo-wan runs the same on ShapesWan (the real Wan classes).
 demo: install
-	$(PY) -m tests.harness.demo
+	$(PY) -m tests.harness.demo --model shapes_t2v
+
+demo-wan: install
+	$(PY) -m tests.harness.demo --model shapes_wan
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,9 +1,10 @@
-"""`make demo`: start the provisioned ComfyUI headless with this pack and run the two built-in demo workflows.
+"""`make demo` / `make demo-wan`: start the provisioned ComfyUI headless with this pack and run a built-in demo.
 
-ShapesT2V (UNet3D) first, then ShapesWan (the real Wan classes): each bundled reference clip (a red square moving in
-a circle, a motion neither base model ever saw) is copied into ComfyUI's input folder; the workflow trains a
-MotionDirector LoRA on it (ShapesT2V 400 steps at lr 1e-3, ShapesWan 800 at 2e-3, both biased to high noise) and
-samples "a green triangle moves in a circle" from fresh noise, no noise prior. The videos land in demo-output/ (ShapesWan's under
+`make demo` runs ShapesT2V (UNet3D), `make demo-wan` ShapesWan (the real Wan classes), `--model all` both. The
+bundled reference clip (a red square moving in a circle, a motion neither base model ever saw) is copied into
+ComfyUI's input folder; the workflow trains a MotionDirector LoRA on it (ShapesT2V 400 steps at lr 1e-3, ShapesWan
+800 at 2e-3, both biased to high noise), printing step, loss, elapsed and time left, and samples "a green triangle
+moves in a circle" from fresh noise, no noise prior. The videos land in demo-output/ (ShapesWan's under
 demo-output/shapes_wan/), and the demo prints what the world's metrics measure on them, next to the base model's
 sample of the same prompt and seed without the LoRA, then the same over six seeds with the saved LoRA file.
 
@@ -15,6 +16,7 @@ figure: random wobble scores ~0.2 on it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -27,6 +29,7 @@ from motion_core.toy.metrics import family_fidelity, random_path_chance, referen
 from motion_core.toy.tracking import track_object
 from motion_core.video import load_reference_video
 from tests.harness.comfy_server import ComfyServer
+from tests.harness.progress_watch import TrainingProgress
 from tests.harness.provision import REPO_ROOT
 from tests.harness.workflow_api import to_api_prompt
 
@@ -136,7 +139,9 @@ def run_demo(server, demo: Demo, started: float) -> None:
     prompt = to_api_prompt(json.loads(demo.workflow.read_text()), server.object_info())
     print(f"[{demo.name}] Training a MotionDirector LoRA on the reference clip, then sampling (a few minutes on a "
           "CPU)...", flush=True)
-    with_lora = _fetch(server, server.run(prompt, timeout=1800), str(Path(demo.out, "green_triangle_circle.mp4")))
+    with TrainingProgress(server.url, f"[{demo.name}]"):
+        result = server.run(prompt, timeout=1800)
+    with_lora = _fetch(server, result, str(Path(demo.out, "green_triangle_circle.mp4")))
     base = _fetch(server, server.run(_base_prompt(prompt, demo), timeout=600),
                   str(Path(demo.out, "base_model_no_lora.mp4")))
     print(f"[{demo.name}] Wrote {with_lora.relative_to(REPO_ROOT)} at {time.monotonic() - started:.0f}s; sampling "
@@ -154,8 +159,12 @@ def run_demo(server, demo: Demo, started: float) -> None:
               f"({Path('demo-output', demo.out, 'sweep')}/)", flush=True)
 
 
-def main() -> int:
-    for demo in DEMOS:
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.harness.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=[*(d.name for d in DEMOS), "all"], default=DEMOS[0].name,
+                        help="which built-in model's demo to run (default: %(default)s)")
+    chosen = [d for d in DEMOS if parser.parse_args(argv).model in (d.name, "all")]
+    for demo in chosen:
         if not (demo.model_dir / "model_index.json").exists():
             raise SystemExit(f"The built-in model {demo.model_dir.name} is missing ({demo.model_dir}); restore it "
                              f"with `git checkout -- {demo.model_dir.relative_to(REPO_ROOT)}` or rebuild it with "
@@ -163,8 +172,9 @@ def main() -> int:
     started = time.monotonic()
     with ComfyServer() as server:
         print(f"ComfyUI is up at {server.url} (log: {server.log_path})", flush=True)
-        for demo in DEMOS:
+        for demo in chosen:
             run_demo(server, demo, started)
+    print(f"Done in {time.monotonic() - started:.0f}s.", flush=True)
     return 0
 
 
