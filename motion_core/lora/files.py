@@ -25,17 +25,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from ..errors import InvalidInputError, LoraMismatchError, MotionCoreError
+from ..errors import InvalidInputError, LoraFileError, LoraMismatchError, MotionCoreError
 from .formats import animatediff, canonical, kohya, sd15_comfy, wan_comfy
 from .formats.detect import FORMATS, detect_format
 from .metadata import decode_header
 from .motion_lora import MotionLora
 
 PICKLE_SUFFIXES = (".pt", ".ckpt", ".pth", ".bin")
-
-
-class LoraFileError(MotionCoreError):
-    """A LoRA file cannot be read or written (missing, corrupt, unsafe, disk full, folder not writable)."""
 
 
 class FileExistsRefusedError(LoraFileError, FileExistsError):
