@@ -19,7 +19,7 @@ import torch
 from ...errors import InvalidInputError
 from ..metadata import decode_header, encode_header
 from ..motion_lora import MotionLora
-from ..state import canonical_key
+from ..state import canonical_key, patch_key
 from .peft_config import adapter_config, module_alphas
 
 _OTHER_COMPONENTS = ("text_encoder.", "text_encoder_2.", "vae.")
@@ -37,7 +37,7 @@ def looks_like(keys) -> bool:
 
 
 def to_canonical_file(lora: MotionLora) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    return dict(lora.tensors), encode_header({**lora.metadata, "source_format": "canonical"})
+    return {**lora.tensors, **lora.patches}, encode_header({**lora.metadata, "source_format": "canonical"})
 
 
 def _module_and_role(key: str) -> tuple[str, str] | None:
@@ -48,8 +48,9 @@ def _module_and_role(key: str) -> tuple[str, str] | None:
             if "p" in match.groupdict():
                 module = f"{module}.{'to_out.0' if match.group('p') == 'to_out' else match.group('p')}"
             return module, roles[match.group("w")]
-    if key.endswith(".alpha"):
-        return key[: -len(".alpha")], "alpha"
+    for role in ("alpha", "diff", "diff_b"):  # .diff / .diff_b: full-weight patches (ComfyUI's names, ours too)
+        if key.endswith(f".{role}"):
+            return key[: -len(role) - 1], role
     return None
 
 
@@ -58,6 +59,7 @@ def from_peft_file(tensors: dict[str, torch.Tensor], header: dict[str, str] | No
     from .alpha keys, else alpha = rank)."""
     ours = decode_header(header)
     weights: dict[str, torch.Tensor] = {}
+    patches: dict[str, torch.Tensor] = {}
     alphas: dict[str, float] = {}
     skipped, unknown = [], []
     prefixes: Counter = Counter()
@@ -73,6 +75,8 @@ def from_peft_file(tensors: dict[str, torch.Tensor], header: dict[str, str] | No
             unknown.append(key)
         elif parsed[1] == "alpha":
             alphas[parsed[0]] = float(tensor.float().reshape(-1)[0])
+        elif parsed[1] in ("diff", "diff_b"):
+            patches[patch_key(parsed[0], "weight" if parsed[1] == "diff" else "bias")] = tensor
         else:
             weights[canonical_key(*parsed)] = tensor
     if unknown:
@@ -103,4 +107,4 @@ def from_peft_file(tensors: dict[str, torch.Tensor], header: dict[str, str] | No
     if skipped:
         metadata = {**metadata, "extra": {**metadata.get("extra", {}), "skipped_components": sorted(
             {k.split(".")[0] for k in skipped})}}
-    return MotionLora(weights, metadata)
+    return MotionLora(weights, metadata, patches)
