@@ -24,6 +24,11 @@ class LoraMismatchError(MotionCoreError):
     """A LoRA does not fit the model it is applied to (family, keys or shapes)."""
 
 
+class LoraFileError(MotionCoreError):
+    """A LoRA file cannot be read or written (missing, corrupt, unsafe, disk full, folder not writable), or its
+    header contradicts its weights. Lives here (re-exported by lora.files) so the format readers can raise it."""
+
+
 class TrainingError(MotionCoreError):
     """Training cannot go on (NaN loss, bad configuration); the last good checkpoint is kept."""
 

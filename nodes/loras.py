@@ -10,6 +10,7 @@ from comfy_api.latest import io, ui
 from ..motion_core.backbones.wan.experts import expert_file_name, expert_from_name, lora_expert, tag_lora
 from ..motion_core.errors import InvalidInputError
 from ..motion_core.lora import load_lora, save_lora
+from ..motion_core.lora.report import stack_note
 from ..motion_core.lora.stack import LoraStack
 from ..motion_core.safe_paths import is_plain_relative, resolve_in_folders
 from . import paths
@@ -173,11 +174,7 @@ def _add_to_stack(
         if lora_expert(lora) is None:  # a Wan 2.2 LoRA pair from other tools says its expert in the file name
             lora = tag_lora(lora, expert_from_name(lora_name))
     stack = (previous_stack or LoraStack()).add(lora, strength, start_percent, end_percent)
-    text = str(stack)
-    skipped = lora.metadata.get("extra", {}).get("skipped_components")
-    if skipped:
-        text += f"\nnot loaded: the file's {', '.join(skipped)} part (this pack adapts the video model only)"
-    return io.NodeOutput(stack, lora, ui=ui.PreviewText(text))
+    return io.NodeOutput(stack, lora, ui=ui.PreviewText(stack_note(stack, lora)))
 
 
 class LoadMotionLoRA(io.ComfyNode):

@@ -208,7 +208,8 @@ class SampleVideo(io.ComfyNode):
         with engine_warnings() as notes:
             result = run_sampling(video_model, request)
         preview = animated_preview(result.frames, result.fps, cls).as_dict()
-        if notes:  # e.g. the prompt was cut: shown on the node next to the video it changed
+        notes = [*notes, *result.not_applied]  # e.g. the prompt was cut, or a LoRA file's text-encoder part
+        if notes:  # shown on the node next to the video it changed
             preview["text"] = ("\n".join(notes),)
         return io.NodeOutput(result.frames, float(result.fps), ui=preview)
 

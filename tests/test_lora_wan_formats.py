@@ -173,12 +173,24 @@ def test_keys_matching_no_wan_module_are_an_error_naming_them(lora, tmp_path):
         load_lora(tmp_path / "odd.safetensors")
 
 
-def test_full_weight_diff_patches_are_an_error_not_a_silent_drop(lora, tmp_path):
+def test_full_weight_diff_patches_are_carried_and_a_misfit_is_an_error_naming_it(lora, backbone, tmp_path):
+    """Changed by issue 38 (item 16): core's .diff patches are now kept and merged, not refused at load. A patch
+    whose shape fits no parameter is refused when the LoRA is fitted to the model, naming it; DoRA parts, which
+    change what the factors mean, are still refused at load."""
+    from motion_core.errors import LoraMismatchError
+    from motion_core.lora import check_lora_fits
+
     tensors = comfy_layout(lora)
     tensors["diffusion_model.blocks.0.self_attn.norm_q.diff"] = torch.zeros(1, 128)
     save_file(tensors, str(tmp_path / "diff.safetensors"))
-    with pytest.raises(InvalidInputError, match=r"cannot apply: diffusion_model\.blocks\.0\.self_attn\.norm_q\.diff"):
-        load_lora(tmp_path / "diff.safetensors")
+    loaded = load_lora(tmp_path / "diff.safetensors")
+    assert loaded.patched_modules() == ["blocks.0.attn1.norm_q"]
+    with pytest.raises(LoraMismatchError, match=r"unet\.blocks\.0\.attn1\.norm_q\.diff with shape \(1, 128\)"):
+        check_lora_fits(backbone.denoiser, loaded)
+    tensors["diffusion_model.blocks.0.self_attn.q.dora_scale"] = torch.ones(128, 1)
+    save_file(tensors, str(tmp_path / "dora.safetensors"))
+    with pytest.raises(InvalidInputError, match=r"cannot apply: diffusion_model\.blocks\.0\.self_attn\.q\.dora_scale"):
+        load_lora(tmp_path / "dora.safetensors")
 
 
 def test_comfyui_format_refuses_a_lora_of_another_family_with_the_reason(lora, tmp_path):

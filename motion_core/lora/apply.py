@@ -6,16 +6,18 @@ says which keys failed and what to load instead.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 
+import torch
 import torch.nn as nn
 
 from ..errors import LoraMismatchError
 from .config import AdapterSpec
 from .inject import SUPPORTED_LAYERS, adapter_state, add_adapter, base_layer, remove_adapter
 from .motion_lora import MotionLora
-from .state import adapter_state_dict, canonical_key, load_adapter_state
+from .state import adapter_state_dict, canonical_key, load_adapter_state, patch_key
 
 
 def _expected_shapes(layer: nn.Module, rank: int) -> tuple[tuple, tuple]:
@@ -57,12 +59,39 @@ def check_lora_fits(model: nn.Module, lora: MotionLora, *, family: str | None = 
             )
         a, b = lora.weights(module)
         want_a, want_b = _expected_shapes(layer, lora.module_rank(module))
-        if tuple(a.shape) != want_a or tuple(b.shape) != want_b:
+        if not (_same_or_flat(a.shape, want_a) and _same_or_flat(b.shape, want_b)):
             raise LoraMismatchError(
                 f"LoRA '{lora.name}' does not fit {canonical_key(module, 'A')}: file shapes {tuple(a.shape)} / "
                 f"{tuple(b.shape)}, model needs {want_a} / {want_b}. The LoRA was made for a model of another "
                 f"size. {hint}"
             )
+    check_patches_fit(found, lora, hint)
+
+
+def _same_or_flat(shape, want: tuple) -> bool:
+    """peft's factor shape, or ComfyUI's conv factors flattened to [rank, in * kernel] / [out, rank] (the same
+    product B @ A once flattened, which is how the merge and core read them)."""
+    shape = tuple(shape)
+    return shape == want or (len(want) > 2 and shape == (want[0], math.prod(want[1:])))
+
+
+def check_patches_fit(found: dict, lora: MotionLora, hint: str) -> None:
+    """Each full-weight patch needs its module and a parameter of exactly its shape (core would skip a mismatch
+    with a log line; here it is an error naming the key)."""
+    for module in lora.patched_modules():
+        layer = base_layer(found[module]) if module in found else None
+        for parameter in ("weight", "bias"):
+            patch = lora.patch(module, parameter)
+            if patch is None:
+                continue
+            target = getattr(layer, parameter, None) if layer is not None else None
+            if not isinstance(target, torch.Tensor) or tuple(target.shape) != tuple(patch.shape):
+                have = "no such layer" if layer is None else (
+                    f"no {parameter}" if not isinstance(target, torch.Tensor) else f"shape {tuple(target.shape)}")
+                raise LoraMismatchError(
+                    f"LoRA '{lora.name}' patches {patch_key(module, parameter)} with shape {tuple(patch.shape)}, but "
+                    f"the model has {have} there. {hint}"
+                )
 
 
 def spec_for(lora: MotionLora, adapter_name: str, *, dropout: float = 0.0) -> AdapterSpec:
@@ -93,10 +122,22 @@ def attach_lora(model: nn.Module, lora: MotionLora, adapter_name: str | None = N
                 trainable: bool = False, dropout: float = 0.0, strict_base: bool = True) -> str:
     """Check, inject and load ``lora`` as a new adapter; returns the adapter name. Frozen unless ``trainable``."""
     name = adapter_name or adapter_name_for(lora)
+    if lora.patches:
+        raise LoraMismatchError(
+            f"LoRA '{lora.name}' carries full-weight patches (.diff / .diff_b on {len(lora.patched_modules())} layers, "
+            f"e.g. {lora.patched_modules()[0]}) that a peft adapter cannot hold. Sample with it through a LoRA stack "
+            "(Sample Video merges the patches), or apply the file with ComfyUI's LoraLoaderModelOnly."
+        )
     check_lora_fits(model, lora, family=family, fingerprint=fingerprint, strict_base=strict_base)
     add_adapter(model, spec_for(lora, name, dropout=dropout), enabled=enabled, scale=strength, trainable=trainable)
+    found = dict(model.named_modules())
+    tensors = {}
+    for module in lora.modules():  # flattened conv factors (ComfyUI's) take peft's shapes
+        want_a, want_b = _expected_shapes(base_layer(found[module]), lora.module_rank(module))
+        a, b = lora.weights(module)
+        tensors[canonical_key(module, "A")], tensors[canonical_key(module, "B")] = a.reshape(want_a), b.reshape(want_b)
     try:
-        load_adapter_state(model, name, lora.tensors)
+        load_adapter_state(model, name, tensors)
     except Exception:
         remove_adapter(model, name)
         raise

@@ -25,17 +25,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from ..errors import InvalidInputError, LoraMismatchError, MotionCoreError
+from ..errors import InvalidInputError, LoraFileError, LoraMismatchError, MotionCoreError
 from .formats import animatediff, canonical, kohya, sd15_comfy, wan_comfy
 from .formats.detect import FORMATS, detect_format
 from .metadata import decode_header
 from .motion_lora import MotionLora
 
 PICKLE_SUFFIXES = (".pt", ".ckpt", ".pth", ".bin")
-
-
-class LoraFileError(MotionCoreError):
-    """A LoRA file cannot be read or written (missing, corrupt, unsafe, disk full, folder not writable)."""
 
 
 class FileExistsRefusedError(LoraFileError, FileExistsError):
@@ -133,6 +129,12 @@ def save_lora(lora: MotionLora, path: str | os.PathLike, format: str = "canonica
                "kohya": kohya.to_kohya_file, "comfyui": wan_comfy.to_comfy_wan_file}
     if format not in writers:
         raise InvalidInputError(f"Unknown LoRA format {format!r}; choose one of {', '.join(FORMATS)}.")
+    if lora.patches and format not in ("canonical", "comfyui"):
+        raise InvalidInputError(
+            f"LoRA '{lora.name}' carries full-weight patches (.diff / .diff_b on {len(lora.patched_modules())} layers, "
+            f"e.g. {lora.patched_modules()[0]}) that the {format} layout has no place for. Save it as canonical or, "
+            "for a Wan LoRA, comfyui; both keep them."
+        )
     tensors, header = writers[format](lora)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     atomic_write(path, safetensors_bytes(tensors, metadata=header), overwrite=overwrite)

@@ -11,7 +11,9 @@ sets many times never accumulates rounding.
 
 The delta of one module is Σ strength · (alpha / rank) · B @ A, computed in float32 and added to the float32 view of
 the original before casting to the weight's dtype once. Convolutions follow peft's layout (A carries the kernel,
-B is 1x1), so B @ A over flattened shapes reshaped to the kernel gives peft's delta.
+B is 1x1), so B @ A over flattened shapes reshaped to the kernel gives peft's delta (and ComfyUI's, whose conv
+factors come flattened). A LoRA's full-weight patches (``.diff`` on a weight, ``.diff_b`` on a bias) add
+strength · patch to their parameter, as ComfyUI applies them; biases are kept and restored like weights.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..errors import LoraMismatchError
 from .inject import base_layer
 from .motion_lora import MotionLora
 from .stack import LoraStack, LoraStackEntry
+from .state import canonical_key
 
 
 def lora_delta(lora: MotionLora, module: str, weight: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
@@ -39,6 +42,24 @@ def lora_delta(lora: MotionLora, module: str, weight: torch.Tensor, strength: fl
             f"weight {tuple(weight.shape)}. Grouped convolutions cannot carry a LoRA; use a LoRA made for this model."
         )
     return (b @ a).reshape(weight.shape) * scale
+
+
+def entry_delta(lora: MotionLora, target: tuple[str, str], tensor: torch.Tensor, strength: float) -> torch.Tensor:
+    """What ``lora`` adds to ``target`` = (module, "weight"|"bias"): its factors' delta (weights only) plus
+    strength · its full-weight patch, float32, shaped like ``tensor``."""
+    module, parameter = target
+    delta = torch.zeros(tensor.shape, dtype=torch.float32, device=tensor.device)
+    if parameter == "weight" and canonical_key(module, "A") in lora.tensors:
+        delta = delta + lora_delta(lora, module, tensor, strength)
+    patch = lora.patch(module, parameter)
+    if patch is not None:
+        if patch.numel() != tensor.numel():
+            raise LoraMismatchError(
+                f"LoRA '{lora.name}' cannot merge its patch of {module}.{parameter}: shape {tuple(patch.shape)}, the "
+                f"model's {tuple(tensor.shape)}. The LoRA was made for another model; use one made for this model."
+            )
+        delta = delta + float(strength) * patch.to(tensor.device, torch.float32).reshape(tensor.shape)
+    return delta
 
 
 class StackMerger:
@@ -60,25 +81,39 @@ class StackMerger:
         found = dict(model.named_modules())
         self._layers: dict[str, nn.Module] = {}
         for entry in self.entries:
-            for module in entry.lora.modules():
+            for module in (*entry.lora.modules(), *entry.lora.patched_modules()):
                 if module not in found:
                     raise LoraMismatchError(
                         f"LoRA '{entry.lora.name}' targets {module}, which this model lacks. Check the LoRA against "
                         "the model (motion_core.lora.check_lora_fits) before merging."
                     )
                 self._layers[module] = base_layer(found[module])
-        self._originals: dict[str, torch.Tensor] = {}
+        self._originals: dict[tuple[str, str], torch.Tensor] = {}
         self.active: tuple[int, ...] = ()
         self.merge_count = 0
         """How many times a new active set was written into the weights (the benchmark and tests read it)."""
 
-    def _modules_of(self, active: Iterable[int]) -> dict[str, list[LoraStackEntry]]:
-        by_module: dict[str, list[LoraStackEntry]] = {}
+    def _targets_of(self, active: Iterable[int]) -> dict[tuple[str, str], list[LoraStackEntry]]:
+        """(module, "weight"|"bias") -> the entries at ``active`` that change that parameter, in stack order."""
+        by_target: dict[tuple[str, str], list[LoraStackEntry]] = {}
         for index in active:
             entry = self.entries[index]
-            for module in entry.lora.modules():
-                by_module.setdefault(module, []).append(entry)
-        return by_module
+            targets = {(m, "weight") for m in entry.lora.modules()}
+            targets |= {(m, p) for m in entry.lora.patched_modules() for p in ("weight", "bias")
+                        if entry.lora.patch(m, p) is not None}
+            for target in sorted(targets):
+                by_target.setdefault(target, []).append(entry)
+        return by_target
+
+    def _parameter(self, target: tuple[str, str]) -> torch.Tensor:
+        module, parameter = target
+        tensor = getattr(self._layers[module], parameter, None)
+        if not isinstance(tensor, torch.Tensor):
+            raise LoraMismatchError(
+                f"A LoRA patches the {parameter} of {module}, which has none in this model. Check the LoRA against "
+                "the model (motion_core.lora.check_lora_fits) before merging."
+            )
+        return tensor
 
     @torch.no_grad()
     def apply(self, active: Sequence[int]) -> None:
@@ -86,21 +121,21 @@ class StackMerger:
         active = tuple(active)
         if active == self.active:
             return
-        before = self._modules_of(self.active)
-        after = self._modules_of(active)
-        for module, entries in after.items():
-            # A module whose contributing entries did not change keeps its merged weight: at a step-range switch
-            # only the modules of the LoRAs that start or stop are rewritten.
-            if [id(e) for e in before.get(module, ())] == [id(e) for e in entries]:
+        before = self._targets_of(self.active)
+        after = self._targets_of(active)
+        for target, entries in after.items():
+            # A parameter whose contributing entries did not change keeps its merged value: at a step-range switch
+            # only the parameters of the LoRAs that start or stop are rewritten.
+            if [id(e) for e in before.get(target, ())] == [id(e) for e in entries]:
                 continue
-            weight = self._layers[module].weight
-            original = self._originals.setdefault(module, weight.detach().clone())
+            tensor = self._parameter(target)
+            original = self._originals.setdefault(target, tensor.detach().clone())
             merged = original.to(torch.float32)
             for entry in entries:
-                merged = merged + lora_delta(entry.lora, module, weight, entry.strength)
-            weight.copy_(merged.to(weight.dtype))
-        for module in before.keys() - after.keys():
-            self._layers[module].weight.copy_(self._originals[module])
+                merged = merged + entry_delta(entry.lora, target, tensor, entry.strength)
+            tensor.copy_(merged.to(tensor.dtype))
+        for target in before.keys() - after.keys():
+            self._parameter(target).copy_(self._originals[target])
         self.active = active
         self.merge_count += 1
 
@@ -109,8 +144,8 @@ class StackMerger:
         """Copy every touched weight back from its saved original: the model is bit-identical to before."""
         # Originals stay on the weight's device: restoring is then a device-local copy, and only touched modules
         # are kept (for a motion LoRA a small share of the model).
-        for module, original in self._originals.items():
-            self._layers[module].weight.copy_(original)
+        for target, original in self._originals.items():
+            self._parameter(target).copy_(original)
         self._originals.clear()
         self.active = ()
 

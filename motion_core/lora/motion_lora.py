@@ -3,6 +3,11 @@
 It holds no model and no file handle: nodes pass it around, the sampler attaches it, the file layer writes it.
 Weights are in canonical keys (see state.py); per-module rank comes from the shapes, per-module alpha from
 ``metadata["alpha_pattern"]`` falling back to ``metadata["alpha"]``.
+
+``patches`` holds full-weight additions some tools train beside the factors (ComfyUI's Train LoRA node: a ``.diff``
+per norm weight and a ``.diff_b`` per bias), keyed ``unet.<module>.diff`` / ``.diff_b`` (patch_key). They act as
+``W += strength * diff`` (``b += strength * diff_b``) with no alpha, as ComfyUI applies them; the sampler's merge
+carries them, peft adapters cannot.
 """
 
 from __future__ import annotations
@@ -14,16 +19,23 @@ import torch
 
 from ..errors import InvalidInputError
 from .metadata import normalise
-from .state import canonical_key, split_canonical_key
+from .state import canonical_key, patch_key, split_canonical_key, split_patch_key
 
 
 @dataclass(frozen=True, eq=False)
 class MotionLora:
     tensors: dict[str, torch.Tensor]
     metadata: dict[str, Any] = field(default_factory=dict)
+    patches: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self):
         tensors = {k: v.detach() for k, v in self.tensors.items()}
+        patches = {k: v.detach() for k, v in (self.patches or {}).items()}
+        odd = [k for k in patches if split_patch_key(k) is None]
+        if odd:
+            raise InvalidInputError(
+                f"LoRA weight patches must use keys 'unet.<module>.diff' / '.diff_b'; got {', '.join(sorted(odd)[:3])}."
+            )
         pairs: dict[str, dict[str, torch.Tensor]] = {}
         bad = [k for k in tensors if split_canonical_key(k) is None]
         if bad:
@@ -58,6 +70,7 @@ class MotionLora:
             raise InvalidInputError(f"LoRA alpha_pattern names modules without weights: {sorted(unknown)[:3]}.")
         object.__setattr__(self, "tensors", tensors)
         object.__setattr__(self, "metadata", meta)
+        object.__setattr__(self, "patches", patches)
 
     # descriptive fields, read-only views of the metadata
     name = property(lambda self: self.metadata["name"])
@@ -89,9 +102,17 @@ class MotionLora:
     def module_alpha(self, module: str) -> float:
         return float(self.metadata["alpha_pattern"].get(module, self.metadata["alpha"]))
 
+    def patched_modules(self) -> list[str]:
+        """Modules that get a full-weight patch (``.diff`` and/or ``.diff_b``), sorted."""
+        return sorted({split_patch_key(k)[0] for k in self.patches})
+
+    def patch(self, module: str, parameter: str) -> torch.Tensor | None:
+        """The patch added to ``module``'s ``parameter`` ("weight" or "bias"), None when there is none."""
+        return self.patches.get(patch_key(module, parameter))
+
     def with_metadata(self, **updates) -> "MotionLora":
         """A copy with some descriptive fields changed (e.g. a new name or trigger before saving)."""
-        return MotionLora(self.tensors, {**self.metadata, **updates})
+        return MotionLora(self.tensors, {**self.metadata, **updates}, self.patches)
 
     def describe(self) -> str:
         """A few human lines (shown on the Save node): what it is, what it was trained on and for which model."""
@@ -103,6 +124,8 @@ class MotionLora:
         ]
         if self.steps or self.frames:
             lines.append(f"trained {self.steps} steps on {self.frames} frames at {w}x{h}")
+        if self.patches:
+            lines.append(f"plus full-weight patches (.diff / .diff_b) on {len(self.patched_modules())} layers")
         if self.trigger or self.caption:
             lines.append(f"trigger: {self.trigger or '-'}; caption: {self.caption or '-'}")
         if self.base_fingerprint:

@@ -33,6 +33,25 @@ def split_canonical_key(key: str) -> tuple[str, str] | None:
     return None
 
 
+_PATCH_SUFFIXES = {"weight": ".diff", "bias": ".diff_b"}
+
+
+def patch_key(module: str, parameter: str) -> str:
+    """Key of a full-weight patch: ``parameter`` is "weight" (``.diff``) or "bias" (``.diff_b``), ComfyUI's names."""
+    return f"{COMPONENT}.{module}{_PATCH_SUFFIXES[parameter]}"
+
+
+def split_patch_key(key: str) -> tuple[str, str] | None:
+    """(module, "weight"|"bias") for a patch key, None for anything else."""
+    prefix = COMPONENT + "."
+    if not key.startswith(prefix):
+        return None
+    for parameter, suffix in _PATCH_SUFFIXES.items():
+        if key.endswith(suffix) and len(key) > len(prefix) + len(suffix):
+            return key[len(prefix):-len(suffix)], parameter
+    return None
+
+
 def _adapter_params(model: nn.Module, name: str) -> dict[str, nn.Parameter]:
     adapter_state(model, name)
     params = {}

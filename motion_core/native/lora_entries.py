@@ -26,7 +26,8 @@ NATIVE_FAMILIES = ("wan",)
 @dataclass(frozen=True, eq=False)
 class NativeLora:
     """One LoRA ready for a native MODEL: ``state_dict`` in core's Wan LoRA layout (``diffusion_model.<module>``
-    with lora_A / lora_B / alpha), to act at ``strength`` over [start_percent, end_percent) of the schedule."""
+    with lora_A / lora_B / alpha, and ``.diff`` / ``.diff_b`` for the LoRA's full-weight patches), to act at
+    ``strength`` over [start_percent, end_percent) of the schedule."""
 
     name: str
     state_dict: dict[str, torch.Tensor]
@@ -36,8 +37,11 @@ class NativeLora:
 
     @property
     def modules(self) -> int:
-        """How many layers it patches (one lora_A key each): what core must map, none left over."""
-        return sum(1 for key in self.state_dict if key.endswith(".lora_A.weight"))
+        """How many parameters it patches, which is how many entries core's ``load_lora`` must make, none left
+        over: each layer's weight (its lora_A, or a full-weight ``.diff``) and each ``.diff_b`` bias patch."""
+        weights = {key[: -len(".lora_A.weight")] for key in self.state_dict if key.endswith(".lora_A.weight")}
+        weights |= {key[: -len(".diff")] for key in self.state_dict if key.endswith(".diff")}
+        return len(weights) + sum(1 for key in self.state_dict if key.endswith(".diff_b"))
 
 
 def native_state_dict(lora: MotionLora) -> dict[str, torch.Tensor]:

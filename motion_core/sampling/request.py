@@ -63,6 +63,8 @@ class SampleResult:
     fps: float
     merge_count: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    not_applied: tuple[str, ...] = ()
+    """Parts of the stack's LoRA files that were read but not applied (e.g. a text-encoder part), in words."""
 
 
 def _positive_int(value: Any, name: str) -> int:

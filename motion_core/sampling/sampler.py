@@ -19,6 +19,7 @@ import torch
 
 from ..backbones.wan.experts import expert_denoisers
 from ..errors import MotionCoreError
+from ..lora.report import stack_left_out
 from .callbacks import SamplingCallbacks
 from .noise_prior import blend_prior, invert, prepare_reference
 from .preview import latent_preview
@@ -116,7 +117,8 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
         raise _nonfinite(backbone, request, "the VAE decode", ())
     return SampleResult(frames=frames, latents=latents.float().cpu(), fps=float(request.fps), merge_count=merge_count,
                         seconds={"prepare": prepare_seconds, "denoise": denoise_seconds,
-                                 "decode": time.perf_counter() - clock})
+                                 "decode": time.perf_counter() - clock},
+                        not_applied=stack_left_out(stack))
 
 
 def _nonfinite(backbone, request: SampleRequest, where: str, active: tuple[int, ...] = ()) -> MotionCoreError:

@@ -13,8 +13,14 @@ what ComfyUI applies to such a file):
   module + ``lora_A/lora_B[.<adapter>].weight`` or ``lora_down/lora_up.weight``, ``.alpha``;
 - musubi-tuner's: ``lora_unet_blocks_0_self_attn_q.lora_down.weight`` (Wan-Fun: ``lora_unet__blocks_...``), ``.alpha``.
 diffusers/PEFT spellings (``transformer.blocks.0.attn1.to_q.lora_A.weight``) are diffusers names, read by canonical.py.
-Text-encoder parts are skipped and recorded in ``extra.skipped_components``; parts the pack cannot apply (full-weight
-``.diff`` / ``.diff_b`` patches, DoRA scales, LoCon mid weights) and keys that match nothing are errors naming them.
+- ComfyUI's Train LoRA node (comfy_extras/nodes_train.py, saved as-is by Save LoRA Weights):
+  ``diffusion_model.<module>`` + ``lora_up.weight`` / ``lora_down.weight`` / ``alpha`` for every weight of 2+ dims (a conv's ``lora_down`` is
+  flattened to [rank, in * kernel], which the merge reads like peft's conv factors), ``.diff`` for every 1-D weight
+  (norms) and ``.diff_b`` for every bias. The ``.diff`` / ``.diff_b`` tensors are kept as the LoRA's weight patches
+  (motion_lora.py), which core adds as ``strength * diff``; full-weight ``.diff`` of matrices are carried the same way.
+Text-encoder parts are skipped and recorded in ``extra.skipped_components``; parts that change what the factors mean
+(DoRA scales, LoCon mid weights, reshapes, set_weight, w_norm / b_norm) and keys that match nothing are errors
+naming them.
 """
 
 from __future__ import annotations
@@ -29,13 +35,14 @@ from ...backbones.wan.keys import diffusers_module_to_original, original_key_to_
 from ...errors import InvalidInputError, LoraMismatchError
 from ..metadata import decode_header, encode_header
 from ..motion_lora import MotionLora
-from ..state import canonical_key
+from ..state import canonical_key, patch_key
 
 PREFIX = "diffusion_model."
 _NAMED = re.compile(
     r"^(?P<m>.+?)\.(?:lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight|(?P<du>lora_down|lora_up)\.weight|(?P<alpha>alpha))$")
 _MUSUBI = re.compile(r"^lora_unet__?(?P<flat>[A-Za-z0-9_]+)\.(?:(?P<du>lora_down|lora_up)\.weight|(?P<alpha>alpha))$")
-_UNUSABLE = re.compile(r"\.(diff|diff_b|dora_scale|lora_mid\.weight|reshape_weight|set_weight|w_norm|b_norm)$")
+_PATCH = re.compile(r"^(?P<m>.+)\.(?P<p>diff|diff_b)$")
+_UNUSABLE = re.compile(r"\.(dora_scale|lora_mid\.weight|reshape_weight|set_weight|w_norm|b_norm)$")
 _TEXT_ENCODER = ("text_encoders.", "text_encoder.", "text_encoder_2.", "lora_te")
 _MAX_UNDERSCORES = 8  # the longest flattened Wan name (blocks_N_cross_attn_norm_k_img) has 6
 # first words of Wan's top-level modules: other kohya names (SD's down_blocks_0_...) skip the search
@@ -107,6 +114,14 @@ def to_comfy_wan_file(lora: MotionLora) -> tuple[dict[str, torch.Tensor], dict[s
         tensors[f"{stem}.lora_A.weight"] = a
         tensors[f"{stem}.lora_B.weight"] = b
         tensors[f"{stem}.alpha"] = torch.tensor(lora.module_alpha(module), dtype=torch.float32)
+    for module in lora.patched_modules():
+        try:
+            stem = PREFIX + diffusers_module_to_original(module)
+        except LoraMismatchError as err:
+            raise InvalidInputError(f"Cannot save in the comfyui format: {err}") from None
+        for parameter, suffix in (("weight", "diff"), ("bias", "diff_b")):
+            if lora.patch(module, parameter) is not None:
+                tensors[f"{stem}.{suffix}"] = lora.patch(module, parameter)
     return tensors, encode_header({**lora.metadata, "family": "wan", "source_format": "comfyui"})
 
 
@@ -118,12 +133,21 @@ def _sample(keys) -> str:
 def from_wan_file(tensors: dict[str, torch.Tensor], header: dict[str, str] | None = None) -> MotionLora:
     """Any Wan original-name layout -> MotionLora in canonical (diffusers) keys."""
     weights: dict[str, torch.Tensor] = {}
+    patches: dict[str, torch.Tensor] = {}
     alphas: dict[str, float] = {}
     spellings: Counter = Counter()
     skipped, unusable, unknown = [], [], []
     for key, tensor in tensors.items():
         if key.startswith(_TEXT_ENCODER):
             skipped.append(key)
+            continue
+        patch = _PATCH.match(key)
+        if patch:
+            module = wan_module(patch["m"])
+            if module is None:
+                unknown.append(key)
+            else:
+                patches[patch_key(module, "weight" if patch["p"] == "diff" else "bias")] = tensor
             continue
         parsed = _parse(key)
         if parsed is None:
@@ -137,7 +161,7 @@ def from_wan_file(tensors: dict[str, torch.Tensor], header: dict[str, str] | Non
             weights[canonical_key(module, role)] = tensor
     if unusable:
         raise InvalidInputError(
-            f"{len(unusable)} keys of this Wan LoRA are full-weight, DoRA or LoCon patches the pack cannot apply: "
+            f"{len(unusable)} keys of this Wan LoRA are DoRA, LoCon or set-weight parts the pack cannot apply: "
             f"{_sample(unusable)}. Use the file with ComfyUI's LoraLoaderModelOnly, or a plain LoRA (lora_A/lora_B)."
         )
     if unknown:
@@ -161,4 +185,4 @@ def from_wan_file(tensors: dict[str, torch.Tensor], header: dict[str, str] | Non
     meta["source_format"] = spellings.most_common(1)[0][0]
     if skipped:
         meta["extra"] = {**meta.get("extra", {}), "skipped_components": ["text_encoder"]}
-    return MotionLora(weights, meta)
+    return MotionLora(weights, meta, patches)
