@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -31,8 +32,8 @@ class Clip:
             )
         if f.shape[0] == 0:
             raise InvalidInputError("A clip needs at least one frame; this one has none.")
-        if not self.fps > 0:
-            raise InvalidInputError(f"A clip's fps must be positive; got {self.fps}.")
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise InvalidInputError(f"A clip's fps must be a finite positive frame rate; got {self.fps}. Use e.g. 8.")
 
     @property
     def num_frames(self) -> int:

@@ -14,6 +14,7 @@ from comfy_api.latest import io
 from ..motion_core.backbones import load_backbone
 from ..motion_core.backbones.wan.experts import load_other_expert
 from ..motion_core.backbones.wan.loading import is_wan_folder
+from ..motion_core.devices import resolve_device
 from . import paths
 from .types import CATEGORY, ModelType
 
@@ -24,7 +25,10 @@ DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": to
 
 
 def _device(choice: str) -> torch.device:
-    return comfy.model_management.get_torch_device() if choice == "auto" else torch.device(choice)
+    """auto: ComfyUI's device; a named one must exist here (a clear error instead of torch's driver message)."""
+    if choice == "auto":
+        return comfy.model_management.get_torch_device()
+    return resolve_device(choice, "Load Video Model: device", also=("auto",))
 
 
 def _dtype(choice: str, device: torch.device) -> torch.dtype:

@@ -18,7 +18,7 @@ import comfy.sample
 from comfy_api.latest import io
 
 from ..motion_core.errors import CancelledError, InvalidInputError, LoraMismatchError
-from ..motion_core.native import (NativeLora, ReferenceNoisePlan, native_loras, range_keyframes,
+from ..motion_core.native import (NativeLora, ReferenceNoisePlan, check_native_fit, native_loras, range_keyframes,
                                   reference_inversion, reference_start)
 from ..motion_core.sampling import NOISE_PRIOR_MODES, SamplingCallbacks
 from .progress import interrupted
@@ -36,7 +36,25 @@ def _native_patches(model, entry: NativeLora) -> dict:
             f"LoRA '{entry.name}': {entry.modules - len(patches)} of its {entry.modules} layers have no weight in "
             f"this MODEL ({type(model.model).__name__}). It is a Wan LoRA: connect a Wan diffusion model (UNETLoader) "
             "of the size it was trained on.")
+    check_native_fit(entry.name, _factor_shapes(patches), _weight_shapes(model, patches),
+                     type(model.model).__name__)
     return patches
+
+
+def _factor_shapes(patches: dict) -> dict:
+    """{model weight key: (up shape, down shape)} of core's LoRA adapters (weights = up, down, alpha, ...); a patch
+    on a slice of a weight (a tuple key) is left to core."""
+    shapes = {}
+    for key, patch in patches.items():
+        weights = getattr(patch, "weights", None)
+        if isinstance(key, str) and weights is not None and len(weights) >= 2:
+            shapes[key] = (tuple(weights[0].shape), tuple(weights[1].shape))
+    return shapes
+
+
+def _weight_shapes(model, patches: dict) -> dict:
+    state = model.model.state_dict()
+    return {key: tuple(state[key].shape) for key in patches if isinstance(key, str) and key in state}
 
 
 def _hooks_on_every_cond(executor, *args, **kwargs):

@@ -115,6 +115,20 @@ def resolve_listed(folder_name: str, name: str, label: str, fix: str) -> str:
                               listed=lambda: folder_paths.get_filename_list(folder_name))
 
 
+def comfy_roots() -> list[str]:
+    """ComfyUI's own data folders: input, output, temp, models and every registered model folder (some live outside
+    models/ through extra_model_paths.yaml). Typed paths may always reach these (motion_core.typed_paths)."""
+    roots = [folder_paths.get_input_directory(), folder_paths.get_output_directory(),
+             folder_paths.get_temp_directory(), folder_paths.models_dir]
+    for name, (folders, _extensions) in list(folder_paths.folder_names_and_paths.items()):
+        if name != "custom_nodes":
+            roots += list(folders)
+    return roots
+
+
+COMFY_ROOTS_LABEL = "ComfyUI's input, output, temp or models folders"
+
+
 def comfy_tokenizer_dir() -> str:
     """ComfyUI ships the SD1.5 CLIP tokenizer files; models without their own tokenizer fall back to them."""
     import comfy.sd1_clip

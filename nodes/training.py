@@ -15,6 +15,8 @@ from ..motion_core.errors import CancelledError
 from ..motion_core.recipes import recipe_names
 from ..motion_core.sampling import SampleRequest, SamplingCallbacks, sample_video
 from ..motion_core.training import TrainingCallbacks, TrainingConfig, plot_loss, train_motion_lora
+from ..motion_core.typed_paths import any_path_allowed, confine_typed_path
+from . import paths
 from .progress import NodeProgress, animated_webp_data_url, interrupted, log, send_event
 from .sampling import engine_warnings
 from .types import CATEGORY, ClipsType, LoraType, ModelType
@@ -30,6 +32,16 @@ RECIPE_HELP = (
 
 def checkpoint_root() -> str:
     return os.path.join(folder_paths.get_output_directory(), "motion_lora_checkpoints")
+
+
+def _resume_path(resume_from: str) -> str | None:
+    """The checkpoint to resume, kept inside ComfyUI's folders unless the server's owner opened reach: a typed path
+    must not tell which files exist elsewhere on the machine."""
+    if not resume_from or not resume_from.strip():
+        return None
+    return confine_typed_path(resume_from, [], paths.comfy_roots(), allow_any=any_path_allowed(),
+                              what="Checkpoint", where=paths.COMFY_ROOTS_LABEL,
+                              fix="Pick a checkpoint-step*.pt file from output/motion_lora_checkpoints/<name>/.")
 
 
 def _slug(text: str) -> str:
@@ -173,7 +185,8 @@ class TrainMotionLoRA(io.ComfyNode):
                     "resume_from",
                     default="",
                     optional=True,
-                    tooltip="A checkpoint .pt file (output/motion_lora_checkpoints/...) to continue.",
+                    tooltip="A checkpoint .pt file (output/motion_lora_checkpoints/...) to continue. Typed paths "
+                    "reach only ComfyUI's folders unless the server's owner set MOTION_CORE_ALLOW_ANY_PATH=1.",
                 ),
                 io.Combo.Input(
                     "base_storage",
@@ -245,6 +258,7 @@ class TrainMotionLoRA(io.ComfyNode):
         block_offload=False,
         high_noise_bias=0.0,
     ) -> io.NodeOutput:
+        resume = _resume_path(resume_from)
         config = TrainingConfig(
             steps=steps or None,
             lr=learning_rate or None,
@@ -283,7 +297,7 @@ class TrainMotionLoRA(io.ComfyNode):
                     callbacks,
                     regularisation_clips=regularisation_clips,
                     training_caption=training_caption or None,
-                    resume_from=resume_from.strip() or None,
+                    resume_from=resume,
                 )
         except CancelledError as err:
             log.warning("%s", err)

@@ -11,12 +11,14 @@ from comfy_api.latest import io, ui
 from ..motion_core.clips import Clip, ClipSet
 from ..motion_core.errors import MotionCoreError, VideoReadError
 from ..motion_core.safe_paths import resolve_in_folders
+from ..motion_core.typed_paths import any_path_allowed, confine_typed_path
 from ..motion_core.video import (
     ANIMATED_IMAGE_EXTENSIONS,
     CONTAINER_EXTENSIONS,
     DEFAULT_MAX_PIXELS,
     load_reference_video,
 )
+from . import paths
 from .types import CATEGORY, ClipsType
 
 # Users can raise or lower the largest frame size the loader accepts (width × height), e.g. for big GPUs.
@@ -26,7 +28,8 @@ VIDEO_EXTENSIONS = CONTAINER_EXTENSIONS + ANIMATED_IMAGE_EXTENSIONS
 
 INPUT_FIX = (
     "Pick a video from the list (upload one with the node's upload button, or put it in ComfyUI's input folder and "
-    "press R), or type a file/folder path into the `path` field, the one way to read from elsewhere."
+    "press R), or type the path of a file or frames folder under ComfyUI's input, output, temp or models folders "
+    "into the `path` field."
 )
 # A huge input folder must not stall the widget listing (and with it every /object_info request).
 MAX_INPUT_CHOICES = 5000
@@ -61,9 +64,19 @@ def _choice_path(video: str) -> str:
                               listed=lambda: [c.rstrip("/") for c in _input_choices()])
 
 
+TYPED_FIX = "Put the video or frames folder in ComfyUI's input folder and pick it from the `video` list."
+
+
+def _typed_path(path: str) -> str:
+    """The `path` field's file, kept inside ComfyUI's folders unless the server's owner opened reach."""
+    return confine_typed_path(path, [folder_paths.get_input_directory()], paths.comfy_roots(),
+                              allow_any=any_path_allowed(), what="Reference video",
+                              where=paths.COMFY_ROOTS_LABEL, fix=TYPED_FIX)
+
+
 def _resolve(video: str, path: str) -> str:
     if path.strip():
-        return os.path.expanduser(path.strip())
+        return _typed_path(path)
     if not video:
         raise VideoReadError(
             "No reference video chosen: upload one with the node's upload button, put it in ComfyUI's input "
@@ -153,8 +166,9 @@ class LoadReferenceVideo(io.ComfyNode):
                     "path",
                     default="",
                     optional=True,
-                    tooltip="Optional file or frames-folder path, anywhere on disk; overrides the `video` choice. "
-                    "This field is the one way to read a video from outside ComfyUI's input folder. A relative path "
+                    tooltip="Optional file or frames-folder path; overrides the `video` choice. It may name "
+                    "anything under ComfyUI's input, output, temp or models folders; elsewhere on the machine only "
+                    "where the server's owner set MOTION_CORE_ALLOW_ANY_PATH=1. A relative path "
                     "is looked up in ComfyUI's input folder first, then in ComfyUI's own folder.",
                 ),
                 io.Float.Input(
@@ -226,12 +240,10 @@ class LoadReferenceVideo(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, video, path="", **_):
-        target = path.strip() if path else ""
-        if not target and video:
-            try:
-                target = _choice_path(video)
-            except MotionCoreError:
-                return str(video)
+        try:
+            target = _typed_path(path) if path and path.strip() else _choice_path(video) if video else ""
+        except MotionCoreError:
+            return f"{video}|{path}"
         try:
             return f"{target}:{os.path.getmtime(target)}"
         except OSError:

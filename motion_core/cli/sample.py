@@ -1,7 +1,8 @@
 """``python -m motion_core sample``: the Sample Video node on the command line, for every family.
 
 LoRAs stack in the order given, each as PATH[:STRENGTH[:START:END]] (step range as fractions of the run, like the
-stack node's start/end percent). Ctrl-C cancels between steps without writing anything.
+stack node's start/end percent). Ctrl-C cancels between steps without writing anything. If the video cannot be
+written where --out says (full disk), it is saved to a recovery folder and the error names the file.
 """
 
 from __future__ import annotations
@@ -65,18 +66,24 @@ def parse_lora(spec: str) -> tuple[str, float, float, float]:
 
 def run(args) -> int:
     from ..backbones import load_backbone
+    from ..devices import resolve_device
     from ..lora import load_lora
     from ..sampling import LoraStack, SampleRequest, SamplingCallbacks, sample_video
     from ..video import load_reference_video
-    from .video_out import check_output_path, write_video
+    from .recovery import fallback_dirs
+    from .video_out import check_fps, check_output_path, write_or_recover
 
+    # Everything the writer will need is checked before the model is loaded: a bad --fps or --device must not
+    # cost a sampling run.
     out = check_output_path(args.out, overwrite=args.overwrite)
+    fps = check_fps(args.fps)
+    device = resolve_device(args.device, "--device")
     stack = LoraStack()
     for spec in args.lora:
         path, strength, start, end = parse_lora(spec)
         stack = stack.add(load_lora(path), strength, start, end)
     prior = load_reference_video(args.noise_prior_video) if args.noise_prior_video else None
-    backbone = load_backbone(args.model, device=args.device, **model_file_options(args))
+    backbone = load_backbone(args.model, device=device, **model_file_options(args))
     if args.second_expert:
         from ..backbones.wan.experts import load_other_expert
 
@@ -85,7 +92,7 @@ def run(args) -> int:
         prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed, steps=args.steps, cfg=args.cfg,
         frames=args.frames, width=args.width, height=args.height, scheduler=args.scheduler, lora_stack=stack,
         noise_prior_clip=prior, noise_prior_p=args.noise_prior_p if prior is not None else 0.0,
-        noise_prior_mode=args.noise_prior_mode, fps=args.fps, cfg_low_noise=args.cfg_low_noise or None)
+        noise_prior_mode=args.noise_prior_mode, fps=fps, cfg_low_noise=args.cfg_low_noise or None)
     cancelled = []
     previous = signal.signal(signal.SIGINT, lambda *_: cancelled.append(True))
 
@@ -97,5 +104,6 @@ def run(args) -> int:
         result = sample_video(backbone, request, callbacks)
     finally:
         signal.signal(signal.SIGINT, previous)
-    print(f"video: {write_video(result.frames, out, result.fps, overwrite=args.overwrite)}")
+    written = write_or_recover(result.frames, out, result.fps, overwrite=args.overwrite, fallbacks=fallback_dirs())
+    print(f"video: {written}")
     return 0

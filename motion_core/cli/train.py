@@ -11,13 +11,12 @@ written to the first fallback folder that takes it, and the error names it.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import InvalidInputError, MotionCoreError
+from .recovery import fallback_dirs, recovery_name
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -123,12 +122,6 @@ def _refuse_existing(out: Path, overwrite: bool) -> None:
         )
 
 
-def _fallback_dirs(checkpoint_dir) -> list[Path]:
-    dirs = [Path(checkpoint_dir)] if checkpoint_dir else []
-    dirs += [Path(tempfile.gettempdir()) / "motion_core_recovery", Path.home() / ".motion_core_recovery"]
-    return dirs
-
-
 def save_or_recover(lora, target: Path, *, overwrite: bool, fallbacks: list[Path]) -> Path:
     """Save ``lora`` to ``target``; if that fails, to the first fallback folder that works, and say so."""
     from ..lora import LoraFileError, save_lora
@@ -141,7 +134,7 @@ def save_or_recover(lora, target: Path, *, overwrite: bool, fallbacks: list[Path
     except LoraFileError as error:
         failed = error
     for folder in fallbacks:
-        rescue = folder / f"{target.stem}-recovered-{os.getpid()}.safetensors"
+        rescue = folder / recovery_name(target, ".safetensors")
         try:
             save_lora(lora, rescue, overwrite=False)
         except LoraFileError:
@@ -154,6 +147,7 @@ def save_or_recover(lora, target: Path, *, overwrite: bool, fallbacks: list[Path
 
 def run(args) -> int:
     from ..backbones import load_backbone
+    from ..devices import resolve_device
     from ..training import TrainingCallbacks, TrainingConfig, train_motion_lora
 
     out = Path(args.out)
@@ -161,6 +155,7 @@ def run(args) -> int:
         raise InvalidInputError(f"--out must end in .safetensors; got {out.name}.")
     overwrite = bool(getattr(args, "overwrite", False))
     _refuse_existing(out, overwrite)
+    resolve_device(args.device, "--device")  # before the clips and the model are read
     config = TrainingConfig(
         steps=args.steps, lr=args.lr, rank=args.rank, alpha=args.alpha, width=args.width, height=args.height,
         frames=args.frames, seed=args.seed, lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
@@ -187,7 +182,7 @@ def run(args) -> int:
         signal.signal(signal.SIGINT, previous)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    fallbacks = _fallback_dirs(args.checkpoint_dir)
+    fallbacks = fallback_dirs(args.checkpoint_dir)
     failures: list[MotionCoreError] = []
     for lora, path, label in [(result.motion_lora, out, "motion"),
                               *[(a, appearance_path(out, a.name), "appearance") for a in result.appearance_loras]]:

@@ -17,6 +17,7 @@ from ..errors import InvalidInputError, LoraMismatchError
 from ..lora.formats.wan_comfy import to_comfy_wan_file
 from ..lora.motion_lora import MotionLora
 from ..lora.stack import LoraStack
+from ..numbers import finite
 from .schedule import check_range, intersect
 
 NATIVE_FAMILIES = ("wan",)
@@ -69,6 +70,8 @@ def native_loras(lora: MotionLora | LoraStack, strength: float = 1.0, start_perc
     them (an entry acts where its range and this one overlap). Entries that could never act (strength 0, or no
     overlap) are left out, so they cost nothing at sampling time."""
     outer = check_range(start_percent, end_percent, "Apply Motion LoRA")
+    # A NaN strength (a hand-edited or broken saved workflow) would make every sampled latent NaN.
+    strength = finite(strength, "Apply Motion LoRA: strength", "1.0 (0 turns the LoRA off)")
     if isinstance(lora, MotionLora):
         entries = [(lora, 1.0, (0.0, 1.0))]
     elif isinstance(lora, LoraStack):
@@ -78,7 +81,7 @@ def native_loras(lora: MotionLora | LoraStack, strength: float = 1.0, start_perc
     out = []
     for motion_lora, own_strength, own_range in entries:
         acting = intersect(outer, own_range)
-        total = float(strength) * float(own_strength)
+        total = finite(strength * float(own_strength), f"LoRA '{motion_lora.name}': strength x stack strength")
         if acting is None or total == 0.0:
             continue
         out.append(NativeLora(motion_lora.name or "(unnamed)", native_state_dict(motion_lora), total, *acting))

@@ -14,6 +14,7 @@ from ..clips import Clip
 from ..errors import InvalidInputError, LoraMismatchError
 from ..lora import check_lora_fits
 from ..lora.stack import LoraStack
+from ..numbers import positive_fps
 from .noise_prior import check_noise_prior_mode
 from .schedulers import check_scheduler
 
@@ -79,6 +80,8 @@ def validate_request(backbone, request: SampleRequest) -> None:
     frames = _positive_int(request.frames, "frames")
     _positive_int(request.width, "width")
     _positive_int(request.height, "height")
+    # Checked before sampling: a NaN frame rate would otherwise fail only in the video writer, after the whole run.
+    positive_fps(request.fps, "frame rate (fps)")
     for name, cfg in (("CFG", request.cfg), ("cfg_low_noise", request.cfg_low_noise)):
         if cfg is not None and (not math.isfinite(float(cfg)) or cfg < 0):
             raise InvalidInputError(f"{name} must be a finite number >= 0 (1 disables guidance); got {cfg}.")

@@ -65,23 +65,40 @@ def save_checkpoint(path: Path, *, step: int, recipe: str, recipe_config: dict, 
     return Path(path)
 
 
-def _is_regular_file(path: Path) -> bool:
-    """A plain file, without raising for names the OS refuses (too long, NUL): those are simply not checkpoints."""
+def _shown(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 200 else text[:120] + "…"
+
+
+def not_found_or_unreadable(path) -> InvalidInputError:
+    """The one message for a checkpoint that cannot be opened: missing, not a plain file, or not readable (no
+    permission, a name the OS refuses). One text for all, so resume_from cannot tell which paths exist."""
+    return InvalidInputError(
+        f"Checkpoint {_shown(Path(path))} not found or not readable. Pick a checkpoint-step*.pt file from the run's "
+        "checkpoint folder, one the user running this can read.")
+
+
+def _open_regular(path: Path):
+    """The opened file, or None when it is missing, not a plain file or cannot be opened (all alike)."""
     try:
-        return path.is_file()
-    except (OSError, ValueError):
-        return False
+        if not path.is_file():
+            return None
+        return open(path, "rb")
+    except (OSError, ValueError):  # ValueError: a NUL byte in the name
+        return None
 
 
 def load_checkpoint(path) -> dict:
     """The checkpoint's contents with configs and history decoded; InvalidInputError when it is not one of ours."""
     path = Path(path)
-    if not _is_regular_file(path):
-        shown = str(path) if len(str(path)) <= 200 else str(path)[:120] + "…"
-        raise InvalidInputError(f"Checkpoint {shown} not found. Pick a checkpoint-step*.pt file from the run's "
-                                "checkpoint folder.")
+    handle = _open_regular(path)
+    if handle is None:
+        raise not_found_or_unreadable(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with handle:
+            state = torch.load(handle, map_location="cpu", weights_only=True)
+    except OSError:  # the file went away or failed mid-read: the same answer as one that is not there
+        raise not_found_or_unreadable(path) from None
     except Exception as err:  # unpickling errors come in many types; all mean "not a usable checkpoint"
         raise InvalidInputError(
             f"{path} is not a readable training checkpoint ({_empty_or_cut(path)}, or it holds code-carrying "

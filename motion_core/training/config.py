@@ -10,10 +10,12 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from ..backbones.memory import BASE_STORAGES, MemoryOptions
+from ..devices import resolve_device
 from ..errors import InvalidInputError
 from .precision import PRECISIONS
 
 LR_SCHEDULES = ("constant", "cosine")
+_finite = math.isfinite  # inf passes "> 0", and NaN slips through any check written as "not (x < 0)"
 OPTIMIZERS = ("auto", "adamw", "adamw8bit")
 
 
@@ -90,12 +92,15 @@ class TrainingConfig:
     def validate(self, s: "ResolvedSettings") -> None:
         checks = [
             (s.steps >= 1, f"steps must be at least 1; got {s.steps}. Set steps to e.g. 150."),
-            (s.lr > 0, f"lr must be positive; got {s.lr}. Try 1e-4 to 5e-4."),
+            (_finite(s.lr) and s.lr > 0, f"lr must be positive and finite; got {s.lr}. Try 1e-4 to 5e-4."),
             (s.rank >= 1, f"rank must be at least 1; got {s.rank}. Try 16 or 32."),
-            (s.alpha > 0, f"alpha must be positive; got {s.alpha}. Leave it unset to use alpha = rank."),
-            (s.weight_decay >= 0, f"weight_decay must be >= 0; got {s.weight_decay}."),
+            (_finite(s.alpha) and s.alpha > 0,
+             f"alpha must be positive and finite; got {s.alpha}. Leave it unset to use alpha = rank."),
+            (_finite(s.weight_decay) and s.weight_decay >= 0,
+             f"weight_decay must be a finite number >= 0; got {s.weight_decay}. Try 1e-2."),
             (0 <= s.dropout < 1, f"dropout must be in [0, 1); got {s.dropout}."),
-            (s.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables clipping); got {s.grad_clip}."),
+            (_finite(s.grad_clip) and s.grad_clip >= 0,
+             f"grad_clip must be a finite number >= 0 (0 disables clipping); got {s.grad_clip}."),
             (s.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}; got {s.lr_schedule!r}."),
             (0 <= self.warmup_steps < s.steps,
              f"warmup_steps must be in [0, steps); got {self.warmup_steps} for {s.steps} steps."),
@@ -123,6 +128,8 @@ class TrainingConfig:
         for ok, message in checks:
             if not ok:
                 raise InvalidInputError(message)
+        if self.device is not None:
+            resolve_device(self.device, "device")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import InvalidInputError
@@ -46,13 +47,15 @@ class VideoReadOptions:
             (self.start_frame >= 0, f"start_frame must be 0 or more; got {self.start_frame}."),
             (self.frame_cap >= 0, f"frame_cap must be 0 (all frames) or more; got {self.frame_cap}."),
             (self.every_nth >= 1, f"every_nth must be 1 (every frame) or more; got {self.every_nth}."),
-            (self.target_fps >= 0, f"target_fps must be 0 (keep the source rate) or positive; got {self.target_fps}."),
+            (math.isfinite(self.target_fps) and self.target_fps >= 0,
+             f"target_fps must be 0 (keep the source rate) or a finite positive rate; got {self.target_fps}."),
             (self.min_frames >= 1, f"min_frames must be at least 1; got {self.min_frames}."),
             (self.max_pixels > 0, f"max_pixels must be positive; got {self.max_pixels}."),
             (self.max_frames > 0, f"max_frames must be positive; got {self.max_frames}."),
             (self.max_total_pixels > 0, f"max_total_pixels must be positive; got {self.max_total_pixels}."),
             (self.max_decoded_frames > 0, f"max_decoded_frames must be positive; got {self.max_decoded_frames}."),
-            (self.folder_fps > 0, f"folder_fps must be positive; got {self.folder_fps}. Try 8."),
+            (math.isfinite(self.folder_fps) and self.folder_fps > 0,
+             f"folder_fps must be a finite positive rate; got {self.folder_fps}. Try 8."),
             (
                 self.resize_mode in RESIZE_MODES,
                 f"resize_mode must be one of {', '.join(RESIZE_MODES)}; got {self.resize_mode!r}.",

@@ -102,6 +102,7 @@ class ComfyServer:
     def start(self, timeout: float = 240.0) -> "ComfyServer":
         self._prepare_dirs()
         env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+        env.pop("MOTION_CORE_ALLOW_ANY_PATH", None)  # the pack's defaults: typed paths stay in ComfyUI's folders
         cmd = [
             sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
             "--base-directory", str(self.base_dir), "--disable-auto-launch",
