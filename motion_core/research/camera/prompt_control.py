@@ -1,9 +1,9 @@
-"""Who sets the camera move in a sample: the prompt's motion words or the starting noise? (`toy.prompt_control` for
+"""Who sets the camera move in a sample: the prompt's motion words or the starting noise? (`research.prompt_control` for
 camera paths.)
 
 Each seed's starting noise is sampled under several camera prompts (same colours); each sample's path is estimated
 (`estimate.estimate_path`) and reduced to its mean step over the clip in two components: (dx, dy) for pans and tilts,
-(dz, dtheta) for zooms and rolls. `toy.prompt_control.prompt_share` then splits the variance between prompts and
+(dz, dtheta) for zooms and rolls. `research.prompt_control.prompt_share` then splits the variance between prompts and
 between seeds: 1 when the words alone set the move, 0 when the noise alone does. Also reported: the share of samples
 whose largest-projection move (of all eight) is the prompted one (chance 1/8).
 """
