@@ -62,6 +62,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="Wan: keep the transformer blocks on the CPU and copy each to the GPU as it runs (slower, "
                         "far less GPU memory; needs gradient checkpointing). With --base-storage fp8 and bf16 this "
                         "is how the 14B models train on a 24 GB card")
+    p.add_argument("--shard-base", action="store_true",
+                   help="under accelerate launch: split the frozen base over the processes (FSDP) for a model too "
+                        "large for one card; the LoRA and the batch are handled as without it")
     p.add_argument("--timestep-skew", type=float, default=None,
                    help="favour high noise levels in training: k of t = T·u^(1/k); 1 = uniform, the recipe's own "
                         "law when unset (NewMove 2). 3 lets a one-shot MotionDirector LoRA carry the reference's "
@@ -166,7 +169,10 @@ def run(args) -> int:
     overwrite = bool(getattr(args, "overwrite", False))
     _refuse_existing(out, overwrite)
     # Under accelerate launch: join the processes; each trains on its own device, process 0 prints and writes.
-    processes = current_processes(args.device)
+    if args.shard_base and (args.block_offload or args.base_storage != "native"):
+        raise InvalidInputError("--shard-base already splits the base over the processes; use it without "
+                                "--block-offload and --base-storage fp8.")
+    processes = current_processes(args.device, shard_base=args.shard_base)
     device = processes.device(args.device)
     config = TrainingConfig(
         steps=args.steps, lr=args.lr, rank=args.rank, alpha=args.alpha, width=args.width, height=args.height,
@@ -180,7 +186,7 @@ def run(args) -> int:
     regularisation = _clips(args.regularisation_video, args.regularisation_caption, "regularisation")
     # With a memory option the model is loaded on the CPU and the trainer moves what fits: a 14B model loaded
     # straight onto a 24 GB card would not get as far as the options.
-    memory_saving = args.block_offload or args.base_storage != "native"
+    memory_saving = args.block_offload or args.base_storage != "native" or args.shard_base
     backbone = load_backbone(args.model, device="cpu" if memory_saving else device, **model_file_options(args))
     if processes.active and processes.is_main:
         print(processes.describe(args.batch_size), flush=True)

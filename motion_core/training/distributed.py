@@ -45,7 +45,10 @@ def is_main_process() -> bool:
 class SingleProcess:
     """The ordinary run: one process, nothing to synchronise."""
 
-    world_size, rank, is_main, active = 1, 0, True, False
+    world_size, rank, is_main, active, shards_base = 1, 0, True, False, False
+
+    def shard_base(self, denoiser, adapter_params, device) -> None:
+        return None
 
     def device(self, requested):
         return requested
@@ -73,8 +76,8 @@ class Processes(SingleProcess):
 
     active = True
 
-    def __init__(self, state):
-        self.state = state
+    def __init__(self, state, shard_base: bool = False):
+        self.state, self.shards_base = state, bool(shard_base)
         self.world_size, self.rank = int(state.num_processes), int(state.process_index)
         self.is_main = self.rank == 0
         self._device = state.device
@@ -134,6 +137,31 @@ class Processes(SingleProcess):
             p.grad = flat[offset:offset + n].view_as(p).to(p.device, p.dtype)
             offset += n
 
+    def shard_base(self, denoiser, adapter_params, device) -> None:
+        """With shards_base: split the frozen base over the processes (FSDP2, torch's fully_shard), one unit per
+        block of each of the denoiser's block lists (down/mid/up blocks, Wan's blocks) and the rest as one more, so
+        each process keeps 1/N of the base on ``device`` and gathers one block's weights while it runs. The LoRA
+        weights are left out (ignored_params): they stay whole in every process and their gradients are summed
+        like an unsharded run's, so a sharded run trains what an unsharded one trains. The base stays sharded after
+        the run (the command ends there)."""
+        if not self.shards_base:
+            return
+        from torch import nn
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        device = torch.device(device)
+        mesh = init_device_mesh(device.type, (self.world_size,))
+        ignored = set(adapter_params)
+        units = [block for child in denoiser.children() if isinstance(child, nn.ModuleList) for block in child]
+        units += [m for m in (getattr(denoiser, "mid_block", None),) if isinstance(m, nn.Module)]
+        for unit in units:
+            fully_shard(unit, mesh=mesh, ignored_params=ignored)
+        fully_shard(denoiser, mesh=mesh, ignored_params=ignored)
+        for p in ignored:  # fully_shard moves what it manages; the adapters follow by hand
+            if p.device != device:
+                p.data = p.data.to(device)
+
     def on_main(self, fn):
         """Run ``fn`` in process 0 only and return its result everywhere; its MotionCoreError is raised in every
         process, so all of them stop or go on together."""
@@ -178,16 +206,21 @@ class GradientSum:
 _current: SingleProcess | None = None
 
 
-def current(device=None) -> SingleProcess:
+def current(device=None, *, shard_base: bool = False) -> SingleProcess:
     """The run's processes, joined on first use: SingleProcess unless launched with several processes.
 
     ``device``: what the run trains on; "cpu" (or no CUDA) joins the processes over gloo, "cuda" over NCCL with one
     GPU per process. Choosing the CPU explicitly matters: accelerate's default on a machine without CUDA would
-    leave each process believing it is alone, and N separate trainings would race to write the same files."""
+    leave each process believing it is alone, and N separate trainings would race to write the same files.
+    ``shard_base``: split the frozen base over the processes (Processes.shard_base); refused in a single process."""
     global _current
+    world = launched_processes()
+    if shard_base and world == 1:
+        raise InvalidInputError("--shard-base splits the base model over several processes; start them with "
+                                "accelerate launch --multi_gpu --num_processes N -m motion_core train ..., or "
+                                "leave --shard-base out.")
     if _current is not None:
         return _current
-    world = launched_processes()
     if world == 1:
         _current = SingleProcess()
         return _current
@@ -205,5 +238,5 @@ def current(device=None) -> SingleProcess:
         raise InvalidInputError(f"The launcher started {world} processes but accelerate joined "
                                 f"{state.num_processes}; launch with accelerate launch --multi_gpu --num_processes "
                                 f"{world} (or torchrun --nproc_per_node {world}).")
-    _current = Processes(state)
+    _current = Processes(state, shard_base)
     return _current

@@ -138,6 +138,7 @@ class _Run:
             self._add_adapters()
             if self.config.gradient_checkpointing:
                 self.backbone.enable_gradient_checkpointing()
+            self.dist.shard_base(denoiser, self.params, device)
             denoiser.train()
             start = self._restore(resume_from) if resume_from else 0
             self._loop(start)
@@ -163,7 +164,9 @@ class _Run:
         if device != self.backbone.device:
             for part in (self.backbone.vae, self.backbone.text_encoder):
                 move(part, device)
-            if self.memory.offloads_blocks:
+            if self.dist.shards_base:
+                pass  # each process moves its share of the denoiser when it is sharded (distributed.py)
+            elif self.memory.offloads_blocks:
                 move_outside_blocks(self.backbone.denoiser, self.backbone.offload_blocks, device)
             else:
                 move(self.backbone.denoiser, device)
