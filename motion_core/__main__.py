@@ -19,7 +19,10 @@ def main(argv=None) -> int:
     try:
         return args.run(args)
     except MotionCoreError as err:
-        print(f"error: {err}", file=sys.stderr)
+        from .training.distributed import is_main_process
+
+        if is_main_process():  # under accelerate launch every process stops; one says why
+            print(f"error: {err}", file=sys.stderr)
         return 2
 
 

@@ -44,6 +44,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="samples per optimiser step (the global batch: under accelerate launch it is dealt out over "
+                        "the processes, so give at least one per process)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None)
     p.add_argument("--warmup-steps", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=0, help="0 = only on cancel and at the end")
@@ -58,6 +61,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="Wan: keep the transformer blocks on the CPU and copy each to the GPU as it runs (slower, "
                         "far less GPU memory; needs gradient checkpointing). With --base-storage fp8 and bf16 this "
                         "is how the 14B models train on a 24 GB card")
+    p.add_argument("--shard-base", action="store_true",
+                   help="under accelerate launch: split the frozen base over the processes (FSDP) for a model too "
+                        "large for one card; the LoRA and the batch are handled as without it")
     p.add_argument("--timestep-skew", type=float, default=None,
                    help="favour high noise levels in training: k of t = T·u^(1/k); 1 = uniform, the recipe's own "
                         "law when unset (NewMove 2). 3 lets a one-shot MotionDirector LoRA carry the reference's "
@@ -149,6 +155,7 @@ def run(args) -> int:
     from ..backbones import load_backbone
     from ..devices import resolve_device
     from ..training import TrainingCallbacks, TrainingConfig, train_motion_lora
+    from ..training.distributed import current as current_processes
 
     out = Path(args.out)
     if out.suffix != ".safetensors":
@@ -156,19 +163,28 @@ def run(args) -> int:
     overwrite = bool(getattr(args, "overwrite", False))
     _refuse_existing(out, overwrite)
     resolve_device(args.device, "--device")  # before the clips and the model are read
+    # Under accelerate launch: join the processes; each trains on its own device, process 0 prints and writes.
+    if args.shard_base and (args.block_offload or args.base_storage != "native"):
+        raise InvalidInputError("--shard-base already splits the base over the processes; use it without "
+                                "--block-offload and --base-storage fp8.")
+    processes = current_processes(args.device, shard_base=args.shard_base)
+    device = processes.device(args.device)
     config = TrainingConfig(
         steps=args.steps, lr=args.lr, rank=args.rank, alpha=args.alpha, width=args.width, height=args.height,
         frames=args.frames, seed=args.seed, lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
+        batch_size=args.batch_size,
         checkpoint_every=args.checkpoint_every, checkpoint_dir=args.checkpoint_dir,
         mixed_precision=args.mixed_precision, gradient_checkpointing=not args.no_gradient_checkpointing,
-        device=args.device, name=out.stem, base_storage=args.base_storage, block_offload=args.block_offload,
+        device=device, name=out.stem, base_storage=args.base_storage, block_offload=args.block_offload,
         timestep_skew=args.timestep_skew)
     clips = _clips(args.video, args.caption, "reference")
     regularisation = _clips(args.regularisation_video, args.regularisation_caption, "regularisation")
     # With a memory option the model is loaded on the CPU and the trainer moves what fits: a 14B model loaded
     # straight onto a 24 GB card would not get as far as the options.
-    memory_saving = args.block_offload or args.base_storage != "native"
-    backbone = load_backbone(args.model, device="cpu" if memory_saving else args.device, **model_file_options(args))
+    memory_saving = args.block_offload or args.base_storage != "native" or args.shard_base
+    backbone = load_backbone(args.model, device="cpu" if memory_saving else device, **model_file_options(args))
+    if processes.active and processes.is_main:
+        print(processes.describe(args.batch_size), flush=True)
     cancelled = []
     previous = signal.signal(signal.SIGINT, lambda *_: cancelled.append(True))
     callbacks = TrainingCallbacks(on_progress=lambda info: print(info.format(), flush=True),
@@ -180,6 +196,8 @@ def run(args) -> int:
                                    training_caption=args.training_caption, resume_from=args.resume)
     finally:
         signal.signal(signal.SIGINT, previous)
+    if not processes.is_main:
+        return 0  # the same LoRA is written once, by process 0
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     fallbacks = fallback_dirs(args.checkpoint_dir)

@@ -32,6 +32,8 @@ from .callbacks import ProgressInfo, TrainingCallbacks
 from .config import TrainingConfig
 from .context import StepContext
 from .data import cache_samples
+from .distributed import GradientSum
+from .distributed import current as current_processes
 from .optim import build_optimizer, build_scheduler, stage_at
 from .outputs import build_loras
 from .precision import Precision
@@ -92,7 +94,14 @@ class _Run:
 
     # ---- set-up and tear-down ---------------------------------------------------------------------------------
     def execute(self, resume_from) -> TrainingResult:
-        device = torch.device(self.config.device) if self.config.device else self.backbone.device
+        self.dist = current_processes(self.config.device or str(self.backbone.device))
+        if self.config.batch_size < self.dist.world_size:
+            raise InvalidInputError(
+                f"batch_size is the global batch, dealt out over the {self.dist.world_size} processes; it is "
+                f"{self.config.batch_size}, so some processes would have nothing to train. Set it to at least "
+                f"{self.dist.world_size} (--batch-size {self.dist.world_size}), or launch fewer processes.")
+        requested = self.dist.device(self.config.device)
+        device = torch.device(requested) if requested else self.backbone.device
         devices = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.config.seed)
@@ -129,6 +138,7 @@ class _Run:
             self._add_adapters()
             if self.config.gradient_checkpointing:
                 self.backbone.enable_gradient_checkpointing()
+            self.dist.shard_base(denoiser, self.params, device)
             denoiser.train()
             start = self._restore(resume_from) if resume_from else 0
             self._loop(start)
@@ -154,7 +164,9 @@ class _Run:
         if device != self.backbone.device:
             for part in (self.backbone.vae, self.backbone.text_encoder):
                 move(part, device)
-            if self.memory.offloads_blocks:
+            if self.dist.shards_base:
+                pass  # each process moves its share of the denoiser when it is sharded (distributed.py)
+            elif self.memory.offloads_blocks:
                 move_outside_blocks(self.backbone.denoiser, self.backbone.offload_blocks, device)
             else:
                 move(self.backbone.denoiser, device)
@@ -198,6 +210,12 @@ class _Run:
         return self._default_dir
 
     def _save(self, steps_done: int) -> Path:
+        # Several processes hold the same state: process 0 writes, the others learn where (or its error).
+        path = self.dist.on_main(lambda: self._write_checkpoint(steps_done))
+        self.last_checkpoint, self.checkpoint_step = path, steps_done
+        return path
+
+    def _write_checkpoint(self, steps_done: int) -> Path:
         path = ckpt.save_checkpoint(
             ckpt.checkpoint_path(self._checkpoint_dir(), steps_done), step=steps_done, recipe=self.recipe.name,
             recipe_config=self.recipe.config.to_dict(), training_config=self.config.to_dict(),
@@ -210,7 +228,6 @@ class _Run:
             if old != path and old.exists():
                 old.unlink()
         self.written = [path]
-        self.last_checkpoint, self.checkpoint_step = path, steps_done
         if self.callbacks.on_checkpoint:
             self.callbacks.on_checkpoint(path)
         return path
@@ -271,7 +288,7 @@ class _Run:
     def _loop(self, start: int) -> None:
         total, began = self.settings.steps, time.perf_counter()
         for step in range(start, total):
-            if self.callbacks.should_cancel and self.callbacks.should_cancel():
+            if self.dist.any(bool(self.callbacks.should_cancel and self.callbacks.should_cancel())):
                 path = self._save(step)
                 raise CancelledError(f"Training cancelled after {step} of {total} steps; checkpoint saved to {path}. "
                                      "Resume from it to continue.")
@@ -281,7 +298,7 @@ class _Run:
             self.scheduler.step()
             self.history.append({"step": step + 1, "stage": stage.name, "lr": lr, **values})
             done = step + 1
-            if self.callbacks.on_progress:
+            if self.callbacks.on_progress and self.dist.is_main:
                 elapsed = time.perf_counter() - began
                 rate = (done - start) / elapsed if elapsed > 0 else 0.0
                 eta = (total - done) / rate if rate > 0 else 0.0
@@ -289,17 +306,24 @@ class _Run:
             # The last step's checkpoint is the final save's, which survives a full disk (_final_save).
             if self.config.checkpoint_every and done % self.config.checkpoint_every == 0 and done < total:
                 self._save(done)
-            if self.config.validate_every and done % self.config.validate_every == 0 and self.callbacks.on_validation:
+            if (self.config.validate_every and done % self.config.validate_every == 0 and self.callbacks.on_validation
+                    and self.dist.is_main):
                 self._validate(done)
 
     def _one_step(self, step: int, stage: str) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)
         batch, sums = self.config.batch_size, {}
-        for _ in range(batch):
-            ctx = StepContext(self.backbone, self.recipe, self.generator, self._pick_sample(), stage=stage, step=step,
-                              loss_scale=1.0 / batch, precision=self.precision, adapter_names=self.names)
+        gradients = GradientSum(self.params) if batch > 1 or self.dist.active else None
+        for generator in self._sample_generators(batch):
+            ctx = StepContext(self.backbone, self.recipe, generator, self._pick_sample(generator), stage=stage,
+                              step=step, loss_scale=1.0 / batch, precision=self.precision, adapter_names=self.names)
             for key, value in self.recipe.step(ctx).items():
                 sums[key] = sums.get(key, 0.0) + float(value) / batch
+            if gradients is not None:
+                gradients.add()
+        if gradients is not None:
+            sums = self.dist.sum_terms(sums)
+            gradients.finish(self.dist)
         if not all(math.isfinite(v) for v in sums.values()):
             self._fail(step, f"the loss became {sums.get('total')}", sums)
         self.precision.unscale(self.optimizer)
@@ -323,13 +347,26 @@ class _Run:
                             f"(now {self.settings.lr:g}, try {self.settings.lr / 10:g}) or the resolution and train "
                             f"again. {kept}")
 
-    def _pick_sample(self):
+    def _sample_generators(self, batch: int):
+        """The generator each sample of this process draws from. One sample a step: the run's own generator (the
+        draws of every single-sample run ever made). Several: each sample its own seed, all drawn first from the run's
+        generator, and the global RNG (LoRA dropout) seeded with it too, so a sample draws the same whichever process
+        runs it and a batch split over processes (distributed.py) trains what one process trains."""
+        if batch == 1 and not self.dist.active:
+            yield self.generator
+            return
+        seeds = torch.randint(0, 2**62, (batch,), generator=self.generator).tolist()
+        for index in self.dist.my_samples(batch):
+            torch.manual_seed(seeds[index])
+            yield torch.Generator().manual_seed(seeds[index])
+
+    def _pick_sample(self, generator: torch.Generator):
         ratio = self.recipe.regularisation_ratio
-        if self.regularisation and ratio > 0 and float(torch.rand((1,), generator=self.generator)) < ratio:
+        if self.regularisation and ratio > 0 and float(torch.rand((1,), generator=generator)) < ratio:
             pool = self.regularisation
         else:
             pool = self.samples
-        return pool[int(torch.randint(0, len(pool), (1,), generator=self.generator))] if len(pool) > 1 else pool[0]
+        return pool[int(torch.randint(0, len(pool), (1,), generator=generator))] if len(pool) > 1 else pool[0]
 
     def _validate(self, step: int) -> None:
         denoiser = self.backbone.denoiser
