@@ -192,6 +192,24 @@ class Backbone(ABC):
     def disable_gradient_checkpointing(self) -> None:
         """Undo ``enable_gradient_checkpointing``."""
 
+    # ---- memory planning (training/memory_plan.py) ------------------------------------------------------------
+    offload_blocks = None
+    """The denoiser's block list that block offload moves one block at a time (memory.BlockOffload); None: the
+    family has none."""
+
+    def planning_denoiser(self) -> nn.Module:
+        """The denoiser's architecture on the meta device (no weights): what the memory plan traces a training step
+        on. Built from the model's config, which every diffusers model class accepts; a family whose denoiser is
+        built otherwise overrides this."""
+        with torch.device("meta"):
+            return type(self.denoiser).from_config(self.denoiser.config)
+
+    @abstractmethod
+    def planning_shapes(self, frames: int, height: int, width: int):
+        """A training sample of ``frames`` frames at ``width`` x ``height`` pixels as the denoiser sees it: a
+        memory_plan.PlanningShapes of the latents [1, C, F', h, w], the text states [1, T, D] and the number of
+        tokens the denoiser attends over (what activation memory grows with)."""
+
     # ---- adapter targets ------------------------------------------------------------------------------------
     @property
     def target_sets(self) -> tuple[str, ...]:
