@@ -165,7 +165,6 @@ def choose(predictor: Predictor, *, available: int | None, fixed: dict | None = 
 
 def refusal(predictor: Predictor, plan: MemoryPlan, available: int) -> str:
     """What is needed, what is free, what would fit: fewer frames, a smaller size, or a smaller model."""
-    backbone = predictor.backbone
     fixed = plan.device_peak - plan.parts["activations"] - plan.parts["samples"]
     per_token = (plan.parts["activations"] + plan.parts["samples"]) / max(plan.tokens, 1)
     room = available / (1.0 + plan.margin) - fixed
