@@ -42,6 +42,7 @@ import hashlib
 import json
 import re
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -86,6 +87,18 @@ def unet_target_patterns(temporal_block: str) -> dict[str, list[str]]:
         "temporal_attn_qkv": [temporal_block + r"attn[12]\." + ATTN_QKV + "$"],
         "temporal_ff": [temporal_block + FF + "$"],
     }
+
+
+@dataclass(frozen=True)
+class PlanningShapes:
+    """One training sample as the denoiser sees it (what Backbone.planning_shapes returns; training/memory_plan.py)."""
+
+    latents: tuple[int, ...]
+    """[1, C, F', h, w] of the clip's latents."""
+    text_states: tuple[int, ...]
+    """[1, tokens, width] of the text states."""
+    tokens: int
+    """Tokens (latent positions after patching) the denoiser's attention runs over: what activations scale with."""
 
 
 class Backbone(ABC):
@@ -207,7 +220,7 @@ class Backbone(ABC):
     @abstractmethod
     def planning_shapes(self, frames: int, height: int, width: int):
         """A training sample of ``frames`` frames at ``width`` x ``height`` pixels as the denoiser sees it: a
-        memory_plan.PlanningShapes of the latents [1, C, F', h, w], the text states [1, T, D] and the number of
+        PlanningShapes of the latents [1, C, F', h, w], the text states [1, T, D] and the number of
         tokens the denoiser attends over (what activation memory grows with)."""
 
     # ---- adapter targets ------------------------------------------------------------------------------------

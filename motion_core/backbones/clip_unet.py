@@ -14,7 +14,8 @@ from typing import Sequence
 import torch
 
 from ..errors import InvalidInputError
-from .base import VAE_FRAMES_PER_CALL, Backbone, as_batched_frames, cut_prompt_message, denoise_inputs
+from .base import (VAE_FRAMES_PER_CALL, Backbone, PlanningShapes, as_batched_frames, cut_prompt_message,
+                   denoise_inputs)
 
 
 class ClipUNetBackbone(Backbone):
@@ -33,8 +34,6 @@ class ClipUNetBackbone(Backbone):
         """Latents [1, C, F, H/s, W/s] (one latent frame per frame), CLIP states [1, 77, cross-attention width];
         tokens: the latent pixels of all frames, the widest level's attention length. Without a VAE (a denoiser-only
         backbone) the SD VAE's factor 8 and the denoiser's input channels are used."""
-        from ..training.memory_plan import PlanningShapes
-
         config = self.denoiser.config
         s = self.vae_scale_factor if self.vae is not None else 8
         channels = int(config.in_channels)

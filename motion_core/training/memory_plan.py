@@ -37,6 +37,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.weak import WeakIdKeyDictionary
 
+from ..backbones.base import PlanningShapes
 from ..backbones.memory import FP8_STORAGE_DTYPE, fp8_linear_names
 
 GIB = 2**30
@@ -67,18 +68,6 @@ class MemorySettings:
 
 
 # ---- the architecture's facts -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PlanningShapes:
-    """One training sample as the denoiser sees it (what Backbone.planning_shapes returns)."""
-
-    latents: tuple[int, ...]
-    """[1, C, F', h, w] of the clip's latents."""
-    text_states: tuple[int, ...]
-    """[1, tokens, width] of the text states."""
-    tokens: int
-    """Tokens (latent positions after patching) the denoiser's attention runs over: what activations scale with."""
-
-
 def _tensor_bytes(tensors) -> int:
     seen, total = set(), 0
     for t in tensors:

@@ -30,7 +30,8 @@ import torch
 
 from ...errors import InvalidInputError
 from .. import checkpointing
-from ..base import ATTN_ALL, ATTN_QKV, VAE_FRAMES_PER_CALL, Backbone, as_batched_frames, denoise_inputs
+from ..base import (ATTN_ALL, ATTN_QKV, VAE_FRAMES_PER_CALL, Backbone, PlanningShapes, as_batched_frames,
+                    denoise_inputs)
 from ..objectives import FlowMatchObjective
 
 WAN_BLOCK = r"^blocks\.\d+\."
@@ -238,8 +239,6 @@ class WanBackbone(Backbone):
         patches per frame. Without a VAE (a denoiser-only backbone) the Wan VAE's factors are inferred from the
         transformer: 48 latent channels mean the Wan 2.2 VAE (spatial 16), else the Wan 2.1 one (8); both compress
         time by 4."""
-        from ...training.memory_plan import PlanningShapes
-
         c = self.denoiser.config
         if self.vae is not None:
             compression, s = self.temporal_compression, self.vae_scale_factor
