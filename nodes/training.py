@@ -215,6 +215,19 @@ class TrainMotionLoRA(io.ComfyNode):
                     "1 = uniform, 3 = strongly (what the built-in model needs for a one-shot MotionDirector LoRA to "
                     "carry the reference's path); 0 = the recipe's own (uniform; NewMove 2).",
                 ),
+                io.Combo.Input(
+                    "memory",
+                    options=["auto", "manual"],
+                    default="auto",
+                    optional=True,
+                    tooltip="auto: before training, predict the peak GPU (and host) memory of this run and pick the "
+                    "cheapest settings that fit the free memory with a 10% margin: no gradient checkpointing when it "
+                    "fits (fastest), else checkpointing, then fp8 storage, then offloading as few Wan blocks as "
+                    "needed; base_storage fp8 or block_offload set here are kept. If nothing fits, it stops before "
+                    "training and says what would (fewer frames, a smaller size, a smaller model). manual: "
+                    "base_storage and block_offload apply as set, with gradient checkpointing on. The plan is shown "
+                    "under the node either way.",
+                ),
             ],
             outputs=[
                 LoraType.Output(
@@ -257,8 +270,10 @@ class TrainMotionLoRA(io.ComfyNode):
         base_storage="native",
         block_offload=False,
         high_noise_bias=0.0,
+        memory="auto",
     ) -> io.NodeOutput:
         resume = _resume_path(resume_from)
+        auto = memory != "manual"
         config = TrainingConfig(
             steps=steps or None,
             lr=learning_rate or None,
@@ -271,9 +286,11 @@ class TrainMotionLoRA(io.ComfyNode):
             validate_every=validate_every,
             checkpoint_dir=os.path.join(checkpoint_root(), _slug(name)),
             name=name,
-            base_storage=base_storage,
-            block_offload=bool(block_offload),
+            # In auto mode the widgets' defaults (native, off) leave the choice to the plan; fp8 / offload are kept.
+            base_storage=None if auto and base_storage == "native" else base_storage,
+            block_offload=None if auto and not block_offload else bool(block_offload),
             timestep_skew=high_noise_bias or None,
+            memory="auto" if auto else "manual",
         )
         total = steps or 1
         preview_frames = video_model.frames_up_to(min(frames, 8))  # a short preview, in a length the VAE takes
@@ -312,6 +329,9 @@ class TrainMotionLoRA(io.ComfyNode):
                 log.warning("%s", warning)
         # A caption or preview prompt cut at the text encoder's length trained or previewed a different text.
         shown = [*result.warnings, *notes]
+        if result.memory_plan is not None:
+            log.info("%s", result.memory_plan.summary())
+            shown.append(result.memory_plan.summary())
         if shown:
             return io.NodeOutput(result.motion_lora, appearance, plot, ui=ui.PreviewText("\n".join(shown)))
         return io.NodeOutput(result.motion_lora, appearance, plot)

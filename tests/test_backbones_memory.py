@@ -296,7 +296,7 @@ def test_block_offload_alone_trains_the_same_lora_as_without_it():
 
 
 def test_config_defaults_off_and_validates_the_memory_options():
-    config = TrainingConfig()
+    config = TrainingConfig(memory="manual")  # manual: unset options mean these defaults (auto leaves them unset)
     assert (config.base_storage, config.block_offload) == ("native", False)
     assert not config.memory_options.active
     assert TrainingConfig.from_dict(TrainingConfig(base_storage="fp8", block_offload=True).to_dict()).memory_options \

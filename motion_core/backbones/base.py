@@ -42,6 +42,7 @@ import hashlib
 import json
 import re
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -86,6 +87,18 @@ def unet_target_patterns(temporal_block: str) -> dict[str, list[str]]:
         "temporal_attn_qkv": [temporal_block + r"attn[12]\." + ATTN_QKV + "$"],
         "temporal_ff": [temporal_block + FF + "$"],
     }
+
+
+@dataclass(frozen=True)
+class PlanningShapes:
+    """One training sample as the denoiser sees it (what Backbone.planning_shapes returns; training/memory_plan.py)."""
+
+    latents: tuple[int, ...]
+    """[1, C, F', h, w] of the clip's latents."""
+    text_states: tuple[int, ...]
+    """[1, tokens, width] of the text states."""
+    tokens: int
+    """Tokens (latent positions after patching) the denoiser's attention runs over: what activations scale with."""
 
 
 class Backbone(ABC):
@@ -191,6 +204,24 @@ class Backbone(ABC):
     @abstractmethod
     def disable_gradient_checkpointing(self) -> None:
         """Undo ``enable_gradient_checkpointing``."""
+
+    # ---- memory planning (training/memory_plan.py) ------------------------------------------------------------
+    offload_blocks = None
+    """The denoiser's block list that block offload moves one block at a time (memory.BlockOffload); None: the
+    family has none."""
+
+    def planning_denoiser(self) -> nn.Module:
+        """The denoiser's architecture on the meta device (no weights): what the memory plan traces a training step
+        on. Built from the model's config, which every diffusers model class accepts; a family whose denoiser is
+        built otherwise overrides this."""
+        with torch.device("meta"):
+            return type(self.denoiser).from_config(self.denoiser.config)
+
+    @abstractmethod
+    def planning_shapes(self, frames: int, height: int, width: int):
+        """A training sample of ``frames`` frames at ``width`` x ``height`` pixels as the denoiser sees it: a
+        PlanningShapes of the latents [1, C, F', h, w], the text states [1, T, D] and the number of
+        tokens the denoiser attends over (what activation memory grows with)."""
 
     # ---- adapter targets ------------------------------------------------------------------------------------
     @property

@@ -14,7 +14,8 @@ from typing import Sequence
 import torch
 
 from ..errors import InvalidInputError
-from .base import VAE_FRAMES_PER_CALL, Backbone, as_batched_frames, cut_prompt_message, denoise_inputs
+from .base import (VAE_FRAMES_PER_CALL, Backbone, PlanningShapes, as_batched_frames, cut_prompt_message,
+                   denoise_inputs)
 
 
 class ClipUNetBackbone(Backbone):
@@ -27,6 +28,22 @@ class ClipUNetBackbone(Backbone):
     @property
     def latent_channels(self) -> int:
         return int(self.vae.config.latent_channels)
+
+    # ---- memory planning ----------------------------------------------------------------------------------------
+    def planning_shapes(self, frames: int, height: int, width: int):
+        """Latents [1, C, F, H/s, W/s] (one latent frame per frame), CLIP states [1, 77, cross-attention width];
+        tokens: the latent pixels of all frames, the widest level's attention length. Without a VAE (a denoiser-only
+        backbone) the SD VAE's factor 8 and the denoiser's input channels are used."""
+        config = self.denoiser.config
+        s = self.vae_scale_factor if self.vae is not None else 8
+        channels = int(config.in_channels)
+        length = 77
+        if self.tokenizer is not None and self.text_encoder is not None:
+            length = min(int(self.tokenizer.model_max_length),
+                         int(self.text_encoder.config.max_position_embeddings))
+        h, w = int(height) // s, int(width) // s
+        return PlanningShapes(latents=(1, channels, int(frames), h, w),
+                              text_states=(1, length, int(config.cross_attention_dim)), tokens=int(frames) * h * w)
 
     # ---- video <-> latents ----------------------------------------------------------------------------------
     @torch.no_grad()

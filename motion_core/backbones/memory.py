@@ -53,6 +53,8 @@ class MemoryOptions:
 
     base_storage: str = "native"
     block_offload: bool = False
+    offload_count: int | None = None
+    """With block_offload: how many blocks (the first ones) stay on the host; None: all."""
 
     def validate(self) -> None:
         if self.base_storage not in BASE_STORAGES:
@@ -288,7 +290,9 @@ class MemoryPlan:
             if options.base_storage == "fp8":
                 self.fp8 = Fp8Storage(backbone.denoiser)
             if options.block_offload:
-                self.offload = BlockOffload(backbone.offload_blocks, device)
+                blocks = list(backbone.offload_blocks)
+                count = len(blocks) if options.offload_count is None else min(int(options.offload_count), len(blocks))
+                self.offload = BlockOffload(blocks[:count], device)
         except BaseException:
             self.restore()
             raise
@@ -296,6 +300,11 @@ class MemoryPlan:
     @property
     def offloads_blocks(self) -> bool:
         return self.offload is not None
+
+    @property
+    def offloaded(self) -> list:
+        """The blocks kept on the host (empty without block offload)."""
+        return list(self.offload.blocks) if self.offload is not None else []
 
     def adapters_added(self) -> None:
         if self.offload is not None:

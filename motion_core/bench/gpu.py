@@ -144,7 +144,7 @@ def training_config(family: str, size, steps: int, checkpointing: bool) -> Train
     options = dict(MEMORY_OPTIONS.get(family, {}))
     if not checkpointing:
         options.pop("block_offload", None)
-    return TrainingConfig(steps=steps, width=width, height=height, frames=frames, seed=0,
+    return TrainingConfig(steps=steps, width=width, height=height, frames=frames, seed=0, memory="manual",
                           gradient_checkpointing=checkpointing, **options)
 
 

@@ -53,11 +53,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", default=None)
     p.add_argument("--resume", default=None, help="checkpoint file to continue from")
     p.add_argument("--mixed-precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
-    p.add_argument("--no-gradient-checkpointing", action="store_true")
-    p.add_argument("--base-storage", choices=("native", "fp8"), default="native",
+    p.add_argument("--memory", choices=("auto", "manual"), default="auto",
+                   help="auto (default): predict the run's peak memory and pick the cheapest of checkpointing, fp8 "
+                        "storage and block offload that fits the device's free memory, or stop before training "
+                        "saying what would fit; the options below, when given, are kept as given. manual: the "
+                        "options below apply as given (unset: checkpointing on, native, no offload)")
+    p.add_argument("--plan", action="store_true",
+                   help="print the memory plan (predicted peak device and host memory, chosen settings) and exit "
+                        "without training")
+    p.add_argument("--no-gradient-checkpointing", action="store_const", const=False, default=None,
+                   dest="gradient_checkpointing", help="turn gradient checkpointing off (auto chooses when unset)")
+    p.add_argument("--gradient-checkpointing", action="store_const", const=True, dest="gradient_checkpointing",
+                   help="keep gradient checkpointing on (auto chooses when unset)")
+    p.add_argument("--base-storage", choices=("native", "fp8"), default=None,
                    help="fp8: keep the frozen base's Linear weights in float8 (half of bf16), upcast per layer; "
-                        "any device")
-    p.add_argument("--block-offload", action="store_true",
+                        "any device (auto chooses when unset)")
+    p.add_argument("--block-offload", action="store_const", const=True, default=None,
                    help="Wan: keep the transformer blocks on the CPU and copy each to the GPU as it runs (slower, "
                         "far less GPU memory; needs gradient checkpointing). With --base-storage fp8 and bf16 this "
                         "is how the 14B models train on a 24 GB card")
@@ -151,6 +162,18 @@ def save_or_recover(lora, target: Path, *, overwrite: bool, fallbacks: list[Path
                         "last training checkpoint, if any was written, can be resumed to save again.") from None
 
 
+def _memory_plan(backbone, args, config, clips, regularisation) -> None:
+    """Print the run's memory plan (auto: the settings it picked); a run that cannot fit stops here, with what
+    would fit (MemoryPlanError)."""
+    from ..recipes import get_recipe
+    from ..training import plan_run
+
+    recipe = get_recipe(args.recipe)
+    settings = config.resolve(recipe.config.for_clip_count(len(clips)))
+    plan = plan_run(backbone, recipe, config, settings, config.device, clips=len(clips) + len(regularisation))
+    print(plan.summary(), flush=True)
+
+
 def run(args) -> int:
     from ..backbones import load_backbone
     from ..devices import resolve_device
@@ -161,7 +184,9 @@ def run(args) -> int:
     if out.suffix != ".safetensors":
         raise InvalidInputError(f"--out must end in .safetensors; got {out.name}.")
     overwrite = bool(getattr(args, "overwrite", False))
-    _refuse_existing(out, overwrite)
+    only_plan = bool(getattr(args, "plan", False))
+    if not only_plan:
+        _refuse_existing(out, overwrite)
     resolve_device(args.device, "--device")  # before the clips and the model are read
     # Under accelerate launch: join the processes; each trains on its own device, process 0 prints and writes.
     if args.shard_base and (args.block_offload or args.base_storage != "native"):
@@ -174,17 +199,24 @@ def run(args) -> int:
         frames=args.frames, seed=args.seed, lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
         batch_size=args.batch_size,
         checkpoint_every=args.checkpoint_every, checkpoint_dir=args.checkpoint_dir,
-        mixed_precision=args.mixed_precision, gradient_checkpointing=not args.no_gradient_checkpointing,
+        mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing,
         device=device, name=out.stem, base_storage=args.base_storage, block_offload=args.block_offload,
-        timestep_skew=args.timestep_skew)
+        timestep_skew=args.timestep_skew,
+        # A sharded base is split over the processes; the plan reads one whole model on one device, so it is off.
+        memory="manual" if args.shard_base else getattr(args, "memory", "auto"))
     clips = _clips(args.video, args.caption, "reference")
     regularisation = _clips(args.regularisation_video, args.regularisation_caption, "regularisation")
-    # With a memory option the model is loaded on the CPU and the trainer moves what fits: a 14B model loaded
-    # straight onto a 24 GB card would not get as far as the options.
-    memory_saving = args.block_offload or args.base_storage != "native" or args.shard_base
+    # With a memory option, or auto choosing them, the model is loaded on the CPU and the trainer moves what fits: a
+    # 14B model loaded straight onto a 24 GB card would not get as far as the options.
+    memory_saving = (bool(args.block_offload) or args.base_storage == "fp8" or config.memory == "auto"
+                     or args.shard_base)
     backbone = load_backbone(args.model, device="cpu" if memory_saving else device, **model_file_options(args))
     if processes.active and processes.is_main:
         print(processes.describe(args.batch_size), flush=True)
+    if processes.is_main:  # every process plans again in the trainer; one prints
+        _memory_plan(backbone, args, config, clips, regularisation)
+    if only_plan:
+        return 0
     cancelled = []
     previous = signal.signal(signal.SIGINT, lambda *_: cancelled.append(True))
     callbacks = TrainingCallbacks(on_progress=lambda info: print(info.format(), flush=True),

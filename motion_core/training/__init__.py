@@ -5,9 +5,10 @@
     save_lora(result.motion_lora, "dance.safetensors")
 """
 
+from .auto_memory import MemoryPlanError, plan_run
 from .callbacks import ProgressInfo, TrainingCallbacks
 from .checkpoint import load_checkpoint
-from .config import LR_SCHEDULES, OPTIMIZERS, TrainingConfig
+from .config import LR_SCHEDULES, MEMORY_MODES, OPTIMIZERS, TrainingConfig
 from .context import StepContext, TrainingSample
 from .plot import plot_loss
 from .precision import PRECISIONS
@@ -15,5 +16,6 @@ from .trainer import TrainingResult, train_motion_lora
 
 __all__ = [
     "train_motion_lora", "TrainingConfig", "TrainingCallbacks", "TrainingResult", "ProgressInfo", "StepContext",
-    "TrainingSample", "plot_loss", "load_checkpoint", "LR_SCHEDULES", "OPTIMIZERS", "PRECISIONS",
+    "TrainingSample", "plot_loss", "load_checkpoint", "LR_SCHEDULES", "OPTIMIZERS", "PRECISIONS", "MEMORY_MODES",
+    "MemoryPlanError", "plan_run",
 ]

@@ -16,6 +16,9 @@ from .precision import PRECISIONS
 
 LR_SCHEDULES = ("constant", "cosine")
 _finite = math.isfinite  # inf passes "> 0", and NaN slips through any check written as "not (x < 0)"
+MEMORY_MODES = ("auto", "manual")
+MANUAL_DEFAULTS = {"gradient_checkpointing": True, "base_storage": "native", "block_offload": False}
+"""What the memory options mean when left unset in manual mode (the defaults before the memory plan existed)."""
 OPTIMIZERS = ("auto", "adamw", "adamw8bit")
 
 
@@ -30,8 +33,14 @@ class TrainingConfig:
     optimizer: auto (8-bit AdamW when bitsandbytes is importable and the device is CUDA, else AdamW). device:
     None = where the backbone is; another device moves the backbone there.
 
-    Memory (backbones/memory.py; both off by default, both undone after the run so the loaded model samples the same
-    afterwards): base_storage "fp8" stores the frozen base's Linear weights as float8_e4m3fn, upcast per layer at
+    memory: "auto" (the default) plans the run's memory before it starts (training/memory_plan.py) and picks the
+    cheapest of gradient_checkpointing, base_storage and block_offload that fits the device's free memory with a
+    margin (training/auto_memory.py), or refuses, saying what would fit; any of the three set explicitly is kept as
+    set and only the others are chosen. "manual": the three apply as set, unset ones as MANUAL_DEFAULTS (checkpointing
+    on, native storage, no offload); the plan is still made and reported, never enforced.
+    offload_blocks: with block offload, how many blocks to keep on the host (None: all; auto picks the fewest).
+
+    Memory (backbones/memory.py; both undone after the run so the loaded model samples the same afterwards): base_storage "fp8" stores the frozen base's Linear weights as float8_e4m3fn, upcast per layer at
     compute (half of bf16; any device; weights rounded to 3 mantissa bits, LoRAs stay full precision).
     block_offload keeps the transformer blocks (Wan) on the CPU and copies each to the GPU as it runs; it needs
     gradient_checkpointing and trades speed (two copies per block per step) for memory. With bf16 and checkpointing,
@@ -57,20 +66,36 @@ class TrainingConfig:
     checkpoint_dir: str | None = None
     validate_every: int = 0
     mixed_precision: str = "auto"
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: bool | None = None
     optimizer: str = "auto"
     device: str | None = None
     name: str = ""
-    base_storage: str = "native"
-    block_offload: bool = False
+    base_storage: str | None = None
+    block_offload: bool | None = None
     timestep_skew: float | None = None
     """None = the recipe's own law of training noise levels (uniform; NewMove 2). k > 1 favours high noise, where
     a clip's motion is decided: on ShapesT2V a one-shot MotionDirector LoRA carries the reference's path at k = 3
     and not at k = 1 (docs/benchmarks.md)."""
 
+    memory: str = "auto"
+    offload_blocks: int | None = None
+
+    def __post_init__(self):
+        if self.memory == "manual":  # unset options mean what they meant before the plan: fixed defaults
+            for name, value in MANUAL_DEFAULTS.items():
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, value)
+
     @property
     def memory_options(self) -> MemoryOptions:
-        return MemoryOptions(base_storage=self.base_storage, block_offload=self.block_offload)
+        """The options as set, unset ones as in manual mode (what auto starts from; see auto_memory)."""
+        return MemoryOptions(base_storage=self.base_storage or "native", block_offload=bool(self.block_offload),
+                             offload_count=self.offload_blocks)
+
+    @property
+    def fixed_memory_options(self) -> dict:
+        """The memory options the user set (auto keeps these and chooses the rest)."""
+        return {name: getattr(self, name) for name in MANUAL_DEFAULTS if getattr(self, name) is not None}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,9 +139,12 @@ class TrainingConfig:
             (self.timestep_skew is None or (math.isfinite(self.timestep_skew) and self.timestep_skew > 0),
              f"timestep_skew must be a positive number (1 = uniform, 3 = favour high noise); got "
              f"{self.timestep_skew}."),
-            (self.base_storage in BASE_STORAGES,
+            (self.memory in MEMORY_MODES, f"memory must be one of {MEMORY_MODES}; got {self.memory!r}."),
+            (self.base_storage is None or self.base_storage in BASE_STORAGES,
              f"base_storage must be one of {BASE_STORAGES}; got {self.base_storage!r}."),
-            (not self.block_offload or self.gradient_checkpointing,
+            (self.offload_blocks is None or self.offload_blocks >= 1,
+             f"offload_blocks must be at least 1 (or unset for all blocks); got {self.offload_blocks}."),
+            (not self.block_offload or self.gradient_checkpointing is not False,
              "block_offload needs gradient_checkpointing: without it the backward pass keeps every block's weights "
              "on the GPU and nothing is saved. Turn gradient checkpointing on, or block offload off."),
         ]

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..backbones.base import move
-from ..backbones.memory import MemoryPlan, move_outside_blocks
+from ..backbones.memory import MemoryOptions, MemoryPlan, move_outside_blocks
 from ..clips import Clip, ClipSet
 from ..errors import CancelledError, InvalidInputError, MotionCoreError, TrainingError
 from ..lora import MotionLora, add_adapter, adapter_parameters, remove_adapter
@@ -31,6 +31,7 @@ from . import checkpoint as ckpt
 from .callbacks import ProgressInfo, TrainingCallbacks
 from .config import TrainingConfig
 from .context import StepContext
+from .auto_memory import plan_run
 from .data import cache_samples
 from .distributed import GradientSum
 from .distributed import current as current_processes
@@ -52,6 +53,9 @@ class TrainingResult:
     steps_done: int
     warnings: list[str] = dataclasses.field(default_factory=list)
     """Things that went wrong without losing the result (e.g. the final checkpoint could not be written)."""
+    memory_plan: object = None
+    """The run's training.memory_plan.MemoryPlan (predicted peaks, chosen settings; ``summary()`` to show it), or
+    None where no plan could be made."""
 
 
 def train_motion_lora(backbone, clips: ClipSet, recipe: "str | Recipe", config: TrainingConfig | None = None,
@@ -106,8 +110,9 @@ class _Run:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.config.seed)
             self.generator = torch.Generator().manual_seed(self.config.seed)
+            options = self._plan_memory(device)
             # Before any move: with block offload a 14B model's blocks must never be sent to the GPU whole.
-            self.memory = MemoryPlan(self.backbone, self.config.memory_options, device)
+            self.memory = MemoryPlan(self.backbone, options, device)
             home = self.backbone.device
             try:
                 return self._execute(device, resume_from)
@@ -119,6 +124,29 @@ class _Run:
                     self._use_device(home)
                 if device.type == "cuda" and self.memory.options.active:
                     torch.cuda.empty_cache()  # the fp8 copies and onloaded blocks just freed
+
+    def _plan_memory(self, device: torch.device) -> MemoryOptions:
+        """The run's memory plan (training/memory_plan.py) and the options it implies: auto's choice, or the
+        config's own in manual mode. A plan that cannot be made (an architecture the meta trace cannot run) is a
+        warning, and the run goes on with the config's options as manual mode reads them."""
+        self.plan, self.plan_warnings = None, []
+        self.checkpointing = self.config.gradient_checkpointing is not False
+        try:
+            self.plan = plan_run(self.backbone, self.recipe, self.config, self.settings, device,
+                                 clips=len(self.clips) + len(self.regularisation_clips))
+        except MotionCoreError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the plan is advice; training must not depend on it
+            self.plan_warnings.append(f"The memory plan could not be made ({type(error).__name__}: {error}); "
+                                      "training with the memory options as set (checkpointing on unless off).")
+            return self.config.memory_options
+        if self.config.memory == "manual":
+            return self.config.memory_options
+        chosen = self.plan.settings
+        self.checkpointing = chosen.gradient_checkpointing
+        fixed_offload = self.config.block_offload is True
+        return MemoryOptions(base_storage=chosen.base_storage, block_offload=chosen.block_offload or fixed_offload,
+                             offload_count=chosen.offloaded_blocks or None)
 
     def _execute(self, device: torch.device, resume_from) -> TrainingResult:
         """Everything between the memory options going on and coming off (execute's finally undoes them)."""
@@ -136,7 +164,7 @@ class _Run:
         self.names: dict[str, str] = {}
         try:
             self._add_adapters()
-            if self.config.gradient_checkpointing:
+            if self.checkpointing:
                 self.backbone.enable_gradient_checkpointing()
             self.dist.shard_base(denoiser, self.params, device)
             denoiser.train()
@@ -148,12 +176,12 @@ class _Run:
                 self.backbone, self.recipe, adapter_names=self.names, captions=[s.caption for s in self.samples],
                 config=self.config, settings=self.settings, steps_done=steps_done, name=self.config.name)
             return TrainingResult(motion, appearance, list(self.history), self.last_checkpoint, steps_done,
-                                  warnings)
+                                  [*self.plan_warnings, *warnings], self.plan)
         finally:
             for name in self.names.values():
                 if name in registry(denoiser):
                     remove_adapter(denoiser, name)
-            if self.config.gradient_checkpointing and not had_checkpointing:
+            if self.checkpointing and not had_checkpointing:
                 self.backbone.disable_gradient_checkpointing()
             denoiser.train(was_training)
             self._offload_encoders(False)
@@ -167,7 +195,7 @@ class _Run:
             if self.dist.shards_base:
                 pass  # each process moves its share of the denoiser when it is sharded (distributed.py)
             elif self.memory.offloads_blocks:
-                move_outside_blocks(self.backbone.denoiser, self.backbone.offload_blocks, device)
+                move_outside_blocks(self.backbone.denoiser, self.memory.offloaded, device)
             else:
                 move(self.backbone.denoiser, device)
             self.backbone.device = device

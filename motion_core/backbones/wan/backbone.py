@@ -30,7 +30,8 @@ import torch
 
 from ...errors import InvalidInputError
 from .. import checkpointing
-from ..base import ATTN_ALL, ATTN_QKV, VAE_FRAMES_PER_CALL, Backbone, as_batched_frames, denoise_inputs
+from ..base import (ATTN_ALL, ATTN_QKV, VAE_FRAMES_PER_CALL, Backbone, PlanningShapes, as_batched_frames,
+                    denoise_inputs)
 from ..objectives import FlowMatchObjective
 
 WAN_BLOCK = r"^blocks\.\d+\."
@@ -232,6 +233,24 @@ class WanBackbone(Backbone):
     def offload_blocks(self):
         """The transformer blocks block offload moves to the accelerator one at a time (memory.BlockOffload)."""
         return self.denoiser.blocks
+
+    def planning_shapes(self, frames: int, height: int, width: int):
+        """Latents [1, C, 1 + (F - 1)/c, H/s, W/s], UMT5 states [1, 512, text width]; tokens: latent frames times
+        patches per frame. Without a VAE (a denoiser-only backbone) the Wan VAE's factors are inferred from the
+        transformer: 48 latent channels mean the Wan 2.2 VAE (spatial 16), else the Wan 2.1 one (8); both compress
+        time by 4."""
+        c = self.denoiser.config
+        if self.vae is not None:
+            compression, s = self.temporal_compression, self.vae_scale_factor
+        else:
+            compression, s = 4, 16 if int(c.out_channels) == 48 else 8
+        latent_frames = int(frames) if compression == 1 else 1 + (int(frames) - 1) // compression
+        h, w = int(height) // s, int(width) // s
+        p_t, p_h, p_w = self.patch_size
+        tokens = (latent_frames // p_t) * (h // p_h) * (w // p_w)
+        text = self.max_text_tokens if self.tokenizer is not None else MAX_TEXT_TOKENS
+        return PlanningShapes(latents=(1, int(c.in_channels), latent_frames, h, w),
+                              text_states=(1, text, int(c.text_dim)), tokens=tokens)
 
     # ---- gradient checkpointing -------------------------------------------------------------------------------
     def enable_gradient_checkpointing(self) -> None:

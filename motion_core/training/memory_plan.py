@@ -1,0 +1,428 @@
+"""The memory plan of one training run: predicted peak accelerator and host memory, from the architecture.
+
+What a run holds at its peak, and where each figure comes from:
+
+- weights: the denoiser's parameters and buffers, by dtype, read from the loaded model (exact). fp8 storage turns
+  each base Linear weight (memory.fp8_linear_names) into one byte per element plus a scale, the original parked on
+  the CPU (on a CPU run it stays where it is, so fp8 costs memory there instead of saving it); block offload keeps
+  the offloaded blocks' tensors on the host and copies one block at a time to the accelerator.
+- adapters: the recipe's LoRA tensors (injected into a meta-device copy of the denoiser, so their count and dtype are
+  exactly what the run will have), their gradients and AdamW's two moments.
+- activations: one training step's forward and backward (all the recipe's adapters on, the clip's latents and text
+  states of the planned size) run on a META copy of the denoiser, built from its config: no weights, no compute.
+  A dispatch mode counts every tensor storage the step creates and every one it frees, so the figure is the step's
+  live-bytes peak (saved activations, the recompute of a checkpointed block, gradients, temporaries). Attention is
+  counted as a fused kernel does (output and log-sum-exp saved, no [L, L] matrix), which is what PyTorch's SDPA runs
+  on CUDA and on the CPU for these models.
+- samples: the cached latents (float32) and text states of every clip.
+- encoders: VAE and text encoder. On CUDA they wait on the host while the denoiser trains (trainer._offload_encoders)
+  and are on the accelerator only while the clips are cached; on the CPU they are simply in memory.
+
+The activation trace is what the plan costs (a second or two for a real 1.3B; milliseconds for the tiny models);
+traces are cached per architecture, adapters, shapes and checkpointing. ``auto_memory`` picks options from these
+predictions; ``python -m motion_core.bench memory`` compares them with measured process memory.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import weakref
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.weak import WeakIdKeyDictionary
+
+from ..backbones.base import PlanningShapes
+from ..backbones.memory import FP8_STORAGE_DTYPE, fp8_linear_names
+
+GIB = 2**30
+MIB = 2**20
+
+
+# ---- what is chosen ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MemorySettings:
+    """The memory options of one run: what auto chooses, or the user's in manual mode."""
+
+    gradient_checkpointing: bool = True
+    base_storage: str = "native"
+    offloaded_blocks: int = 0
+    """How many transformer blocks stay on the host (0: block offload off)."""
+
+    @property
+    def block_offload(self) -> bool:
+        return self.offloaded_blocks > 0
+
+    def describe(self, total_blocks: int | None = None) -> str:
+        parts = ["gradient checkpointing " + ("on" if self.gradient_checkpointing else "off"),
+                 "base weights in fp8" if self.base_storage == "fp8" else "base weights native"]
+        if self.offloaded_blocks:
+            of = f" of {total_blocks}" if total_blocks else ""
+            parts.append(f"{self.offloaded_blocks}{of} blocks offloaded to the host")
+        return ", ".join(parts)
+
+
+# ---- the architecture's facts -----------------------------------------------------------------------------------
+def _tensor_bytes(tensors) -> int:
+    seen, total = set(), 0
+    for t in tensors:
+        if t is None:
+            continue
+        key = id(t)
+        if key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+    return total
+
+
+def module_bytes(module: nn.Module | None) -> int:
+    if module is None or not isinstance(module, nn.Module):
+        return 0
+    return _tensor_bytes([*module.parameters(), *module.buffers()])
+
+
+def bytes_by_dtype(module: nn.Module) -> dict[str, int]:
+    out: dict[str, int] = {}
+    seen = set()
+    for t in [*module.parameters(), *module.buffers()]:
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        key = str(t.dtype).replace("torch.", "")
+        out[key] = out.get(key, 0) + t.numel() * t.element_size()
+    return out
+
+
+@dataclass(frozen=True)
+class WeightFacts:
+    """The loaded denoiser's weights as the memory options see them (adapters of earlier LoRAs excluded)."""
+
+    total: int
+    by_dtype: dict[str, int]
+    fp8_saving_elements: int
+    """Elements of the base Linear weights fp8 storage converts."""
+    fp8_original_bytes: int
+    """Their bytes now (what fp8 storage parks on the host)."""
+    fp8_layers: int
+    """How many layers it converts (one float32 scale each)."""
+    largest_linear: int
+    """Bytes of the largest such weight in its compute dtype (fp8's per-layer upcast copy)."""
+    block_bytes: tuple[int, ...]
+    """Bytes of each offloadable block (empty: the family has no block list)."""
+    block_fp8_bytes: tuple[int, ...]
+    """Bytes of each block with its Linear weights in fp8."""
+    encoders: int
+    """VAE + text encoder."""
+
+    @classmethod
+    def of(cls, backbone) -> "WeightFacts":
+        denoiser = backbone.denoiser
+        fp8_names = set(fp8_linear_names(denoiser))
+        base_params = {name: p for name, p in denoiser.named_parameters() if "lora_" not in name}
+        total = _tensor_bytes([*base_params.values(), *denoiser.buffers()])
+        by_dtype: dict[str, int] = {}
+        for p in [*base_params.values(), *denoiser.buffers()]:
+            key = str(p.dtype).replace("torch.", "")
+            by_dtype[key] = by_dtype.get(key, 0) + p.numel() * p.element_size()
+        elements = original = largest = 0
+        fp8_weight_ids = set()
+        for name in fp8_names:
+            weight = denoiser.get_submodule(name).weight
+            if weight.dtype == FP8_STORAGE_DTYPE:
+                continue
+            fp8_weight_ids.add(id(weight))
+            elements += weight.numel()
+            original += weight.numel() * weight.element_size()
+            largest = max(largest, weight.numel() * weight.element_size())
+        blocks, blocks_fp8 = [], []
+        for block in getattr(backbone, "offload_blocks", None) or ():
+            tensors = [t for name, t in [*block.named_parameters(), *block.named_buffers()] if "lora_" not in name]
+            plain = _tensor_bytes(tensors)
+            converted = sum(t.numel() * (t.element_size() - 1) for t in tensors if id(t) in fp8_weight_ids)
+            blocks.append(plain)
+            blocks_fp8.append(plain - converted)
+        encoders = module_bytes(backbone.vae) + module_bytes(backbone.text_encoder)
+        return cls(total, by_dtype, elements, original, len(fp8_weight_ids), largest, tuple(blocks),
+                   tuple(blocks_fp8), encoders)
+
+
+# ---- the activation trace -----------------------------------------------------------------------------------------
+class LiveBytes(TorchDispatchMode):
+    """Counts the bytes of tensor storages created inside it that are still alive, and their peak. Storages that
+    existed before (parameters, inputs) are never counted; views add nothing; a storage counts until its last
+    tensor dies (weak references to the storages, as torch.distributed._tools.mem_tracker keeps them)."""
+
+    def __init__(self):
+        super().__init__()
+        self._known = WeakIdKeyDictionary()
+        self.live = 0
+        self.peak = 0
+
+    def _freed(self, nbytes: int, _ref) -> None:
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        for t in tree_flatten((args, kwargs))[0]:
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                if storage not in self._known:
+                    self._known[storage] = None  # existed before: not ours to count
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                if storage in self._known:
+                    continue
+                nbytes = storage.nbytes()
+                self._known[storage] = weakref.ref(storage, lambda ref, n=nbytes: self._freed(n, ref))
+                self.live += nbytes
+        self.peak = max(self.peak, self.live)
+        return out
+
+
+class _FusedAttention(torch.autograd.Function):
+    """Stands in for scaled_dot_product_attention in the trace with a fused kernel's memory: out and a float32
+    log-sum-exp are saved with q, k, v; the backward makes one gradient per input."""
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        out = q.new_empty(*q.shape[:-1], v.shape[-1])
+        lse = q.new_empty(q.shape[:-1], dtype=torch.float32)
+        ctx.save_for_backward(q, k, v, out, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, _, _ = ctx.saved_tensors
+        return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _fused_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+    return _FusedAttention.apply(query, key, value)
+
+
+@dataclass(frozen=True)
+class StepTrace:
+    peak: int
+    """Live-bytes peak of one step (activations, gradients, temporaries), weights and inputs excluded."""
+    adapter_bytes: int
+    """The recipe's adapter tensors (trainable)."""
+
+
+_TRACES: dict[tuple, StepTrace] = {}
+_TRACE_CACHE_SIZE = 64
+
+
+def planning_denoiser(backbone) -> nn.Module:
+    """The backbone's denoiser architecture on the meta device, with each tensor in the dtype it has in the loaded
+    model (the family builds it; see Backbone.planning_denoiser)."""
+    meta = backbone.planning_denoiser()
+    real = dict(backbone.denoiser.named_parameters())
+    real.update(dict(backbone.denoiser.named_buffers()))
+    with torch.no_grad():
+        for name, tensor in [*meta.named_parameters(), *meta.named_buffers()]:
+            source = real.get(name)
+            if source is not None and source.dtype != tensor.dtype and source.dtype != FP8_STORAGE_DTYPE:
+                tensor.data = tensor.data.to(source.dtype)
+    return meta.requires_grad_(False).train()
+
+
+def trace_step(backbone, recipe, *, shapes: PlanningShapes, checkpointing: bool, rank: int, alpha: float,
+               dropout: float, clips: int = 1, compute_dtype: torch.dtype | None = None) -> StepTrace:
+    """One forward + backward of the full clip with all of ``recipe``'s adapters trained, on a meta copy."""
+    from ..lora import add_adapter
+
+    key = (backbone.fingerprint(), type(recipe).__name__, getattr(recipe, "name", ""), shapes, checkpointing, rank,
+           float(alpha), float(dropout), clips, str(compute_dtype), str(backbone.dtype))
+    if key in _TRACES:
+        return _TRACES[key]
+    probe = copy.copy(backbone)
+    probe.denoiser = planning_denoiser(backbone)
+    if compute_dtype is not None:
+        for tensor in [*probe.denoiser.parameters(), *probe.denoiser.buffers()]:
+            if tensor.is_floating_point():
+                tensor.data = tensor.data.to(compute_dtype)
+        probe.dtype = compute_dtype
+    probe.device = torch.device("meta")
+    for spec in recipe.adapters(probe, clips, rank=rank, alpha=alpha, dropout=dropout):
+        add_adapter(probe.denoiser, dataclasses.replace(spec, name="plan_" + spec.name), enabled=True,
+                    trainable=True)
+    # peft creates a second adapter of a layer on the CPU when its base weight is on meta
+    for module in probe.denoiser.modules():
+        for key, tensor in module._parameters.items():
+            if tensor is not None and tensor.device.type != "meta":
+                module._parameters[key] = nn.Parameter(tensor.detach().to("meta"), requires_grad=tensor.requires_grad)
+        for key, tensor in module._buffers.items():
+            if tensor is not None and tensor.device.type != "meta":
+                module._buffers[key] = tensor.to("meta")
+    adapters = [p for name, p in probe.denoiser.named_parameters() if "lora_" in name]
+    for p in adapters:
+        p.requires_grad_(True)
+    if checkpointing:
+        probe.enable_gradient_checkpointing()
+    dtype = compute_dtype or backbone.dtype
+    latents = torch.empty(shapes.latents, device="meta", dtype=torch.float32)
+    text = torch.empty(shapes.text_states, device="meta", dtype=dtype)
+    timestep = torch.full((1,), 500.0, device="meta")
+    original = F.scaled_dot_product_attention
+    F.scaled_dot_product_attention = _fused_sdpa
+    try:
+        with LiveBytes() as live:
+            prediction = probe.denoise(latents, timestep, text)
+            loss = (prediction.float() - latents[:, : prediction.shape[1]]).pow(2).mean()
+            loss.backward()
+            del prediction, loss
+    finally:
+        F.scaled_dot_product_attention = original
+    trace = StepTrace(peak=live.peak, adapter_bytes=_tensor_bytes(adapters))
+    if len(_TRACES) >= _TRACE_CACHE_SIZE:
+        _TRACES.pop(next(iter(_TRACES)))
+    _TRACES[key] = trace
+    return trace
+
+
+# ---- the plan -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Predicted peaks of one run with ``settings`` on ``device`` (bytes), what they are made of and the verdict."""
+
+    device: str
+    settings: MemorySettings
+    device_peak: int
+    host_peak: int
+    parts: dict[str, int]
+    """device-side parts of the peak: weights, adapters, optimizer, activations, samples, encoders, transient."""
+    tokens: int
+    frames: int
+    width: int
+    height: int
+    blocks: int = 0
+    mode: str = "manual"
+    available: int | None = None
+    """Bytes free for this run on the device (None: not known)."""
+    margin: float = 0.1
+    considered: tuple[str, ...] = field(default_factory=tuple)
+    """One line per cheaper setting auto rejected, with its predicted peak."""
+
+    @property
+    def shared_memory(self) -> bool:
+        """CPU runs: the device is the host, so the two peaks are one."""
+        return self.device == "cpu"
+
+    @property
+    def needed(self) -> int:
+        """Device bytes the plan asks for, margin included."""
+        return int(self.device_peak * (1.0 + self.margin))
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.available is None else self.needed <= self.available
+
+    def summary(self) -> str:
+        where = "CPU memory (device and host are one)" if self.shared_memory else f"{self.device} memory"
+        lines = [f"Memory plan ({self.mode}): {self.frames} frames at {self.width}x{self.height} = {self.tokens} "
+                 f"tokens on {self.device}",
+                 f"  settings: {self.settings.describe(self.blocks)}",
+                 f"  predicted peak {where}: {_gib(self.device_peak)}"
+                 + ("" if self.shared_memory else f"; host: {_gib(self.host_peak)}")]
+        shown = ", ".join(f"{k} {_gib(v)}" for k, v in self.parts.items() if v)
+        lines.append(f"  made of: {shown}")
+        if self.available is not None:
+            verdict = "fits" if self.fits else "does NOT fit"
+            lines.append(f"  free: {_gib(self.available)}; needed with a {self.margin:.0%} margin: "
+                         f"{_gib(self.needed)}: {verdict}")
+        lines += [f"  rejected: {line}" for line in self.considered]
+        return "\n".join(lines)
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:.2f} GiB" if abs(n) >= 0.1 * GIB else f"{n / MIB:.0f} MiB"
+
+
+@dataclass
+class Predictor:
+    """Predicts a run's peaks for any settings; traces are made on first need and kept."""
+
+    backbone: object
+    recipe: object
+    frames: int
+    width: int
+    height: int
+    rank: int
+    alpha: float
+    dropout: float
+    device: torch.device
+    clips: int = 1
+    autocast_dtype: torch.dtype | None = None
+    weights: WeightFacts = None
+    shapes: PlanningShapes = None
+
+    def __post_init__(self):
+        self.device = torch.device(self.device)
+        if self.weights is None:
+            self.weights = WeightFacts.of(self.backbone)
+        if self.shapes is None:
+            self.shapes = self.backbone.planning_shapes(self.frames, self.height, self.width)
+
+    @property
+    def blocks(self) -> int:
+        return len(self.weights.block_bytes)
+
+    def trace(self, checkpointing: bool) -> StepTrace:
+        cast = self.autocast_dtype if self.autocast_dtype not in (None, self.backbone.dtype) else None
+        return trace_step(self.backbone, self.recipe, shapes=self.shapes, checkpointing=checkpointing,
+                          rank=self.rank, alpha=self.alpha, dropout=self.dropout, clips=self.clips,
+                          compute_dtype=cast)
+
+    def plan(self, settings: MemorySettings, *, mode: str = "manual", available: int | None = None,
+             margin: float = 0.1, considered=()) -> MemoryPlan:
+        w, on_cpu = self.weights, self.device.type == "cpu"
+        trace = self.trace(settings.gradient_checkpointing)
+        fp8 = settings.base_storage == "fp8"
+        fp8_bytes = w.fp8_saving_elements + 4 * w.fp8_layers if fp8 else 0
+        # Weights on the device: fp8 replaces the converted weights by one byte each; on the CPU the originals stay.
+        weights = w.total - (w.fp8_original_bytes if fp8 and not on_cpu else 0) + fp8_bytes
+        host_parked = w.fp8_original_bytes if fp8 and not on_cpu else 0
+        transient = w.largest_linear if fp8 else 0
+        offloaded = settings.offloaded_blocks
+        if offloaded and not on_cpu:
+            sizes = (w.block_fp8_bytes if fp8 else w.block_bytes)[:offloaded]
+            weights -= sum(sizes)
+            host_parked += sum(sizes)
+            transient += max(sizes)  # the block being run (or recomputed and back-propagated) is copied in
+        adapters = trace.adapter_bytes
+        optimizer = 2 * adapters
+        samples = self.clips * (2 * 4 * _numel(self.shapes.latents)
+                                + _numel(self.shapes.text_states) * self.backbone.dtype.itemsize)
+        cast_copies = 0
+        if self.autocast_dtype is not None and self.autocast_dtype != self.backbone.dtype:
+            # autocast caches a cast copy of each weight it multiplies for the whole forward
+            cast_copies = w.total * self.autocast_dtype.itemsize // max(self.backbone.dtype.itemsize, 1)
+        parts = {"weights": weights, "adapters": adapters, "optimizer": optimizer, "activations": trace.peak,
+                 "samples": samples, "autocast copies": cast_copies, "transient": transient}
+        train_peak = sum(parts.values())
+        if on_cpu:
+            parts["encoders"] = w.encoders
+            device_peak = train_peak + w.encoders
+            host_peak = device_peak
+        else:
+            # Caching the clips: denoiser (as placed), VAE and text encoder on the device at once.
+            cache_peak = weights + w.encoders + samples
+            device_peak = max(train_peak, cache_peak)
+            host_peak = host_parked + w.encoders
+        return MemoryPlan(device=str(self.device), settings=settings, device_peak=int(device_peak),
+                          host_peak=int(host_peak), parts=parts, tokens=self.shapes.tokens, frames=self.frames,
+                          width=self.width, height=self.height, blocks=self.blocks, mode=mode,
+                          available=available, margin=margin, considered=tuple(considered))
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
