@@ -189,7 +189,7 @@ def run(args) -> int:
         _refuse_existing(out, overwrite)
     resolve_device(args.device, "--device")  # before the clips and the model are read
     # Under accelerate launch: join the processes; each trains on its own device, process 0 prints and writes.
-    if args.shard_base and (args.block_offload or args.base_storage != "native"):
+    if args.shard_base and (args.block_offload or args.base_storage == "fp8"):
         raise InvalidInputError("--shard-base already splits the base over the processes; use it without "
                                 "--block-offload and --base-storage fp8.")
     processes = current_processes(args.device, shard_base=args.shard_base)
