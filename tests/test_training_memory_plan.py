@@ -127,6 +127,22 @@ def test_training_in_auto_mode_runs_without_checkpointing_and_refuses_before_tra
         plan_run(backbone, recipe, config, config.resolve(recipe.config), "cpu", available=1 * MIB)
 
 
+def test_planning_draws_nothing_from_the_runs_random_streams():
+    """A seeded run must train the same LoRA whether or not a plan is made first (the demo's figures depend on it)."""
+    backbone = tiny_unet3d_backbone(0)
+    recipe = get_recipe("motion_director")
+    config = TrainingConfig(steps=1, width=16, height=16, frames=4, rank=2)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    plan_run(backbone, recipe, config, config.resolve(recipe.config), "cpu")
+    assert torch.equal(torch.get_rng_state(), before)
+    auto = train_motion_lora(backbone, ClipSet((_clip(),)), "motion_director", config)
+    manual = train_motion_lora(backbone, ClipSet((_clip(),)), "motion_director",
+                               TrainingConfig(steps=1, width=16, height=16, frames=4, rank=2, memory="manual"))
+    for key, tensor in auto.motion_lora.tensors.items():
+        assert torch.equal(tensor, manual.motion_lora.tensors[key]), key
+
+
 def test_free_memory_is_read_on_the_cpu():
     free = free_bytes("cpu")
     assert free is None or free > 0

@@ -223,7 +223,13 @@ def _smaller_size(predictor: Predictor, room: float, per_token: float) -> tuple[
 def plan_run(backbone, recipe, config, settings, device, *, clips: int = 1,
              available: int | None = None, margin: float = DEFAULT_MARGIN) -> MemoryPlan:
     """The plan of one run: auto's choice (or MemoryPlanError), or the user's settings in manual mode.
-    ``settings``: the run's ResolvedSettings (rank, alpha, dropout); ``available`` overrides the reading."""
+    ``settings``: the run's ResolvedSettings (rank, alpha, dropout); ``available`` overrides the reading.
+    Planning draws nothing from the run's random streams: a seeded run trains the same LoRA with or without it."""
+    with torch.random.fork_rng(devices=[]):
+        return _plan_run(backbone, recipe, config, settings, device, clips=clips, available=available, margin=margin)
+
+
+def _plan_run(backbone, recipe, config, settings, device, *, clips, available, margin) -> MemoryPlan:
     from .precision import Precision
 
     device = torch.device(device)
