@@ -21,6 +21,17 @@ TRANSFORMERS = {
 """Variant name -> folder of configs/wan_transformer (both use the Wan 2.1 VAE and UMT5-XXL)."""
 
 
+
+def random_init(model: torch.nn.Module, seed: int = 0, device="cpu") -> None:
+    """Weights N(0, 0.02), norms 1 and biases 0: a real architecture's step costs without its released weights."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim > 1:
+                p.normal_(0.0, 0.02, generator=g)
+            else:
+                p.fill_(0.0 if name.endswith("bias") else 1.0)
+
 def wan_transformer(variant: str = "wan2.1_t2v_1.3b", *, device="cpu", dtype=torch.bfloat16, seed: int = 0):
     """A WanTransformer3DModel of ``variant`` with random weights, frozen, in train mode.
 
@@ -34,13 +45,7 @@ def wan_transformer(variant: str = "wan2.1_t2v_1.3b", *, device="cpu", dtype=tor
     with torch.device("meta"):
         model = WanTransformer3DModel.from_config(config)
     model = move(model, dtype=dtype).to_empty(device=device)
-    g = torch.Generator(device=device).manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim > 1:
-                p.normal_(0.0, 0.02, generator=g)
-            else:
-                p.fill_(0.0 if name.endswith("bias") else 1.0)
+    random_init(model, seed, device)
     c = model.config
     model.rope = WanRotaryPosEmbed(c.attention_head_dim, c.patch_size, c.rope_max_seq_len)
     return move(model, device, dtype).requires_grad_(False).train()

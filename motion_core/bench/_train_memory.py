@@ -19,8 +19,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
+
+from .peak_rss import SampledPeakRss
 
 FRAMES, LATENT_SIZE = 8, 16
 WAN_FRAMES, WAN_PIXELS = 9, 128
@@ -94,9 +95,6 @@ def _setup(model: str, frames: int, pixels: int, g):
 
 def _child(gradient_checkpointing: bool, model: str = "zeroscope", frames: int = WAN_FRAMES,
            pixels: int = WAN_PIXELS) -> None:
-    import ctypes
-
-    import psutil
     import torch
 
     from ..lora import add_adapter
@@ -115,21 +113,8 @@ def _child(gradient_checkpointing: bool, model: str = "zeroscope", frames: int =
         backbone.enable_gradient_checkpointing()
     ctx = StepContext(backbone, recipe, g, sample, stage="main", step=0, loss_scale=1.0,
                       precision=Precision("fp32", torch.device("cpu")), adapter_names=names)
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    process = psutil.Process()
-    baseline = peak = process.memory_info().rss
-    running = True
-
-    def sample_rss():
-        nonlocal peak
-        while running:
-            peak = max(peak, process.memory_info().rss)
-            time.sleep(0.001)
-
-    watcher = threading.Thread(target=sample_rss, daemon=True)
-    watcher.start()
-    began = time.perf_counter()
-    recipe.step(ctx)
-    running = False
-    watcher.join()
-    print(json.dumps({"bytes": peak - baseline, "step_s": time.perf_counter() - began, "weights_rss": baseline}))
+    with SampledPeakRss() as watcher:
+        began = time.perf_counter()
+        recipe.step(ctx)
+        step_s = time.perf_counter() - began
+    print(json.dumps({"bytes": watcher.bytes, "step_s": step_s, "weights_rss": watcher.baseline}))

@@ -20,12 +20,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import torch
 
 from ..errors import InvalidInputError
+from ._real_wan import random_init
+from .peak_rss import SampledPeakRss
 
 CASES = {
     # name: (model, frames, width, height)
@@ -39,14 +40,6 @@ GOAL = 0.15
 
 
 # ---- the architectures ------------------------------------------------------------------------------------------
-def _random_init(model: torch.nn.Module) -> None:
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim > 1:
-                p.normal_(0.0, 0.02, generator=g)
-            else:
-                p.fill_(0.0 if name.endswith("bias") else 1.0)
 
 
 def build_backbone(model: str, *, blocks: int | None, device: str = "cpu", dtype=torch.bfloat16):
@@ -64,7 +57,7 @@ def build_backbone(model: str, *, blocks: int | None, device: str = "cpu", dtype
         unet = move(unet, dtype=dtype)
         if device != "meta":
             unet = unet.to_empty(device=device)
-            _random_init(unet)
+            random_init(unet)
         unet.requires_grad_(False).train()
         scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
         return UNet3DBackbone(denoiser=unet, vae=None, text_encoder=None, tokenizer=None, scheduler=scheduler,
@@ -85,7 +78,7 @@ def build_backbone(model: str, *, blocks: int | None, device: str = "cpu", dtype
     transformer = move(transformer, dtype=dtype)
     if device != "meta":
         transformer = transformer.to_empty(device=device)
-        _random_init(transformer)
+        random_init(transformer)
         c = transformer.config
         transformer.rope = WanRotaryPosEmbed(c.attention_head_dim, c.patch_size, c.rope_max_seq_len)
         transformer = move(transformer, device, dtype)
@@ -117,12 +110,7 @@ def measure(model: str, frames: int, width: int, height: int, *, blocks: int | N
 
 
 def _child(model, frames, width, height, blocks, recipe_name, rank, checkpointing) -> None:
-    import ctypes
-
-    import psutil
-
-    from ..lora import add_adapter
-    from ..lora import adapter_parameters
+    from ..lora import adapter_parameters, add_adapter
     from ..recipes import get_recipe
     from ..training.context import StepContext, TrainingSample
     from ..training.optim import build_optimizer
@@ -131,45 +119,30 @@ def _child(model, frames, width, height, blocks, recipe_name, rank, checkpointin
     torch.set_num_threads(1)
     recipe = get_recipe(recipe_name)
     build_backbone(model, blocks=1 if model in DEFAULT_BLOCKS else None, device="meta")  # imports, before baseline
-    process = psutil.Process()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    baseline = peak = process.memory_info().rss
-    running = True
-
-    def sample_rss():
-        nonlocal peak
-        while running:
-            peak = max(peak, process.memory_info().rss)
-            time.sleep(0.001)
-
-    watcher = threading.Thread(target=sample_rss, daemon=True)
-    watcher.start()
-    backbone = build_backbone(model, blocks=blocks)
-    shapes = backbone.planning_shapes(frames, height, width)
-    g = torch.Generator().manual_seed(0)
-    latents = torch.randn(shapes.latents, generator=g)
-    sample = TrainingSample(latents=latents, image_latents=latents,
-                            text_states=torch.randn(shapes.text_states, generator=g).to(backbone.dtype),
-                            clip_index=0, caption="")
-    names, params = {}, []
-    for spec in recipe.adapters(backbone, 1, rank=rank, alpha=float(rank), dropout=0.0):
-        add_adapter(backbone.denoiser, spec, enabled=False, trainable=False)
-        names[spec.name] = spec.name
-        params += adapter_parameters(backbone.denoiser, spec.name)
-    if checkpointing:
-        backbone.enable_gradient_checkpointing()
-    optimizer, _ = build_optimizer(params, lr=1e-4, weight_decay=0.0, choice="auto", device=torch.device("cpu"))
-    ctx = StepContext(backbone, recipe, g, sample, stage="main", step=0, loss_scale=1.0,
-                      precision=Precision("fp32", torch.device("cpu")), adapter_names=names)
-    began = time.perf_counter()
-    optimizer.zero_grad(set_to_none=True)
-    recipe.step(ctx)
-    optimizer.step()
-    step_s = time.perf_counter() - began
-    time.sleep(0.01)
-    running = False
-    watcher.join()
-    print(json.dumps({"bytes": peak - baseline, "step_s": step_s}))
+    with SampledPeakRss() as watcher:
+        backbone = build_backbone(model, blocks=blocks)
+        shapes = backbone.planning_shapes(frames, height, width)
+        g = torch.Generator().manual_seed(0)
+        latents = torch.randn(shapes.latents, generator=g)
+        sample = TrainingSample(latents=latents, image_latents=latents,
+                                text_states=torch.randn(shapes.text_states, generator=g).to(backbone.dtype),
+                                clip_index=0, caption="")
+        names, params = {}, []
+        for spec in recipe.adapters(backbone, 1, rank=rank, alpha=float(rank), dropout=0.0):
+            add_adapter(backbone.denoiser, spec, enabled=False, trainable=False)
+            names[spec.name] = spec.name
+            params += adapter_parameters(backbone.denoiser, spec.name)
+        if checkpointing:
+            backbone.enable_gradient_checkpointing()
+        optimizer, _ = build_optimizer(params, lr=1e-4, weight_decay=0.0, choice="auto", device=torch.device("cpu"))
+        ctx = StepContext(backbone, recipe, g, sample, stage="main", step=0, loss_scale=1.0,
+                          precision=Precision("fp32", torch.device("cpu")), adapter_names=names)
+        began = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        recipe.step(ctx)
+        optimizer.step()
+        step_s = time.perf_counter() - began
+    print(json.dumps({"bytes": watcher.bytes, "step_s": step_s}))
 
 
 # ---- the report ---------------------------------------------------------------------------------------------------

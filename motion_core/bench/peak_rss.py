@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ctypes
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Self
 
@@ -56,3 +58,38 @@ class PeakRss:
             self.mib = max(0, _status_kib("VmHWM") - self._baseline_kib) / 1024.0
         except OSError:
             self.mib = None
+
+
+class SampledPeakRss:
+    """``with SampledPeakRss() as peak: work()`` then ``peak.bytes``: the highest RSS a watcher thread saw (psutil,
+    every millisecond) above the RSS at entry. For one measurement in a fresh subprocess, where a figure in bytes and
+    the RSS at entry (``peak.baseline``, e.g. the weights already loaded) are wanted."""
+
+    def __init__(self, interval_s: float = 0.001) -> None:
+        import psutil
+
+        self._process, self._interval = psutil.Process(), interval_s
+        self.baseline = self.peak = 0
+        self._running = False
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+
+    @property
+    def bytes(self) -> int:
+        return self.peak - self.baseline
+
+    def _watch(self) -> None:
+        while self._running:
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            time.sleep(self._interval)
+
+    def __enter__(self) -> Self:
+        _trim_heap()
+        self.baseline = self.peak = self._process.memory_info().rss
+        self._running = True
+        self._watcher.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        time.sleep(self._interval * 10)  # one more reading after the work's last allocation
+        self._running = False
+        self._watcher.join()
