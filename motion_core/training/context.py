@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from ..lora.control import sync_adapters
-from ..lora.registry import registry
+from ..lora.control import switch_adapters
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backbones import Backbone
@@ -121,17 +120,8 @@ class StepContext:
         """Exactly ``enabled`` act in the next forward passes and exactly ``trainable`` get gradients (names are
         the recipe's). Every other adapter in the model, the user's included, is off and frozen. Call it before
         the forward and keep it until after ``backward``: checkpointed layers re-run their forward in backward."""
-        model = self.backbone.denoiser
-        on = {self.adapter_names[n] for n in enabled}
-        learn = {self.adapter_names[n] for n in trainable}
-        changed = False
-        for name, state in registry(model).items():
-            want = (name in on, name in learn)
-            if (state.enabled, state.trainable) != want:
-                state.enabled, state.trainable = want
-                changed = True
-        if changed:
-            sync_adapters(model)
+        switch_adapters(self.backbone.denoiser, {self.adapter_names[n] for n in enabled},
+                        {self.adapter_names[n] for n in trainable})
 
     def backward(self, loss: torch.Tensor) -> None:
         """Backpropagate ``loss`` (scaled for batch accumulation and, with fp16, by the grad scaler)."""

@@ -168,6 +168,9 @@ class _Run:
                 self.backbone.enable_gradient_checkpointing()
             self.dist.shard_base(denoiser, self.params, device)
             denoiser.train()
+            # Every switch in the loop starts from this state (lora/control.py switch_adapters): the memory options,
+            # checkpointing and sharding above are in place, the base frozen, our adapters off until a step asks.
+            sync_adapters(denoiser)
             start = self._restore(resume_from) if resume_from else 0
             self._loop(start)
             steps_done = self.settings.steps
@@ -363,9 +366,20 @@ class _Run:
         self.precision.step(self.optimizer)
         # With grad_clip 0 nothing above looks at the gradients: an infinite one would leave NaN adapter weights that
         # the final save would write. The adapters are small, so this reduction costs little next to the step.
-        if self.params and not bool(torch.stack([torch.isfinite(p).all() for p in self.params]).all()):  # one sync
+        if self.params and not self._weights_finite():
             self._fail(step, "the LoRA weights became infinite or NaN", sums)
         return sums
+
+    def _weights_finite(self) -> bool:
+        """Whether every adapter weight is finite, in one fused reduction: each tensor's L1 norm (a sum of absolute
+        values, which NaN and inf carry through on every device) finite means all of its values are. Only when a
+        norm is not finite (a NaN or inf, or finite weights whose sum overflows) is each value looked at."""
+        groups: dict = {}
+        for p in self.params:  # foreach kernels take one device and dtype at a time (offloaded blocks' adapters)
+            groups.setdefault((p.device, p.dtype), []).append(p)
+        if all(bool(torch.stack(torch._foreach_norm(g, 1)).isfinite().all()) for g in groups.values()):  # a sync each
+            return True
+        return bool(torch.stack([torch.isfinite(p).all() for p in self.params]).all())
 
     def _fail(self, step: int, what: str, terms: dict) -> None:
         kept = f"The last good checkpoint is kept: {self.last_checkpoint}." if self.last_checkpoint else (
