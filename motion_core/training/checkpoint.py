@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import torch
@@ -206,3 +207,10 @@ def _layout_differences(old: dict | None, new: dict) -> list[str]:
         for a, b in sorted(ranks)[:1]:
             lines.append(f"rank of {name}: checkpoint {a}, this run {b}")
     return lines
+
+
+def temp_checkpoint_root() -> str:
+    """Where checkpoints go when the run names no folder: one folder under the system's temp dir."""
+    root = Path(tempfile.gettempdir()) / "motion_core_checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    return str(root)

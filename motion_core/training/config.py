@@ -40,8 +40,9 @@ class TrainingConfig:
     on, native storage, no offload); the plan is still made and reported, never enforced.
     offload_blocks: with block offload, how many blocks to keep on the host (None: all; auto picks the fewest).
 
-    Memory (backbones/memory.py; both undone after the run so the loaded model samples the same afterwards): base_storage "fp8" stores the frozen base's Linear weights as float8_e4m3fn, upcast per layer at
-    compute (half of bf16; any device; weights rounded to 3 mantissa bits, LoRAs stay full precision).
+    Memory (backbones/memory.py; both undone after the run so the loaded model samples the same afterwards):
+    base_storage "fp8" stores the frozen base's Linear weights as float8_e4m3fn, upcast per layer at compute (half
+    of bf16; any device; weights rounded to 3 mantissa bits, LoRAs stay full precision).
     block_offload keeps the transformer blocks (Wan) on the CPU and copies each to the GPU as it runs; it needs
     gradient_checkpointing and trades speed (two copies per block per step) for memory. With bf16 and checkpointing,
     both are what the 14B Wan models need to train on a 24 GB card. For the node author: expose them as a

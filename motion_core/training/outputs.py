@@ -1,9 +1,30 @@
-"""Turning trained adapters into MotionLora values with the full description the LoRA file format asks for."""
+"""What a training run returns: its LoRAs, built from the trained adapters with the full description the LoRA file
+format asks for, and the run's record (history, checkpoint, warnings, memory plan)."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
 from ..backbones.wan.experts import loaded_expert
 from ..lora import MotionLora, lora_from_adapter
+
+
+@dataclass
+class TrainingResult:
+    motion_lora: MotionLora
+    appearance_loras: list[MotionLora]
+    history: list[dict]
+    """One dict per step: step (1-based), stage, lr, and the recipe's loss terms including "total"."""
+    checkpoint: Path | None
+    """The last checkpoint written (None when checkpoint_every is 0)."""
+    steps_done: int
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    """Things that went wrong without losing the result (e.g. the final checkpoint could not be written)."""
+    memory_plan: object = None
+    """The run's training.memory_plan.MemoryPlan (predicted peaks, chosen settings; ``summary()`` to show it), or
+    None where no plan could be made."""
 
 
 def build_loras(backbone, recipe, *, adapter_names: dict[str, str], captions: list[str], config, settings,

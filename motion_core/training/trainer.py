@@ -13,7 +13,6 @@ import json
 import math
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,40 +21,25 @@ from ..backbones.base import move
 from ..backbones.memory import MemoryOptions, MemoryPlan, move_outside_blocks
 from ..clips import Clip, ClipSet
 from ..errors import CancelledError, InvalidInputError, MotionCoreError, TrainingError
-from ..lora import MotionLora, add_adapter, adapter_parameters, remove_adapter
+from ..lora import adapter_parameters, add_adapter, remove_adapter
 from ..lora.control import sync_adapters
 from ..lora.registry import registry
 from ..lora.state import adapter_state_dict, load_adapter_state
 from ..recipes import Recipe, get_recipe
 from . import checkpoint as ckpt
+from .auto_memory import plan_run
 from .callbacks import ProgressInfo, TrainingCallbacks
 from .config import TrainingConfig
 from .context import StepContext
-from .auto_memory import plan_run
 from .data import cache_samples
 from .distributed import GradientSum
 from .distributed import current as current_processes
 from .optim import build_optimizer, build_scheduler, stage_at
-from .outputs import build_loras
+from .outputs import TrainingResult, build_loras
 from .precision import Precision
+from .weight_checks import all_finite
 
 ADAPTER_PREFIX = "train_"
-
-
-@dataclass
-class TrainingResult:
-    motion_lora: MotionLora
-    appearance_loras: list[MotionLora]
-    history: list[dict]
-    """One dict per step: step (1-based), stage, lr, and the recipe's loss terms including "total"."""
-    checkpoint: Path | None
-    """The last checkpoint written (None when checkpoint_every is 0)."""
-    steps_done: int
-    warnings: list[str] = dataclasses.field(default_factory=list)
-    """Things that went wrong without losing the result (e.g. the final checkpoint could not be written)."""
-    memory_plan: object = None
-    """The run's training.memory_plan.MemoryPlan (predicted peaks, chosen settings; ``summary()`` to show it), or
-    None where no plan could be made."""
 
 
 def train_motion_lora(backbone, clips: ClipSet, recipe: "str | Recipe", config: TrainingConfig | None = None,
@@ -237,7 +221,7 @@ class _Run:
         if self.config.checkpoint_dir:
             return Path(self.config.checkpoint_dir)
         if not hasattr(self, "_default_dir"):
-            self._default_dir = Path(tempfile.mkdtemp(prefix=f"{self.recipe.name}-", dir=_temp_root()))
+            self._default_dir = Path(tempfile.mkdtemp(prefix=f"{self.recipe.name}-", dir=ckpt.temp_checkpoint_root()))
         return self._default_dir
 
     def _save(self, steps_done: int) -> Path:
@@ -366,20 +350,9 @@ class _Run:
         self.precision.step(self.optimizer)
         # With grad_clip 0 nothing above looks at the gradients: an infinite one would leave NaN adapter weights that
         # the final save would write. The adapters are small, so this reduction costs little next to the step.
-        if self.params and not self._weights_finite():
+        if self.params and not all_finite(self.params):
             self._fail(step, "the LoRA weights became infinite or NaN", sums)
         return sums
-
-    def _weights_finite(self) -> bool:
-        """Whether every adapter weight is finite, in one fused reduction: each tensor's L1 norm (a sum of absolute
-        values, which NaN and inf carry through on every device) finite means all of its values are. Only when a
-        norm is not finite (a NaN or inf, or finite weights whose sum overflows) is each value looked at."""
-        groups: dict = {}
-        for p in self.params:  # foreach kernels take one device and dtype at a time (offloaded blocks' adapters)
-            groups.setdefault((p.device, p.dtype), []).append(p)
-        if all(bool(torch.stack(torch._foreach_norm(g, 1)).isfinite().all()) for g in groups.values()):  # a sync each
-            return True
-        return bool(torch.stack([torch.isfinite(p).all() for p in self.params]).all())
 
     def _fail(self, step: int, what: str, terms: dict) -> None:
         kept = f"The last good checkpoint is kept: {self.last_checkpoint}." if self.last_checkpoint else (
@@ -427,7 +400,3 @@ class _Run:
             self._offload_encoders(True)
 
 
-def _temp_root() -> str:
-    root = Path(tempfile.gettempdir()) / "motion_core_checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    return str(root)
