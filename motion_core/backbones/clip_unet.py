@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 
 from ..errors import InvalidInputError
-from .base import (VAE_FRAMES_PER_CALL, Backbone, PlanningShapes, as_batched_frames, cut_prompt_message,
-                   denoise_inputs)
+from . import checkpointing
+from .base import VAE_FRAMES_PER_CALL, Backbone, PlanningShapes, as_batched_frames, cut_prompt_message, denoise_inputs
 
 
 class ClipUNetBackbone(Backbone):
@@ -106,3 +106,18 @@ class ClipUNetBackbone(Backbone):
     @abstractmethod
     def _run_denoiser(self, latents: torch.Tensor, timesteps: torch.Tensor, text_states: torch.Tensor) -> torch.Tensor:
         """One denoiser call on [B, C, F, h, w] latents with per-sample timesteps [B] and text states [B, T, D]."""
+
+    # ---- gradient checkpointing (checkpointing.py) ------------------------------------------------------------
+    @abstractmethod
+    def checkpointable_layers(self):
+        """The denoiser's layers gradient checkpointing wraps one by one; each family names its own."""
+
+    def enable_gradient_checkpointing(self) -> None:
+        checkpointing.enable(self.checkpointable_layers())
+
+    def disable_gradient_checkpointing(self) -> None:
+        checkpointing.disable(self.checkpointable_layers())
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return checkpointing.is_enabled(self.checkpointable_layers())

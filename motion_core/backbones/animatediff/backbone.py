@@ -8,8 +8,6 @@ to temporal attention and say so.
 
 from __future__ import annotations
 
-import torch
-
 from ...errors import InvalidInputError
 from .. import checkpointing
 from ..base import unet_target_patterns
@@ -41,18 +39,7 @@ class AnimateDiffBackbone(ClipUNetBackbone):
         per_frame_text = text_states.repeat_interleave(num_frames, dim=0)
         return self.denoiser(latents, timesteps, encoder_hidden_states=per_frame_text, return_dict=False)[0]
 
-    def enable_gradient_checkpointing(self) -> None:
-        """Checkpoint each resnet, spatial transformer and motion module: diffusers' own switch on UNetMotionModel
-        checkpoints only the resnets (see checkpointing.py)."""
-        checkpointing.enable(_checkpointable_layers(self.denoiser))
-
-    def disable_gradient_checkpointing(self) -> None:
-        checkpointing.disable(_checkpointable_layers(self.denoiser))
-
-    @property
-    def gradient_checkpointing(self) -> bool:
-        return checkpointing.is_enabled(_checkpointable_layers(self.denoiser))
-
-
-def _checkpointable_layers(unet: torch.nn.Module):
-    return checkpointing.block_layers(unet, ("resnets", "attentions", "motion_modules"))
+    def checkpointable_layers(self):
+        """Each resnet, spatial transformer and motion module: diffusers' own switch on UNetMotionModel checkpoints
+        only the resnets (see checkpointing.py)."""
+        return checkpointing.block_layers(self.denoiser, ("resnets", "attentions", "motion_modules"))

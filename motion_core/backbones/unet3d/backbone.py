@@ -7,8 +7,6 @@ Each UNet3D block interleaves per-frame layers (resnets, spatial transformers ``
 
 from __future__ import annotations
 
-import torch
-
 from .. import checkpointing
 from ..base import ATTN_ALL, FF, unet_target_patterns
 from ..clip_unet import ClipUNetBackbone
@@ -30,19 +28,9 @@ class UNet3DBackbone(ClipUNetBackbone):
     def _run_denoiser(self, latents, timesteps, text_states):
         return self.denoiser(latents, timesteps, encoder_hidden_states=text_states, return_dict=False)[0]
 
-    def enable_gradient_checkpointing(self) -> None:
-        """Checkpoint each resnet, temporal conv, spatial and temporal transformer and transformer_in (see
-        checkpointing.py for why diffusers' own switch cannot be used here)."""
-        checkpointing.enable(_checkpointable_layers(self.denoiser))
-
-    def disable_gradient_checkpointing(self) -> None:
-        checkpointing.disable(_checkpointable_layers(self.denoiser))
-
-    @property
-    def gradient_checkpointing(self) -> bool:
-        return checkpointing.is_enabled(_checkpointable_layers(self.denoiser))
-
-
-def _checkpointable_layers(unet: torch.nn.Module):
-    yield unet.transformer_in
-    yield from checkpointing.block_layers(unet, ("resnets", "temp_convs", "attentions", "temp_attentions"))
+    def checkpointable_layers(self):
+        """Each resnet, temporal conv, spatial and temporal transformer and transformer_in (see checkpointing.py for
+        why diffusers' own switch cannot be used here)."""
+        yield self.denoiser.transformer_in
+        yield from checkpointing.block_layers(self.denoiser, ("resnets", "temp_convs", "attentions",
+                                                              "temp_attentions"))

@@ -30,8 +30,7 @@ import torch
 
 from ...errors import InvalidInputError
 from .. import checkpointing
-from ..base import (ATTN_ALL, ATTN_QKV, VAE_FRAMES_PER_CALL, Backbone, PlanningShapes, as_batched_frames,
-                    denoise_inputs)
+from ..base import ATTN_ALL, ATTN_QKV, VAE_FRAMES_PER_CALL, Backbone, PlanningShapes, as_batched_frames, denoise_inputs
 from ..objectives import FlowMatchObjective
 
 WAN_BLOCK = r"^blocks\.\d+\."
