@@ -398,5 +398,3 @@ class _Run:
         finally:
             denoiser.train()
             self._offload_encoders(True)
-
-
