@@ -13,7 +13,6 @@ server must still answer afterwards.
 
 import json
 import math
-import os
 import shutil
 import time
 import uuid
@@ -21,6 +20,7 @@ import uuid
 import pytest
 import requests
 import torch
+from test_e2e_hardening import _snapshot  # what a refused prompt must leave unchanged
 
 pytestmark = pytest.mark.e2e
 
@@ -64,14 +64,6 @@ def _refused(comfy, prompt, node_type, *words) -> str:
     assert not [w for w in LIBRARY_WORDS if w in message] and len(message) < 2000, message
     _answers(comfy)
     return message
-
-
-def _snapshot(*roots) -> set[str]:
-    found = set()
-    for root in roots:
-        for here, dirs, names in os.walk(root, followlinks=False):
-            found.update(os.path.join(here, n) for n in dirs + names)
-    return found
 
 
 @pytest.fixture(scope="module")
