@@ -171,6 +171,12 @@ class Backbone(StartImageSupport, ABC):
         alone, since one latent frame of a clip mixes several video frames."""
         return self.encode_video(frames)
 
+    def encoders(self) -> list:
+        """The models that only encode inputs (VAE, text encoder, an I2V model's image encoder): training runs them
+        while caching clips, then they may leave the accelerator."""
+        parts = [self.vae, self.text_encoder, getattr(self, "image_encoder", None)]
+        return [part for part in parts if part is not None]
+
     # ---- encoding -------------------------------------------------------------------------------------------
     @abstractmethod
     def encode_video(self, frames: torch.Tensor, *, sample_posterior: bool = False,

@@ -126,8 +126,8 @@ def check_start_image(backbone, image) -> None:
             "'start_image', or pass --image on the command line.")
     if image is not None and support == "none":
         raise InvalidInputError(
-            "This model is text-to-video and takes no start image. Disconnect 'start_image', or load an "
-            "image-to-video model (Wan 2.1 I2V, Wan 2.2 I2V A14B) or Wan 2.2 TI2V 5B.")
+            "This model is text-to-video and takes no start image. Leave it out (Sample Video's 'start_image', "
+            "--image), or load an image-to-video model (Wan 2.1 I2V, Wan 2.2 I2V A14B) or Wan 2.2 TI2V 5B.")
     if image is not None:
         single_image(image)
 

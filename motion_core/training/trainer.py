@@ -178,7 +178,7 @@ class _Run:
 
     def _use_device(self, device: torch.device) -> None:
         if device != self.backbone.device:
-            for part in self._encoders():
+            for part in self.backbone.encoders():
                 move(part, device)
             if self.dist.shards_base:
                 pass  # each process moves its share of the denoiser when it is sharded (distributed.py)
@@ -188,17 +188,12 @@ class _Run:
                 move(self.backbone.denoiser, device)
             self.backbone.device = device
 
-    def _encoders(self) -> list:
-        """The models that run only while clips are cached (a Wan 2.1 I2V's CLIP vision model among them)."""
-        parts = [self.backbone.vae, self.backbone.text_encoder, getattr(self.backbone, "image_encoder", None)]
-        return [part for part in parts if part is not None]
-
     def _offload_encoders(self, offload: bool) -> None:
-        """On CUDA the VAE and text encoder wait on the CPU while the denoiser trains (their outputs are cached)."""
+        """On CUDA the encoders wait on the CPU while the denoiser trains (their outputs are cached)."""
         if self.backbone.device.type != "cuda":
             return
         target = torch.device("cpu") if offload else self.backbone.device
-        for part in self._encoders():
+        for part in self.backbone.encoders():
             move(part, target)
         if offload:
             torch.cuda.empty_cache()
