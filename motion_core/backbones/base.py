@@ -51,6 +51,7 @@ from torch import nn
 from ..errors import InvalidInputError
 from .conditioning import StartImageSupport
 from .objectives import DiffusionObjective, Objective
+from .related import RelatedBase
 
 SHARED_TARGET_SETS = (
     "spatial_self_attn",
@@ -251,6 +252,10 @@ class Backbone(StartImageSupport, ABC):
         can be checked against the model it is applied to. Stable across runs, devices and dtypes."""
         return architecture_fingerprint(self.family, self.denoiser)
 
+    def related_bases(self) -> tuple[RelatedBase, ...]:
+        """Other base models whose LoRAs apply to this one on the layers the two share (none by default)."""
+        return ()
+
 
 def as_batched_frames(frames: torch.Tensor) -> torch.Tensor:
     """ComfyUI IMAGE frames [F, H, W, 3|4] or a batch [B, F, H, W, 3|4], float 0..1 -> [B, F, H, W, 3]; what every
@@ -347,8 +352,14 @@ def architecture_fingerprint(family: str, denoiser: nn.Module) -> str:
     config = getattr(denoiser, "config", None)
     if config is None:
         raise InvalidInputError(f"The {family} denoiser has no config to fingerprint.")
-    public = {k: _jsonable(v) for k, v in dict(config).items() if not k.startswith("_")}
-    blob = json.dumps({"family": family, "class": type(denoiser).__name__, "config": public}, sort_keys=True)
+    return config_fingerprint(family, type(denoiser).__name__, dict(config))
+
+
+def config_fingerprint(family: str, class_name: str, config: dict) -> str:
+    """``architecture_fingerprint`` of a denoiser of ``class_name`` with ``config``, without building it (e.g. the
+    text-to-video form of an image-to-video model, whose LoRAs apply there too)."""
+    public = {k: _jsonable(v) for k, v in config.items() if not k.startswith("_")}
+    blob = json.dumps({"family": family, "class": class_name, "config": public}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,68 @@
+"""The tiny image-to-video Wan models of motion_core/backbones/wan/tiny_native.py written as the files core's loaders
+read (models/diffusion_models, models/vae, models/clip_vision), in float32 so that core's weights and the ones built
+from the seed in our process are the same numbers. A start image for LoadImage too."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from motion_core.backbones.wan.keys import diffusers_to_original
+from motion_core.backbones.wan.tiny_native import tiny_wan_native_parts
+from tests.wan_samples import _vae_to_original
+
+PREFIX = "model.diffusion_model."
+
+
+def native_i2v_files(kind: str) -> dict:
+    """File names per ComfyUI models folder for one kind ("concat", "clip", "ti2v")."""
+    files = {"diffusion_models": f"wan_tiny_i2v_{kind}.safetensors",
+             "vae": "wan_tiny_wan22_vae.safetensors" if kind == "ti2v" else "wan_tiny_core_vae.safetensors"}
+    if kind == "clip":
+        files["clip_vision"] = "clip_vision_tiny.safetensors"
+    return files
+
+
+def write_native_i2v_files(models_dir, kind: str, seed: int = 0) -> dict:
+    """Write one kind's files into ``models_dir``'s folders (skipping files already there); returns their names.
+    The CLIP vision file has transformers' key names (core's too) and its config beside it as .json: core's loader
+    only recognises the real encoder sizes, so a test node builds core's ClipVisionModel from that config."""
+    models_dir = Path(models_dir)
+    names = native_i2v_files(kind)
+    parts = tiny_wan_native_parts(seed, kind=kind)
+    tensors = {
+        "diffusion_models": diffusers_to_original(parts["denoiser"].state_dict(), PREFIX),
+        "vae": _vae_to_original(parts["vae"].state_dict(), kind == "ti2v", parts["vae"].config.num_res_blocks),
+    }
+    if kind == "clip":
+        encoder = parts["image_encoder"]
+        # the released clip_vision_h keys; transformers 5's CLIPVisionModel names its parameters without the prefix
+        state = {k if k.startswith("vision_model.") else f"vision_model.{k}": v for k, v in encoder.state_dict().items()}
+        state["visual_projection.weight"] = torch.zeros(encoder.config.projection_dim, encoder.config.hidden_size)
+        tensors["clip_vision"] = state
+    for folder, state in tensors.items():
+        path = models_dir / folder / names[folder]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            save_file({k: v.float().contiguous() for k, v in state.items()}, str(path))
+    if kind == "clip":
+        config = parts["image_encoder"].config
+        core_config = {key: getattr(config, key) for key in (
+            "hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "image_size",
+            "patch_size", "projection_dim", "layer_norm_eps", "hidden_act", "num_channels")}
+        core_config["model_type"] = "clip_vision_model"
+        (models_dir / "clip_vision" / names["clip_vision"]).with_suffix(".json").write_text(json.dumps(core_config))
+    return names
+
+
+def write_start_image(path, size: int = 64, seed: int = 5) -> torch.Tensor:
+    """A PNG of a coloured square on a noisy background; returns it as LoadImage gives it (IMAGE [1, H, W, 3])."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(60, 120, (size, size, 3), dtype=np.uint8)
+    pixels[size // 4: size // 2, size // 4: size // 2] = (220, 40, 30)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB")).astype(np.float32) / 255.0)[None]
