@@ -31,7 +31,8 @@ LAYERS = PREFIX + "encoder.layers."
 _POSITION_IDS = PREFIX + "embeddings.position_ids"
 """An index table transformers once saved with the weights (0..256): not a weight, so it is dropped when present."""
 HEAD_WIDTH = 80
-"""ViT-H/14's attention heads are 80 wide (1280 / 16); a file's shapes do not record the head count."""
+"""ViT-H/14's attention heads are 80 wide (1280 / 16); a file's shapes do not record the head count. Widths that 80
+does not divide (OpenAI's ViT-L, 1024) get 64-wide heads, which only matters for naming their width in a refusal."""
 CHOOSE = f"choose clip_vision_h.safetensors from {FOLDERS['clip_vision'].split(' (')[0]}"
 
 
@@ -64,11 +65,12 @@ def clip_vision_config(shapes: dict, name: str) -> dict:
         raise ModelLoadError(f"{name} lacks core CLIP vision weights ({error}); re-download it.") from error
     layers = block_count(keys, LAYERS, name, "CLIP vision encoder")
     grid = math.isqrt(max(positions - 1, 0))
-    if grid < 1 or grid * grid != positions - 1 or hidden % HEAD_WIDTH:
+    if grid < 1 or grid * grid != positions - 1 or hidden % 64 and hidden % HEAD_WIDTH:
         raise ModelLoadError(f"{name} is not a CLIP vision encoder Wan can use ({positions} positions, {hidden} "
                              f"wide); re-download it, or {CHOOSE}.")
     config = {"hidden_size": hidden, "intermediate_size": intermediate, "num_hidden_layers": layers,
-              "num_attention_heads": hidden // HEAD_WIDTH, "num_channels": channels, "patch_size": patch,
+              "num_attention_heads": hidden // (64 if hidden % HEAD_WIDTH else HEAD_WIDTH),
+              "num_channels": channels, "patch_size": patch,
               "image_size": patch * grid, "hidden_act": "gelu", "layer_norm_eps": 1e-5}
     if "visual_projection.weight" in shapes:
         config["projection_dim"] = shapes["visual_projection.weight"][0]
