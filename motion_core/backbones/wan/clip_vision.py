@@ -65,7 +65,7 @@ def clip_vision_config(shapes: dict, name: str) -> dict:
         raise ModelLoadError(f"{name} lacks core CLIP vision weights ({error}); re-download it.") from error
     layers = block_count(keys, LAYERS, name, "CLIP vision encoder")
     grid = math.isqrt(max(positions - 1, 0))
-    if grid < 1 or grid * grid != positions - 1 or hidden % 64 and hidden % HEAD_WIDTH:
+    if min(patch, channels, grid) < 1 or grid * grid != positions - 1 or hidden % 64 and hidden % HEAD_WIDTH:
         raise ModelLoadError(f"{name} is not a CLIP vision encoder Wan can use ({positions} positions, {hidden} "
                              f"wide); re-download it, or {CHOOSE}.")
     config = {"hidden_size": hidden, "intermediate_size": intermediate, "num_hidden_layers": layers,
