@@ -40,9 +40,16 @@ def clip_vision_shapes(path) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape of a CLIP vision file: a .safetensors file's header only (capped in size, checked against
     the file's length); a .ckpt/.pt/.pth is read as plain tensors (never unpickled)."""
     path = Path(path)
-    if path.suffix.lower() == ".safetensors":
-        return {k: tuple(v.get("shape", ())) for k, v in safetensors_header(path).items()}
-    return {k: tuple(v.shape) for k, v in read_state_dict(path).items()}
+    if path.suffix.lower() != ".safetensors":
+        return {k: tuple(v.shape) for k, v in read_state_dict(path).items()}
+    shapes = {}
+    for key, entry in safetensors_header(path).items():
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise ModelLoadError(f"{path.name} is not a valid .safetensors file (tensor {key[:80]!r} has no usable "
+                                 "shape); it is damaged or crafted. Re-download it.")
+        shapes[key] = tuple(shape)
+    return shapes
 
 
 def clip_vision_config(shapes: dict, name: str) -> dict:

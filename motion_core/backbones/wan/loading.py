@@ -222,7 +222,8 @@ def _folder_parts(folder: Path, expert, dtype, clip_vision_path=None) -> dict:
     else:
         image_encoder = _clip_vision_part(folder.name, denoiser.config, clip_vision_path, dtype, clip_detail)
     boundary = index.get("boundary_ratio") or (releases.boundary_ratio(config) if two_experts else None)
-    first_frame = bool(index["expand_timesteps"]) if "expand_timesteps" in index else None
+    # diffusers' expand_timesteps: the first latent frame is the image, kept clean (Wan 2.2 TI2V 5B).
+    first_frame = None if index.get("expand_timesteps") is None else bool(index["expand_timesteps"])
     info = {"arch": "folder", "expert": expert if two_experts else None, "boundary_ratio": boundary,
             "first_frame": first_frame}
     return dict(denoiser=denoiser, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
