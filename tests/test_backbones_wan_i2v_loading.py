@@ -201,7 +201,7 @@ def test_t2v_expert_files_keep_the_t2v_boundary(wan, tmp_path):
     assert (info["expert"], info["boundary_ratio"]) == ("high_noise", releases.T2V_BOUNDARY) == ("high_noise", 0.875)
 
 
-def test_schedules_of_the_i2v_releases_are_wan_ais():
+def test_schedules_and_image_modes_of_the_releases_are_wan_ais():
     """Wan 2.2 i2v_A14B.sample_shift 5.0; Wan 2.1 generate.py: 3.0 for I2V at 480p, 5.0 at 720p."""
     def shift(arch, name):
         folder = CONFIGS_DIR / "wan_scheduler" / releases.single_file_scheduler(arch, name)
@@ -211,6 +211,10 @@ def test_schedules_of_the_i2v_releases_are_wan_ais():
     assert shift("wan2.1_i2v_14b", "wan2.1_i2v_480p_14B_fp16.safetensors") == 3.0
     assert shift("wan2.1_i2v_14b", "wan2.1_i2v_720p_14B_fp8_scaled.safetensors") == 5.0
     assert shift("wan2.2_t2v_a14b_expert", "wan2.2_t2v_high_noise_14B_fp16.safetensors") == 12.0
+    # Only the TI2V 5B takes its image as the clean first latent frame; sizes Wan-AI did not release stay undecided.
+    assert releases.first_frame_conditioning("wan2.2_ti2v_5b") is True
+    assert releases.first_frame_conditioning("wan2.2_i2v_a14b_expert") is False
+    assert releases.first_frame_conditioning(None) is None
 
 
 # ---- diffusers folders ------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def test_load_video_model_lists_clip_vision_files_as_an_optional_input(comfy):
 
 
 def test_an_i2v_file_opens_with_its_clip_vision_file_and_then_asks_for_a_start_image(comfy):
-    """The model loads as image-to-video (CLIP encoder included): Sample Video without a picture says what to connect."""
+    """It loads as image-to-video (CLIP encoder included): Sample Video without a picture says what to connect."""
     _place(comfy)
     result = comfy.run(_prompt(I2V, CLIP), timeout=300)
     assert result.status == "error"
