@@ -10,12 +10,12 @@ WAN21_I2V) and "ti2v" (48 channels: core's WAN22).
 
 What is core's here: UNETLoader, LoraLoaderModelOnly, WanImageToVideo, Wan22ImageToVideoLatent, CLIPVisionEncode (its
 preprocessing and core's CLIP code), KSampler, VAEDecode, and, for the 16-channel models, VAELoader and core's Wan 2.1
-VAE (the tiny VAE has exactly the layout core builds, base width 8). What is ours or a stand-in (test-only nodes in
-tests/harness, never shipped): the text states (core's CLIPLoader builds UMT5-XXL from a fixed config; a node turns
-the tiny UMT5's states into CONDITIONING), the CLIP vision loader (core's recognises only the released sizes; the node
-builds core's ClipVisionModel from the tiny config), the Wan 2.2 VAE loader (core fixes its widths at 160 / 256; the
-node builds core's own Wan 2.2 VAE class with the tiny widths), and the MD_MODEL Sample Video runs (built from the
-seed in the server; the same float32 weights as the files core loads).
+VAE (the tiny VAE has exactly the layout core builds, base width 8). What is ours: Load Video Model, Load Appearance
+LoRA and Sample Video, reading the same files. Stand-ins (test-only nodes in tests/harness, never shipped): the text
+states (core's CLIPLoader builds UMT5-XXL from a fixed config; a node turns our loaded UMT5's states into
+CONDITIONING), the CLIP vision loader (core's recognises only the released sizes; the node builds core's
+ClipVisionModel with the config our loader derives from the tiny file) and the Wan 2.2 VAE loader (core fixes its
+widths at 160 / 256; the node builds core's own Wan 2.2 VAE class with the tiny widths).
 
 Facts that make the two paths one computation (read in comfy_extras/nodes_wan.py and comfy/model_base.py):
 - WanImageToVideo encodes a clip of `length` frames whose first frame is the start image and the rest 0.5 gray (our
@@ -56,6 +56,14 @@ TOLERANCE = 1e-4
 HARNESS = Path(__file__).parent / "harness"
 
 
+def video_model_inputs(kind: str) -> dict:
+    """Load Video Model on the same files core's loaders read."""
+    files = native_i2v_files(kind)
+    return {"model": f"diffusion model: {files['diffusion_models']}", "motion_module": "none", "dtype": "fp32",
+            "device": "cpu", "vae": files["vae"], "text_encoder": files["text_encoders"],
+            "clip_vision": files.get("clip_vision", "none")}
+
+
 def lora_file(kind: str) -> str:
     return f"wan_i2v/{kind}_00001.safetensors"
 
@@ -73,11 +81,19 @@ def server(tmp_path_factory):
         yield comfy
 
 
-@pytest.fixture(scope="module")
-def backbones():
-    from motion_core.backbones.wan.tiny_native import tiny_wan_native_backbone
+def load_files(models, files: dict):
+    """Our loader on a model's files, in this process (what Load Video Model gives Sample Video)."""
+    from motion_core.backbones import load_backbone
 
-    return {kind: tiny_wan_native_backbone(0, kind=kind) for kind in KINDS}
+    clip = files.get("clip_vision")
+    return load_backbone(models / "diffusion_models" / files["diffusion_models"], vae=models / "vae" / files["vae"],
+                         text_encoder=models / "text_encoders" / files["text_encoders"],
+                         clip_vision=models / "clip_vision" / clip if clip else None)
+
+
+@pytest.fixture(scope="module")
+def backbones(server):
+    return {kind: load_files(server.models_dir, native_i2v_files(kind)) for kind in KINDS}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +115,7 @@ def loras(server, backbones):
 def _core_graph(kind: str) -> dict:
     files = native_i2v_files(kind)
     graph = {
-        "md": {"class_type": "MDTestTinyI2VModel", "inputs": {"kind": kind, "seed": 0}},
+        "md": {"class_type": "MDLoadVideoModel", "inputs": video_model_inputs(kind)},
         **{name: {"class_type": "MDTestNativeTextStates", "inputs": {
             "video_model": ["md", 0], "text": text, "tokens": 512 if kind == "clip" else 0}}
            for name, text in (("pos", PROMPT), ("neg", NEGATIVE))},
@@ -263,12 +279,11 @@ def t2v_on_i2v(server):
     """A LoRA trained on the text-to-video tiny Wan of the same size (its fingerprint), on attention, ff and the patch
     embedding (which reads 16 channels there, 36 here), run three ways on the I2V model: Sample Video, Apply Motion
     LoRA (native MODEL) + KSampler, core's LoraLoaderModelOnly (its comfyui export) + KSampler."""
-    from motion_core.backbones.wan.backbone import WanBackbone
-    from motion_core.backbones.wan.tiny import COMFY_FREQ_DIM, tiny_wan_parts
     from motion_core.lora import save_lora
     from motion_core.lora.synthetic import random_lora
+    from tests.wan_samples import COMFY_FILES
 
-    t2v = WanBackbone(**tiny_wan_parts(0, freq_dim=COMFY_FREQ_DIM))
+    t2v = load_files(server.models_dir, COMFY_FILES)
     lora = random_lora(t2v, ("temporal_attn", "spatial_ff"), rank=4, alpha=8.0, std=0.2, name="walk",
                        extra_modules=["patch_embedding"])
     save_lora(lora, server.models_dir / "motion_loras" / T2V_CANONICAL)

@@ -120,9 +120,9 @@ def test_comfys_full_weight_patches_on_the_image_attention_are_carried(i2v, imag
 def test_a_text_to_video_lora_applies_whole_to_the_i2v_model_of_its_size_and_says_so(t2v, i2v, start):
     lora = random_lora(t2v, TEXT_SETS, rank=4, std=0.2, name="walk")
     result = _sample(i2v, start, lora)
-    assert result.not_applied == (
-        "LoRA 'walk' was trained on the text-to-video Wan of this size: applied on the 12 of its 12 layers this model "
-        "shares",)
+    said = ("LoRA 'walk' was trained on the text-to-video Wan of this size: applied on the 12 of its 12 layers this "
+            "model shares")
+    assert result.not_applied == (said,)
     own = lora.with_metadata(base_fingerprint=i2v.fingerprint())  # the same LoRA, as if trained on this model
     assert torch.equal(result.latents, _sample(i2v, start, own).latents)
     assert (result.latents - _sample(i2v, start).latents).abs().max() > 1e-3

@@ -1,6 +1,6 @@
-"""The tiny image-to-video Wan models of motion_core/backbones/wan/tiny_native.py written as the files core's loaders
-read (models/diffusion_models, models/vae, models/clip_vision), in float32 so that core's weights and the ones built
-from the seed in our process are the same numbers. A start image for LoadImage too."""
+"""The tiny image-to-video Wan models of motion_core/backbones/wan/tiny_native.py written as the files ComfyUI users
+keep (models/diffusion_models, models/vae, models/clip_vision; the text encoder is the T2V tiny model's UMT5 file of
+tests/wan_samples.py), in float32. Core's loaders and ours read the same files. A start image for LoadImage too."""
 
 import json
 from pathlib import Path
@@ -10,9 +10,11 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from motion_core.backbones.wan.clip_vision import inspect_clip_vision_file
 from motion_core.backbones.wan.keys import diffusers_to_original
+from motion_core.backbones.wan.tiny import COMFY_FREQ_DIM
 from motion_core.backbones.wan.tiny_native import tiny_wan_native_parts
-from tests.wan_samples import _vae_to_original
+from tests.wan_samples import COMFY_FILES, _vae_to_original, place_tiny_wan_files
 
 PREFIX = "model.diffusion_model."
 
@@ -23,14 +25,16 @@ def native_i2v_files(kind: str) -> dict:
              "vae": "wan_tiny_wan22_vae.safetensors" if kind == "ti2v" else "wan_tiny_core_vae.safetensors"}
     if kind == "clip":
         files["clip_vision"] = "clip_vision_tiny.safetensors"
-    return files
+    return {**files, "text_encoders": COMFY_FILES["text_encoders"]}
 
 
 def write_native_i2v_files(models_dir, kind: str, seed: int = 0) -> dict:
     """Write one kind's files into ``models_dir``'s folders (skipping files already there); returns their names.
-    The CLIP vision file has transformers' key names (core's too) and its config beside it as .json: core's loader
-    only recognises the real encoder sizes, so a test node builds core's ClipVisionModel from that config."""
+    The CLIP vision file has the released file's key names and, beside it as .json, the config our loader derives
+    from its shapes: core's loader only recognises the released encoder sizes, so a test node builds core's
+    ClipVisionModel from that config."""
     models_dir = Path(models_dir)
+    place_tiny_wan_files(models_dir, freq_dim=COMFY_FREQ_DIM)
     names = native_i2v_files(kind)
     parts = tiny_wan_native_parts(seed, kind=kind)
     tensors = {
@@ -49,12 +53,9 @@ def write_native_i2v_files(models_dir, kind: str, seed: int = 0) -> dict:
         if not path.exists():
             save_file({k: v.float().contiguous() for k, v in state.items()}, str(path))
     if kind == "clip":
-        config = parts["image_encoder"].config
-        core_config = {key: getattr(config, key) for key in (
-            "hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "image_size",
-            "patch_size", "projection_dim", "layer_norm_eps", "hidden_act", "num_channels")}
-        core_config["model_type"] = "clip_vision_model"
-        (models_dir / "clip_vision" / names["clip_vision"]).with_suffix(".json").write_text(json.dumps(core_config))
+        path = models_dir / "clip_vision" / names["clip_vision"]
+        config = {**inspect_clip_vision_file(path), "model_type": "clip_vision_model"}
+        path.with_suffix(".json").write_text(json.dumps(config))
     return names
 
 

@@ -43,8 +43,9 @@ def fit_lora(model, lora: MotionLora, *, family: str | None = None, fingerprint:
             "for this model.")
     kept = _without(lora, dropped, misfits)
     layers, applied = (len({*m.modules(), *m.patched_modules()}) for m in (lora, kept))
-    notes = [f"LoRA '{name}' was trained on {base.label}: applied on the {applied} of its {layers} layers this "
-             "model shares"]
+    said = (f"LoRA '{name}' was trained on {base.label}: applied on the {applied} of its {layers} layers this "
+            "model shares")
+    notes = [said]
     if misfits:
         shown = "; ".join(f"{_layer(key)} ({why})" for key, why in list(misfits.items())[:SHOWN])
         more = f" and {len(misfits) - SHOWN} more" if len(misfits) > SHOWN else ""

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from ..clips import Clip
 from ..backbones.conditioning import single_image
+from ..clips import Clip
 from ..errors import InvalidInputError, LoraMismatchError
 from ..lora.fit import fit_lora
 from ..lora.stack import LoraStack, LoraStackEntry

@@ -2,15 +2,12 @@
 shipped, never imported by pytest). Each one stands in for a core loader that cannot read a TINY file, and hands
 core's own code the tiny weights:
 
-- MDTestTinyI2VModel: the pack's MD_MODEL of a tiny I2V Wan, built from its seed by the pack's own tiny_native.py
-  (the same weights as the float32 files core loads); Sample Video and the text-state node take it.
-- MDTestTinyClipVision: core's ClipVisionModel (comfy/clip_vision.py) built from the tiny encoder's config; core's
-  CLIPVisionLoader only recognises the released encoder sizes (by their layer count).
+- MDTestTinyClipVision: core's ClipVisionModel (comfy/clip_vision.py) built from the config beside the tiny file;
+  core's CLIPVisionLoader only recognises the released encoder sizes (by their layer count).
 - MDTestTinyWan22VAE: core's VAE wrapper and core's Wan 2.2 VAE class with the tiny widths; core's loader fixes the
   Wan 2.2 VAE at base width 160 / decoder 256.
 """
 import os
-import sys
 from unittest import mock
 
 import comfy.clip_vision
@@ -18,30 +15,6 @@ import comfy.ldm.wan.vae2_2
 import comfy.sd
 import comfy.utils
 import folder_paths
-
-PACK = "comfyui-motion-customization"
-
-
-def _pack_module(name):
-    """A module of the pack as ComfyUI loaded it (sys.modules holds the pack under its folder path)."""
-    import importlib
-
-    root = next(key for key in sys.modules if key.rstrip(os.sep).endswith(os.sep + PACK) or key == PACK)
-    return importlib.import_module(f"{root}.{name}")
-
-
-class MDTestTinyI2VModel:
-    RETURN_TYPES = ("MD_MODEL",)
-    FUNCTION = "build"
-    CATEGORY = "testing"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"kind": (["concat", "clip", "ti2v"],), "seed": ("INT", {"default": 0})}}
-
-    def build(self, kind, seed):
-        tiny = _pack_module("motion_core.backbones.wan.tiny_native")
-        return (tiny.tiny_wan_native_backbone(seed, kind=kind),)
 
 
 class MDTestTinyClipVision:
@@ -81,5 +54,4 @@ class MDTestTinyWan22VAE:
         return (vae,)
 
 
-NODE_CLASS_MAPPINGS = {"MDTestTinyI2VModel": MDTestTinyI2VModel, "MDTestTinyClipVision": MDTestTinyClipVision,
-                       "MDTestTinyWan22VAE": MDTestTinyWan22VAE}
+NODE_CLASS_MAPPINGS = {"MDTestTinyClipVision": MDTestTinyClipVision, "MDTestTinyWan22VAE": MDTestTinyWan22VAE}

@@ -8,7 +8,6 @@ import torch
 from safetensors.torch import save_file
 
 
-
 class MDTestNativeTextStates:
     RETURN_TYPES = ("CONDITIONING",)
     FUNCTION = "encode"

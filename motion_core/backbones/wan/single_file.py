@@ -204,7 +204,10 @@ def vae_config_from_weights(state: dict) -> dict:
               "temperal_downsample": temporal, "is_residual": residual, "in_channels": in_channels,
               "out_channels": state["decoder.head.2.weight"].shape[0], "patch_size": patch if patch > 1 else None,
               "scale_factor_temporal": 2 ** sum(temporal), "scale_factor_spatial": 2 ** len(temporal) * patch}
-    if z_dim != 16:  # diffusers' default statistics are Wan 2.1's 16 channels; others get identity statistics
+    if z_dim == 48:  # ComfyUI normalises every 48-channel Wan latent with Wan 2.2's statistics (latent_formats.Wan22)
+        wan22 = json.loads((CONFIGS_DIR / "wan_vae" / "wan2.2" / "config.json").read_text())
+        config.update(latents_mean=wan22["latents_mean"], latents_std=wan22["latents_std"])
+    elif z_dim != 16:  # diffusers' default statistics are Wan 2.1's 16 channels; others get identity statistics
         config.update(latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
     return config
 
