@@ -37,23 +37,20 @@ Facts that make the two paths one computation (read in comfy_extras/nodes_wan.py
 The server runs with --fp32-text-enc: on a CPU core would run CLIP vision in float16.
 """
 
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
 
 from tests.harness.comfy_server import ComfyServer
-from tests.wan_native_i2v_samples import native_i2v_files, write_native_i2v_files, write_start_image
+from tests.wan_native_i2v_samples import KINDS, native_i2v_files, prepare_i2v_comfy_base
 
 pytestmark = pytest.mark.e2e
 
-KINDS = ("concat", "clip", "ti2v")
 PROMPT, NEGATIVE, SEED, STEPS, CFG, FRAMES, SIZE = "a red square moves right", "blurry", 7, 4, 2.0, 5, 64
 START = "i2v_start.png"
 # Measured on CPU, fp32 (see the test bodies' prints): core's graph and ours differ by float32 summation order only.
 TOLERANCE = 1e-4
-HARNESS = Path(__file__).parent / "harness"
 
 
 def video_model_inputs(kind: str) -> dict:
@@ -71,12 +68,7 @@ def lora_file(kind: str) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_i2v_native")
-    (base / "custom_nodes").mkdir()
-    for name in ("native_test_nodes.py", "native_i2v_test_nodes.py"):
-        (base / "custom_nodes" / f"md_test_{name}").write_text((HARNESS / name).read_text())
-    for kind in KINDS:
-        write_native_i2v_files(base / "models", kind)
-    write_start_image(base / "input" / START, SIZE)
+    prepare_i2v_comfy_base(base, START, SIZE)
     with ComfyServer(base_dir=base, extra_args=["--fp32-text-enc"]) as comfy:
         yield comfy
 

@@ -67,3 +67,20 @@ def write_start_image(path, size: int = 64, seed: int = 5) -> torch.Tensor:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
     return torch.from_numpy(np.array(Image.open(path).convert("RGB")).astype(np.float32) / 255.0)[None]
+
+
+KINDS = ("concat", "clip", "ti2v")
+HARNESS = Path(__file__).parent / "harness"
+
+
+def prepare_i2v_comfy_base(base, start_image: str, size: int) -> None:
+    """A ComfyUI base directory for the image-to-video native tests: the test-only nodes in custom_nodes (before the
+    server starts), every kind's files in models/ and the start image in input/."""
+    base = Path(base)
+    (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
+    for name in ("native_test_nodes.py", "native_i2v_test_nodes.py"):
+        (base / "custom_nodes" / f"md_test_{name}").write_text((HARNESS / name).read_text())
+    for kind in KINDS:
+        write_native_i2v_files(base / "models", kind)
+    write_start_image(base / "input" / start_image, size)
+

@@ -21,7 +21,6 @@ import json
 
 import torch
 
-from ..base import move
 from .files import CONFIGS_DIR
 from .tiny import COMFY_FREQ_DIM, TINY_WAN_TEXT_DIM, tiny_wan_i2v_parts, tiny_wan_parts
 
@@ -44,27 +43,11 @@ def tiny_wan_native_parts(seed: int = 0, *, kind: str = "concat", shift: float =
     parts = tiny_wan_i2v_parts(seed, kind=kind, shift=shift, freq_dim=COMFY_FREQ_DIM)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 2)
-        parts["vae"] = core_layout_vae()
+        parts["vae"] = _core_layout_vae()
     return parts
 
 
-def tiny_wan_native_backbone(seed: int = 0, *, kind: str = "concat", dtype: torch.dtype = torch.float32,
-                             device="cpu", shift: float = 3.0):
-    """A ready WanBackbone over ``tiny_wan_native_parts`` (base weights frozen)."""
-    from .backbone import WanBackbone
-
-    parts = tiny_wan_native_parts(seed, kind=kind, shift=shift)
-    image_encoder = parts.pop("image_encoder", None)
-    for part in ("denoiser", "vae", "text_encoder"):
-        move(parts[part], device, dtype).requires_grad_(False).eval()
-    backbone = WanBackbone(**parts, device=device, dtype=dtype, source=f"tiny-wan-native-{kind}-seed{seed}")
-    backbone.first_frame_conditioning = kind == "ti2v"
-    if image_encoder is not None:
-        backbone.image_encoder = move(image_encoder, device, dtype).requires_grad_(False).eval()
-    return backbone
-
-
-def core_layout_vae():
+def _core_layout_vae():
     """A Wan 2.1 VAE of the layout core's VAELoader builds, base width 8 (see the module doc)."""
     from diffusers import AutoencoderKLWan
 
