@@ -164,3 +164,33 @@ def test_an_i2v_lora_is_not_taken_for_the_text_to_video_model(t2v, i2v, image_lo
                             lora_stack=LoraStack().add(lora))
     with pytest.raises(LoraMismatchError, match="was trained on base model"):
         sample_video(t2v, request)
+
+
+@pytest.mark.parametrize("i2v_name, t2v_name", [("wan2.1_i2v_14b", "wan2.1_t2v_14b"),
+                                                ("wan2.2_i2v_a14b_expert", "wan2.2_t2v_a14b_expert")])
+def test_the_released_i2v_models_take_the_t2v_model_of_their_size_as_related(i2v_name, t2v_name):
+    """On the meta device, from the shipped configs: the relation names exactly the released text-to-video model,
+    and every layer of it but the patch embedding has its place, with its shape, in the image-to-video model."""
+    import json
+
+    from diffusers import WanTransformer3DModel
+
+    from motion_core.backbones.wan import CONFIGS_DIR, WanBackbone
+
+    models = {}
+    for name in (i2v_name, t2v_name):
+        config = json.loads((CONFIGS_DIR / "wan_transformer" / name / "config.json").read_text())
+        with torch.device("meta"):
+            denoiser = WanTransformer3DModel.from_config(config)
+        models[name] = WanBackbone(denoiser=denoiser, vae=None, text_encoder=None, tokenizer=None, scheduler=None)
+    i2v, t2v = models[i2v_name], models[t2v_name]
+    (related,) = i2v.related_bases()
+    assert related.fingerprint == t2v.fingerprint() != i2v.fingerprint()
+    assert t2v.related_bases() == ()
+    def weights(backbone):
+        return {n: tuple(m.weight.shape) for n, m in backbone.denoiser.named_modules()
+                if getattr(m, "weight", None) is not None}
+
+    shapes = weights(i2v)
+    differ = [n for n, shape in weights(t2v).items() if shapes.get(n) != shape]
+    assert differ == list(related.differing) == ["patch_embedding"]
