@@ -194,3 +194,33 @@ def test_the_released_i2v_models_take_the_t2v_model_of_their_size_as_related(i2v
     shapes = weights(i2v)
     differ = [n for n, shape in weights(t2v).items() if shapes.get(n) != shape]
     assert differ == list(related.differing) == ["patch_embedding"]
+
+
+# ---- the same rule on a native MODEL (core's weight keys and shapes, no ComfyUI needed) --------------------------
+
+Q, PATCH = "diffusion_model.blocks.0.self_attn.q.weight", "diffusion_model.patch_embedding.weight"
+I2V_WEIGHTS = {Q: (128, 128), PATCH: (128, 36, 1, 2, 2)}
+T2V_FACTORS = {Q: ((128, 4), (4, 128)), PATCH: ((128, 4, 1, 1, 1), (4, 16, 1, 2, 2))}
+
+
+def test_native_fit_leaves_out_a_t2v_patch_embedding_on_an_i2v_model_and_says_why():
+    from motion_core.native import check_native_fit, native_report
+
+    left_out = check_native_fit("walk", T2V_FACTORS, I2V_WEIGHTS, "WAN21")
+    assert list(left_out) == [PATCH]
+    why = ("LoRA 'walk': not applied: patch_embedding (the LoRA reads 16 input channels, this image-to-video MODEL "
+           "36: noise, mask and start-image latents)")
+    assert native_report("walk", 1, left_out) == ["LoRA 'walk': applied on 1 layers of this MODEL", why]
+
+
+def test_native_fit_still_refuses_other_misfits_and_names_the_patch_embedding_with_them():
+    from motion_core.native import check_native_fit
+
+    wider = {**T2V_FACTORS, PATCH: ((128, 4, 1, 1, 1), (4, 48, 1, 2, 2))}  # reads more than the model: not T2V
+    with pytest.raises(LoraMismatchError, match=r"1 of its 2 layers .*patch_embedding"):
+        check_native_fit("wide", wider, I2V_WEIGHTS, "WAN21")
+    other_size = {Q: ((256, 4), (4, 256)), PATCH: T2V_FACTORS[PATCH]}
+    with pytest.raises(LoraMismatchError, match=r"2 of its 2 layers .*blocks\.0\.self_attn\.q .*patch_embedding"):
+        check_native_fit("big", other_size, I2V_WEIGHTS, "WAN21")
+    with pytest.raises(LoraMismatchError, match="adapts only the patch embedding"):
+        check_native_fit("patch", {PATCH: T2V_FACTORS[PATCH]}, I2V_WEIGHTS, "WAN21")
