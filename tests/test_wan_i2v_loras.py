@@ -210,7 +210,7 @@ def test_native_fit_leaves_out_a_t2v_patch_embedding_on_an_i2v_model_and_says_wh
     assert list(left_out) == [PATCH]
     why = ("LoRA 'walk': not applied: patch_embedding (the LoRA reads 16 input channels, this image-to-video MODEL "
            "36: noise, mask and start-image latents)")
-    assert native_report("walk", 1, left_out) == ["LoRA 'walk': applied on 1 layers of this MODEL", why]
+    assert native_report("walk", 1, left_out) == ["LoRA 'walk': applied on 1 layer of this MODEL", why]
 
 
 def test_native_fit_still_refuses_other_misfits_and_names_the_patch_embedding_with_them():

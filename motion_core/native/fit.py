@@ -70,7 +70,7 @@ def check_native_fit(name: str, factors: Mapping[str, tuple[tuple, tuple]], weig
 
 def native_report(name: str, applied: int, left_out: Mapping[str, str]) -> list[str]:
     """What Apply Motion LoRA shows for one LoRA: how many layers it patched, and each layer it left out with why."""
-    lines = [f"LoRA '{name}': applied on {applied} layers of this MODEL"]
+    lines = [f"LoRA '{name}': applied on {applied} layer{'' if applied == 1 else 's'} of this MODEL"]
     lines += [f"LoRA '{name}': not applied: {_module(key)} ({why})" for key, why in left_out.items()]
     return lines
 
