@@ -224,3 +224,24 @@ def test_native_fit_still_refuses_other_misfits_and_names_the_patch_embedding_wi
         check_native_fit("big", other_size, I2V_WEIGHTS, "WAN21")
     with pytest.raises(LoraMismatchError, match="adapts only the patch embedding"):
         check_native_fit("patch", {PATCH: T2V_FACTORS[PATCH]}, I2V_WEIGHTS, "WAN21")
+
+
+def test_the_command_line_prints_what_a_t2v_lora_applied_on_an_i2v_model(t2v, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from motion_core.__main__ import main
+    from motion_core.backbones.wan.tiny import save_tiny_wan_i2v_diffusers_folder
+    from motion_core.lora import save_lora
+
+    model = save_tiny_wan_i2v_diffusers_folder(tmp_path / "i2v", 0, kind="concat")
+    lora = random_lora(t2v, TEXT_SETS, rank=2, std=0.1, name="walk", extra_modules=["patch_embedding"])
+    save_lora(lora, tmp_path / "walk.safetensors")
+    Image.fromarray(np.full((SIZE, SIZE, 3), 90, dtype=np.uint8)).save(tmp_path / "start.png")
+    code = main(["sample", "--model", str(model), "--prompt", "a square", "--steps", "1", "--cfg", "1", "--frames",
+                 str(FRAMES), "--width", str(SIZE), "--height", str(SIZE), "--image", str(tmp_path / "start.png"),
+                 "--lora", f"{tmp_path / 'walk.safetensors'}:1.0", "--out", str(tmp_path / "out.gif")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "note: LoRA 'walk' was trained on the text-to-video Wan of this size: applied on the 12 of its 13" in out
+    assert "note: LoRA 'walk': not applied: patch_embedding" in out
