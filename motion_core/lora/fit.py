@@ -26,6 +26,7 @@ def fit_lora(model, lora: MotionLora, *, family: str | None = None, fingerprint:
     ``related``: the model's RelatedBase values. Raises LoraMismatchError exactly where check_lora_fits does for
     every LoRA that is not a related base's."""
     base = next((r for r in related if lora.base_fingerprint and r.fingerprint == lora.base_fingerprint), None)
+    recorded = base is not None
     found = dict(model.named_modules())
     misfits = _misfits(found, lora)
     if base is None and not lora.base_fingerprint and misfits:
@@ -43,8 +44,8 @@ def fit_lora(model, lora: MotionLora, *, family: str | None = None, fingerprint:
             "for this model.")
     kept = _without(lora, dropped, misfits)
     layers, applied = (len({*m.modules(), *m.patched_modules()}) for m in (lora, kept))
-    said = (f"LoRA '{name}' was trained on {base.label}: applied on the {applied} of its {layers} layers this "
-            "model shares")
+    origin = f"was trained on {base.label}" if recorded else f"has layers shaped for {base.label}"
+    said = f"LoRA '{name}' {origin}: applied on the {applied} of its {layers} layers this model shares"
     notes = [said]
     if misfits:
         shown = "; ".join(f"{_layer(key)} ({why})" for key, why in list(misfits.items())[:SHOWN])
