@@ -1,15 +1,15 @@
 """Reading the Wan files ComfyUI users have (models/diffusion_models, models/vae, models/text_encoders) as they are.
 
-Each file is read tensor by tensor and cast to the requested dtype on the way in, so a 14B fp8 file never sits in
-memory twice at full width. ComfyUI's "scaled" fp8 files store ``weight / scale`` in float8_e4m3fn next to a
-per-tensor ``<module>.scale_weight`` (and a ``scaled_fp8`` marker); the product is restored here, so the model sees
-the same weights ComfyUI computes with. What a file is comes from its keys, never from its name, and a file of the
+Each file is read tensor by tensor with plain reads (never a map of the whole file) and cast to the requested dtype
+on the way in; or, when asked, its fp8 matrices are kept as stored with their scales, so a 14B fp8 file costs its own
+size in memory instead of twice that as a bf16 copy. ComfyUI's "scaled" fp8 files store ``weight / scale`` in
+float8_e4m3fn next to a per-tensor ``<module>.scale_weight`` (and a ``scaled_fp8`` marker); the product is restored
+here (or computed per layer, when kept), so the model sees the same weights ComfyUI computes with. What a file is comes from its keys, never from its name, and a file of the
 wrong kind is refused with the folder it belongs in.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
@@ -17,9 +17,9 @@ import torch
 
 from ...errors import ModelLoadError
 from ..files import all_finite, check_finite, read_state_dict, safetensors_header
+from ..memory import is_fp8
+from ..stream_read import SafetensorsStream
 from .keys import strip_original_prefix
-
-log = logging.getLogger(__name__)
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 """Shipped configs of the released Wan parts (see configs/README.md): single files carry no config of their own."""
@@ -99,27 +99,24 @@ def header_shape(path, name: str) -> tuple[int, ...] | None:
     return None
 
 
-def read_weights(path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def read_weights(path, dtype: torch.dtype, fp8_scales: dict | None = None) -> dict[str, torch.Tensor]:
     """Every tensor of ``path`` with ComfyUI's prefix kept, floats cast to ``dtype`` (fp8 upcast, scaled fp8
     multiplied back by its scale); integer tensors (the embedded tokenizer) are kept as they are. Each tensor and
-    each scale factor is checked for NaN/inf as it is read (no second pass over a 14B model)."""
+    each scale factor is checked for NaN/inf as it is read (no second pass over a 14B model).
+
+    ``fp8_scales``: given a dict, fp8 matrices (2-D ``.weight`` tensors with one scale, or none) are KEPT in fp8 and
+    their scale (float32, 1.0 for an unscaled file) goes into the dict under the weight's key, so a 14B fp8 file
+    costs its own size in memory instead of twice that in bf16. A .safetensors file is read tensor by tensor with
+    plain reads (stream_read.py), so memory holds the tensors kept and never the file's pages besides."""
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
         raw = read_state_dict(path)  # already checked tensor by tensor
-        return _dequantize(list(raw), raw.__getitem__, dtype, path.name)
-    from safetensors import SafetensorError, safe_open
-
-    safetensors_header(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return _dequantize(list(handle.keys()), handle.get_tensor, dtype, path.name)
-    except (SafetensorError, OSError, RuntimeError, ValueError, TypeError) as error:
-        log.warning("safetensors could not read %s: %s", path, error)
-        raise ModelLoadError(f"{path.name} could not be read (its tensor data is damaged or of an unknown type); "
-                             "re-download it.") from error
+        return _convert(list(raw), raw.__getitem__, dtype, path.name, fp8_scales)
+    with SafetensorsStream(path) as stream:
+        return _convert(stream.keys(), stream.read, dtype, path.name, fp8_scales)
 
 
-def _dequantize(keys: list[str], get, dtype: torch.dtype, file_name: str = "the file") -> dict[str, torch.Tensor]:
+def _convert(keys: list[str], get, dtype: torch.dtype, file_name: str, fp8_scales: dict | None) -> dict:
     names = set(keys)
     out = {}
     for key in keys:
@@ -127,22 +124,58 @@ def _dequantize(keys: list[str], get, dtype: torch.dtype, file_name: str = "the 
         if tail in _SKIPPED or tail in _SCALE_SUFFIXES:
             continue
         tensor = get(key)
-        if tensor.is_floating_point():
-            scale = next((key[: -len("weight")] + s for s in _SCALE_SUFFIXES
+        if not tensor.is_floating_point():
+            out[key] = tensor
+            continue
+        scale_key = next((key[: -len("weight")] + s for s in _SCALE_SUFFIXES
                           if key.endswith("weight") and key[: -len("weight")] + s in names), None)
-            if scale is not None:
-                factor = get(scale)
-                check_finite(factor, file_name, scale)
-                tensor = tensor.to(torch.float32) * factor.to(torch.float32)
-            wide = tensor
-            tensor = tensor.to(dtype)
-            if not all_finite(tensor):  # checked once, after the cast; the cause is looked for only on failure
-                check_finite(wide, file_name, key)
-                raise ModelLoadError(f"{file_name}: tensor {key!r} does not fit {str(dtype).removeprefix('torch.')} "
-                                     "(its values overflow to infinity); load the model in bf16 or fp32.")
-            del wide
-        out[key] = tensor
+        factor = None
+        if scale_key is not None:
+            factor = get(scale_key)
+            check_finite(factor, file_name, scale_key)
+        if fp8_scales is not None and _keepable(key, tensor, factor):
+            scale = torch.ones((), dtype=torch.float32) if factor is None else factor.float().reshape(())
+            fp8_scales[key] = check_fp8_fits(key, tensor, scale, dtype, file_name)
+            out[key] = tensor
+        else:
+            out[key] = widen(key, tensor, factor, dtype, file_name)
     return out
+
+
+def _keepable(key: str, tensor: torch.Tensor, factor: torch.Tensor | None) -> bool:
+    """An fp8 matrix with one scale (or none) can stay fp8 as a Linear weight (memory.adopt_fp8_weight)."""
+    return (key.endswith(".weight") and tensor.dim() == 2 and is_fp8(tensor)
+            and (factor is None or factor.numel() == 1))
+
+
+def widen(key: str, tensor: torch.Tensor, factor: torch.Tensor | None, dtype: torch.dtype,
+          file_name: str = "the file") -> torch.Tensor:
+    """``tensor`` (times its scale ``factor``, if any) in ``dtype``, refused if that holds NaN/inf: checked once,
+    after the cast; the cause (a damaged file or an overflow of ``dtype``) is looked for only on failure."""
+    if factor is not None:
+        tensor = tensor.to(torch.float32) * factor.to(torch.float32)
+    wide = tensor
+    tensor = tensor.to(dtype)
+    if not all_finite(tensor):
+        check_finite(wide, file_name, key)
+        raise _overflow(key, dtype, file_name)
+    return tensor
+
+
+def check_fp8_fits(key: str, tensor: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype,
+                   file_name: str = "the file") -> torch.Tensor:
+    """``scale`` after checking the kept fp8 ``tensor`` for NaN and its largest possible product with the scale
+    against ``dtype``, in which each layer computes (a bound, without widening the tensor: scaled files map their
+    largest weight to fp8's largest value, so it is tight there)."""
+    check_finite(tensor, file_name, key)
+    if torch.finfo(tensor.dtype).max * float(scale.abs()) > torch.finfo(dtype).max:
+        raise _overflow(key, dtype, file_name)
+    return scale
+
+
+def _overflow(key: str, dtype: torch.dtype, file_name: str) -> ModelLoadError:
+    return ModelLoadError(f"{file_name}: tensor {key!r} does not fit {str(dtype).removeprefix('torch.')} (its values "
+                          "overflow to infinity); load the model in bf16 or fp32.")
 
 
 _OTHER_TASKS = ("vace_", "motion_encoder.", "face_adapter.", "pose_patch_embedding", "img_emb.emb_pos",
