@@ -21,6 +21,7 @@ import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import torch
 
@@ -59,7 +60,8 @@ class SafetensorsStream:
             raise ModelLoadError("Reading .safetensors files needs a little-endian machine.")
         self.path = Path(path)
         header = safetensors_header(self.path)
-        self._file = open(self.path, "rb", buffering=0)  # raw reads: straight into the tensor, no buffer copy
+        # Raw reads go straight into each tensor (no buffer copy); the file stays open until close() / the with-block.
+        self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115
         try:
             size = self._file.seek(0, 2)
             self._file.seek(0)
@@ -99,7 +101,7 @@ class SafetensorsStream:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "SafetensorsStream":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
