@@ -103,3 +103,16 @@ def test_a_file_cut_inside_a_tensor_is_named_as_cut_off(tmp_path):
         path.write_bytes(path.read_bytes()[:-100])  # cut after the table was checked (a file being replaced)
         with pytest.raises(ModelLoadError, match="cut off"):
             stream.read("w")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float16])
+def test_read_as_converts_piece_by_piece_to_what_a_whole_cast_gives(tmp_path, monkeypatch, dtype):
+    monkeypatch.setattr(stream_read, "CHUNK_BYTES", 24)  # pieces of 24 bytes: many per tensor, a ragged last one
+    path = tmp_path / "all.safetensors"
+    tensors = {k: v for k, v in _every_dtype().items() if v.is_floating_point()}
+    save_file(tensors, str(path))
+    with SafetensorsStream(path) as stream:
+        for key, tensor in tensors.items():
+            converted = stream.read_as(key, dtype)
+            assert converted.dtype == dtype and converted.shape == tensor.shape, key
+            assert torch.equal(converted, tensor.to(dtype)), key

@@ -84,6 +84,16 @@ def test_keep_fp8_keeps_the_block_linears_as_the_file_stores_them_with_its_scale
     assert sum(widened.get_submodule(n).weight.nbytes for n in linears) == 4 * fp8_bytes
 
 
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_the_fp8_finite_check_agrees_with_float16_isfinite_on_every_bit_pattern(dtype):
+    from motion_core.backbones.files import all_finite
+
+    patterns = torch.arange(256, dtype=torch.uint8).view(dtype)
+    finite = torch.isfinite(patterns.to(torch.float16))
+    assert [all_finite(patterns[i:i + 1]) for i in range(256)] == finite.tolist()
+    assert all_finite(patterns[finite]) and not all_finite(patterns)
+
+
 @pytest.mark.parametrize("name", [SCALED, PLAIN])
 def test_the_kept_model_computes_what_the_widened_model_computes(files, name):
     kept, _ = load_transformer_file(files["root"] / name, torch.float32, keep_fp8=True)

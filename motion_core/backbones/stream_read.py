@@ -41,6 +41,10 @@ DTYPES = {name: dtype for name, dtype in {
 """safetensors' dtype names -> torch dtypes (the names safetensors writes; little-endian, as the format is)."""
 
 
+CHUNK_BYTES = 16 << 20
+"""The piece ``read_as`` reads and converts at a time."""
+
+
 @dataclass(frozen=True)
 class Entry:
     """One tensor of the file: where its bytes are (relative to the data area) and what they are."""
@@ -62,6 +66,7 @@ class SafetensorsStream:
         header = safetensors_header(self.path)
         # Raw reads go straight into each tensor (no buffer copy); the file stays open until close() / the with-block.
         self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115
+        self._buffer: torch.Tensor | None = None
         try:
             size = self._file.seek(0, 2)
             self._file.seek(0)
@@ -76,30 +81,60 @@ class SafetensorsStream:
         """Tensor names in the order their bytes sit in the file (sequential reads)."""
         return list(self.entries)
 
+    def spec(self, key: str) -> tuple[torch.dtype, tuple[int, ...]]:
+        """(dtype, shape) of tensor ``key``, from the checked table (nothing is read)."""
+        entry = self.entries[key]
+        return entry.dtype, entry.shape
+
     def read(self, key: str) -> torch.Tensor:
         """The tensor ``key``, in a fresh CPU buffer that nothing else shares."""
         entry = self.entries[key]
-        count = entry.end - entry.begin
-        raw = torch.empty(count, dtype=torch.uint8)
-        if count:
-            view = memoryview(raw.numpy()).cast("B")
-            self._file.seek(self._data_start + entry.begin)
-            done = 0
-            try:
-                while done < count:
-                    got = self._file.readinto(view[done:])
-                    if not got:
-                        raise ModelLoadError(f"{self.path.name} ends inside tensor {key!r}: the file was cut off "
-                                             "while it was being read; re-download it.")
-                    done += got
-            except OSError as error:
-                log.warning("reading %s from %s failed: %s", key, self.path, error)
-                raise ModelLoadError(f"{self.path.name} could not be read ({error.strerror or 'I/O error'}); check "
-                                     "the disk, or re-download the file.") from error
+        raw = torch.empty(entry.end - entry.begin, dtype=torch.uint8)
+        self._read_bytes(key, entry.begin, raw)
         return raw.view(entry.dtype).reshape(entry.shape)
+
+    def read_as(self, key: str, dtype: torch.dtype) -> torch.Tensor:
+        """The tensor ``key`` converted to ``dtype`` on the way in: read piece by piece through one buffer this stream
+        keeps (CHUNK_BYTES), so the stored form of a tensor is never held whole beside the converted one, and no
+        freed copy is left between the tensors kept (glibc cannot return such holes to the system)."""
+        entry = self.entries[key]
+        if entry.dtype == dtype:
+            return self.read(key)
+        out = torch.empty(entry.shape, dtype=dtype)
+        target, size = out.view(-1), entry.dtype.itemsize
+        if self._buffer is None:
+            self._buffer = torch.empty(CHUNK_BYTES, dtype=torch.uint8)
+        step = CHUNK_BYTES // size
+        for start in range(0, target.numel(), step):
+            count = min(step, target.numel() - start)
+            piece = self._buffer[: count * size]
+            self._read_bytes(key, entry.begin + start * size, piece)
+            target[start:start + count] = piece.view(entry.dtype)
+        return out
+
+    def _read_bytes(self, key: str, begin: int, into: torch.Tensor) -> None:
+        """Fill the uint8 tensor ``into`` from byte ``begin`` of the data area."""
+        count = into.numel()
+        if not count:
+            return
+        view = memoryview(into.numpy()).cast("B")
+        self._file.seek(self._data_start + begin)
+        done = 0
+        try:
+            while done < count:
+                got = self._file.readinto(view[done:])
+                if not got:
+                    raise ModelLoadError(f"{self.path.name} ends inside tensor {key!r}: the file was cut off while it "
+                                         "was being read; re-download it.")
+                done += got
+        except OSError as error:
+            log.warning("reading %s from %s failed: %s", key, self.path, error)
+            raise ModelLoadError(f"{self.path.name} could not be read ({error.strerror or 'I/O error'}); check the "
+                                 "disk, or re-download the file.") from error
 
     def close(self) -> None:
         self._file.close()
+        self._buffer = None
 
     def __enter__(self) -> Self:
         return self

@@ -77,7 +77,8 @@ def build_transformer(weights: dict, name: str, dtype: torch.dtype, file_name: s
                       fp8_scales: dict | None = None):
     """(WanTransformer3DModel, arch name or None) from diffusers-named weights, without a random-init pass.
     ``fp8_scales``: the scales of weights kept in fp8 (read_weights); those of Linear layers stay fp8 and compute
-    through memory.adopt_fp8_weight, the rest are widened to ``dtype`` here."""
+    through memory.adopt_fp8_weight, the rest are widened to ``dtype`` here, in ``weights`` itself (each narrow
+    original is freed as soon as it is replaced)."""
     from diffusers import WanTransformer3DModel
     from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 
@@ -94,8 +95,9 @@ def build_transformer(weights: dict, name: str, dtype: torch.dtype, file_name: s
         model = WanTransformer3DModel.from_config(config)
     what = f"Wan transformer ({arch or 'size derived from the weights'})"
     kept = _kept_fp8(model, weights, fp8_scales or {})
-    load_weights_into(model, {k: v if k in kept else _widened(k, v, fp8_scales, dtype, name)
-                              for k, v in weights.items()}, name, what)
+    for key in [k for k in weights if k not in kept]:  # in place: each narrow original is freed once widened
+        weights[key] = _widened(key, weights[key], fp8_scales, dtype, name)
+    load_weights_into(model, weights, name, what)
     for key, scale in kept.items():
         adopt_fp8_weight(model.get_submodule(key.removesuffix(".weight")), scale, dtype)
     c = model.config
