@@ -35,8 +35,9 @@ def test_every_tensor_equals_what_safetensors_reads_bit_for_bit(tmp_path):
     path = tmp_path / "all.safetensors"
     save_file(_every_dtype(), str(path))
     with safe_open(str(path), framework="pt") as reference, SafetensorsStream(path) as stream:
-        assert sorted(stream.keys()) == sorted(reference.keys())
-        for key in stream.keys():
+        keys = stream.keys()
+        assert sorted(keys) == sorted(reference.keys())
+        for key in keys:
             ours, theirs = stream.read(key), reference.get_tensor(key)
             assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, key
             assert torch.equal(ours.reshape(-1).view(torch.uint8), theirs.reshape(-1).view(torch.uint8)), key
@@ -79,9 +80,8 @@ def test_damaged_entries_are_refused_before_any_tensor_is_read(tmp_path, monkeyp
     monkeypatch.setattr(SafetensorsStream, "read", lambda self, key: read.append(key))
     # the bad entry after a good one, 16 bytes of data (12 where it must reach past the end)
     path = _crafted(tmp_path, {"good": GOOD, "bad": entry}, bytes(12 if says == "not a complete" else 16))
-    with pytest.raises(ModelLoadError, match=says) as caught:
-        with SafetensorsStream(path) as stream:
-            [stream.read(k) for k in stream.keys()]
+    with pytest.raises(ModelLoadError, match=says) as caught, SafetensorsStream(path) as stream:
+        [stream.read(k) for k in stream.keys()]  # noqa: SIM118 - a stream, not a dict
     assert "crafted.safetensors" in str(caught.value) and "re-download" in str(caught.value)
     assert read == []
 

@@ -6,6 +6,7 @@ Tiny models of the real classes, written as ComfyUI's fp8 and scaled-fp8 files (
 """
 
 import argparse
+import math
 import shutil
 
 import pytest
@@ -227,7 +228,7 @@ def test_a_lora_trains_on_a_model_kept_in_fp8_and_leaves_its_weights_as_stored(f
         config = TrainingConfig(steps=3, width=16, height=16, frames=5, rank=2, base_storage=storage)
         result = train_motion_lora(backbone, ClipSet((clip,)), "naive", config)
         losses = [h["total"] for h in result.history]
-        assert result.steps_done == 3 and all(loss == loss and loss < 1e3 for loss in losses), losses
+        assert result.steps_done == 3 and all(math.isfinite(loss) for loss in losses), losses
         lora_b = [t for k, t in result.motion_lora.tensors.items() if "lora_B" in k]
         assert lora_b and all(t.dtype == torch.float32 for t in lora_b) and any(t.abs().sum() > 0 for t in lora_b)
     assert all(torch.equal(_bytes(p), stored[n]) for n, p in backbone.denoiser.named_parameters())

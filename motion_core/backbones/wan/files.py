@@ -138,9 +138,10 @@ class _InMemory:
 def _convert(source, dtype: torch.dtype, file_name: str, fp8_scales: dict | None) -> dict:
     """What read_weights returns, from a SafetensorsStream or _InMemory: each tensor kept, read as stored, or read
     already widened (see widen)."""
-    names = set(source.keys())
+    keys = source.keys()
+    names = set(keys)
     out = {}
-    for key in source.keys():
+    for key in keys:
         tail = key.rsplit(".", 1)[-1]
         if tail in _SKIPPED or tail in _SCALE_SUFFIXES:
             continue
