@@ -12,7 +12,8 @@ after it, because the loaded base model is cached between queued prompts and mus
   only error is the rounding of the weights (3 mantissa bits: at most 2^-4 relative per weight, RMS about 2^-4/sqrt3).
   The backward keeps the fp8 tensor, not the upcast one, so gradient memory holds fp8 weights too. The original weights
   are kept (moved to the CPU when they were on an accelerator) and put back by ``restore``: CPU RAM pays what the
-  accelerator saves. LoRA layers injected afterwards stay in the original dtype (peft reads ``compute_dtype`` from the
+  accelerator saves. A model loaded in fp8 as its file stores it (wan/single_file.py, ``keep_fp8``) has its layers in
+  the same state from the start (``adopt_fp8_weight``), for good; fp8 storage finds nothing left to convert there. LoRA layers injected afterwards stay in the original dtype (peft reads ``compute_dtype`` from the
   base layer, as it does for bitsandbytes layers) and remain the only trainable tensors.
 - ``block_offload=True``: the base tensors of every transformer block live on the CPU; each block's tensors are copied
   to the accelerator when the block runs and dropped after it. Adapter tensors (peft's ``lora_*``) are moved to the
