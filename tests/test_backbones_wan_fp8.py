@@ -154,6 +154,14 @@ def test_cli_dtype_choices_say_when_fp8_is_kept():
     assert options("auto", "cuda", shard_base=True) == (torch.bfloat16, False)  # FSDP shards one dtype per unit
 
 
+def test_the_train_command_refuses_fp8_as_stored_with_a_sharded_base_before_loading(tmp_path, capsys):
+    from motion_core.__main__ import main
+
+    code = main(["train", "--model", str(tmp_path / "absent.safetensors"), "--video", "v.mp4", "--dtype",
+                 "fp8-stored", "--shard-base", "--out", str(tmp_path / "x.safetensors")])
+    assert code == 2 and "--dtype fp8-stored" in capsys.readouterr().err
+
+
 # ---- move ---------------------------------------------------------------------------------------------------------
 def test_move_with_a_dtype_keeps_fp8_weights_and_float32_scales(files):
     kept, _ = load_transformer_file(files["root"] / SCALED, torch.float32, keep_fp8=True)
