@@ -13,8 +13,9 @@ after it, because the loaded base model is cached between queued prompts and mus
   The backward keeps the fp8 tensor, not the upcast one, so gradient memory holds fp8 weights too. The original weights
   are kept (moved to the CPU when they were on an accelerator) and put back by ``restore``: CPU RAM pays what the
   accelerator saves. A model loaded in fp8 as its file stores it (wan/single_file.py, ``keep_fp8``) has its layers in
-  the same state from the start (``adopt_fp8_weight``), for good; fp8 storage finds nothing left to convert there. LoRA layers injected afterwards stay in the original dtype (peft reads ``compute_dtype`` from the
-  base layer, as it does for bitsandbytes layers) and remain the only trainable tensors.
+  the same state from the start (``adopt_fp8_weight``), for good; fp8 storage finds nothing left to convert there.
+  LoRA layers injected afterwards stay in the original dtype (peft reads ``compute_dtype`` from the base layer, as it
+  does for bitsandbytes layers) and remain the only trainable tensors.
 - ``block_offload=True``: the base tensors of every transformer block live on the CPU; each block's tensors are copied
   to the accelerator when the block runs and dropped after it. Adapter tensors (peft's ``lora_*``) are moved to the
   accelerator and stay there, so the optimizer, its state and the gradients never leave it. This saves memory only

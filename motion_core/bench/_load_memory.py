@@ -130,7 +130,8 @@ def run_case(variant: str, blocks: int | None, folder) -> list[dict]:
                          "mode": "fp8 as stored" if keep else "widened to bf16",
                          "peak_rss_bytes": growth["VmRSS"], "peak_anon_bytes": growth["RssAnon"],
                          "peak_file_pages_bytes": growth["RssFile"], "kept_rss_bytes": figures["kept"]["VmRSS"],
-                         "rss_ratio": round(growth["VmRSS"] / size, 3), "anon_ratio": round(growth["RssAnon"] / size, 3),
+                         "rss_ratio": round(growth["VmRSS"] / size, 3),
+                         "anon_ratio": round(growth["RssAnon"] / size, 3),
                          "baseline_rss_bytes": figures["baseline"]["VmRSS"], "load_s": round(figures["seconds"], 1),
                          "write_s": round(written, 1), "model_bytes": figures["model_bytes"]})
     finally:

@@ -117,7 +117,8 @@ def model_file_options(args) -> dict:
     on_cuda = str(args.device).startswith("cuda")
     dtype = dtypes.get(args.dtype) or (torch.bfloat16 if on_cuda else torch.float32)
     # Decided here from --device: train loads onto the CPU first when memory options may apply.
-    keep_fp8 = args.dtype == "fp8-stored" or (args.dtype == "auto" and on_cuda and not getattr(args, "shard_base", False))
+    sharded = getattr(args, "shard_base", False)  # FSDP shards one dtype per unit: widened, as before
+    keep_fp8 = args.dtype == "fp8-stored" or (args.dtype == "auto" and on_cuda and not sharded)
     given = (("vae", args.vae), ("text_encoder", args.text_encoder), ("clip_vision", getattr(args, "clip_vision", None)))
     files = {k: v for k, v in given if v}
     return {"dtype": dtype, "expert": args.expert, "keep_fp8": keep_fp8, **files}

@@ -4,8 +4,8 @@ Each file is read tensor by tensor with plain reads (never a map of the whole fi
 on the way in; or, when asked, its fp8 matrices are kept as stored with their scales, so a 14B fp8 file costs its own
 size in memory instead of twice that as a bf16 copy. ComfyUI's "scaled" fp8 files store ``weight / scale`` in
 float8_e4m3fn next to a per-tensor ``<module>.scale_weight`` (and a ``scaled_fp8`` marker); the product is restored
-here (or computed per layer, when kept), so the model sees the same weights ComfyUI computes with. What a file is comes from its keys, never from its name, and a file of the
-wrong kind is refused with the folder it belongs in.
+here (or computed per layer, when kept), so the model sees the same weights ComfyUI computes with. What a file is
+comes from its keys, never from its name, and a file of the wrong kind is refused with the folder it belongs in.
 """
 
 from __future__ import annotations

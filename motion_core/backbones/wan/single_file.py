@@ -111,7 +111,7 @@ def _kept_fp8(model, weights: dict, fp8_scales: dict) -> dict:
     The others (the condition embedder, the head: diffusers reads the time embedder's dtype to cast the timestep)
     are widened, as fp8 storage leaves them in full precision too."""
     linears = {f"{layer}.weight" for layer in fp8_linear_names(model)}
-    return {k: s for k, s in fp8_scales.items() if k in linears and is_fp8(weights.get(k, torch.empty(0)))}
+    return {k: s for k, s in fp8_scales.items() if k in linears and k in weights and is_fp8(weights[k])}
 
 
 def _widened(key: str, tensor: torch.Tensor, fp8_scales: dict | None, dtype: torch.dtype, name: str):
