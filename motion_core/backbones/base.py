@@ -50,6 +50,7 @@ from torch import nn
 
 from ..errors import InvalidInputError
 from .conditioning import StartImageSupport
+from .memory import holds_fp8, is_fp8
 from .objectives import DiffusionObjective, Objective
 
 SHARED_TARGET_SETS = (
@@ -369,8 +370,6 @@ def move(module: nn.Module, device=None, dtype: torch.dtype | None = None) -> nn
     A module holding fp8 weights (loaded as its file stores them, or under fp8 storage) keeps them: Module.to(dtype)
     would widen each fp8 weight without its scale, i.e. to a different model. Its other floating tensors take
     ``dtype``; the fp8 scales stay float32."""
-    from .memory import holds_fp8, is_fp8
-
     if dtype is None or not holds_fp8(module):
         return nn.Module.to(module, device=device, dtype=dtype)
     fp8_layers = [m for m in module.modules() if m._buffers.get("fp8_scale") is not None]
