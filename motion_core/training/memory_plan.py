@@ -6,8 +6,7 @@ What a run holds at its peak, and where each figure comes from:
   each base Linear weight (memory.fp8_linear_names) into one byte per element plus a scale, the original parked on
   the CPU (on a CPU run it stays where it is, so fp8 costs memory there instead of saving it); a model loaded as its
   fp8 file stores it already counts one byte per such weight, and fp8 storage has nothing left to convert; block
-  offload keeps
-  the offloaded blocks' tensors on the host and copies one block at a time to the accelerator.
+  offload keeps the offloaded blocks' tensors on the host and copies one block at a time to the accelerator.
 - adapters: the recipe's LoRA tensors (injected into a meta-device copy of the denoiser, so their count and dtype are
   exactly what the run will have), their gradients and AdamW's two moments.
 - activations: one training step's forward and backward (all the recipe's adapters on, the clip's latents and text
