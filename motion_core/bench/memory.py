@@ -166,7 +166,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="host memory while loading a scaled-fp8 file of these Wan architectures (comma-separated, "
                              f"of {', '.join(LOAD_VARIANTS)}; none to skip): kept in fp8 and widened to bf16")
     parser.add_argument("--loading-blocks", type=int, default=0,
-                        help="blocks of the loading case's model (0: all; e.g. 8 of the 14B's 40 to fit a small disk)")
+                        help="blocks of the loading case's model (0: all; e.g. 8 of the 14B's 40 where RAM is short)")
     parser.add_argument("--loading-dir", default=None, help="where the file is written (default: the temp folder)")
     args = parser.parse_args(argv)
     unknown = [c for c in args.cases.split(",") if c not in CASES and c != "none"]
