@@ -50,6 +50,7 @@ from torch import nn
 
 from ..errors import InvalidInputError
 from .conditioning import StartImageSupport
+from .memory import holds_fp8, is_fp8
 from .objectives import DiffusionObjective, Objective
 from .related import RelatedBase
 
@@ -375,8 +376,26 @@ def _jsonable(value: Any) -> Any:
 
 def move(module: nn.Module, device=None, dtype: torch.dtype | None = None) -> nn.Module:
     """module.to(device, dtype) through torch's own Module.to: diffusers' override logs a misleading "should be kept
-    in float32: []" warning on every dtype cast of a model that keeps nothing in float32."""
-    return nn.Module.to(module, device=device, dtype=dtype)
+    in float32: []" warning on every dtype cast of a model that keeps nothing in float32.
+
+    A module holding fp8 weights (loaded as its file stores them, or under fp8 storage) keeps them: Module.to(dtype)
+    would widen each fp8 weight without its scale, i.e. to a different model. Its other floating tensors take
+    ``dtype``; the fp8 scales stay float32."""
+    if dtype is None or not holds_fp8(module):
+        return nn.Module.to(module, device=device, dtype=dtype)
+    fp8_layers = [m for m in module.modules() if m._buffers.get("fp8_scale") is not None]
+    scales = {id(m._buffers["fp8_scale"]) for m in fp8_layers}
+
+    def convert(tensor: torch.Tensor) -> torch.Tensor:
+        keep = not tensor.is_floating_point() or is_fp8(tensor) or id(tensor) in scales
+        return tensor.to(device=device, dtype=None if keep else dtype)
+
+    module._apply(convert)
+    for layer in fp8_layers:  # they compute in the model's dtype, as the layers around them now do
+        layer.compute_dtype = dtype
+        if hasattr(layer.__dict__.get("forward"), "compute_dtype"):
+            layer.forward.compute_dtype = dtype
+    return module
 
 
 def ready(cls, unet, vae, text_encoder, tokenizer, scheduler, dtype, device, source):
