@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def save_wan_folder(out: Path, *, transformer, vae, text_encoder, tokenizer, sch
 
 
 def wan_model_card(*, args: dict, t2v_steps: int, vae_errors, minutes: float, decoder_note: str = "") -> str:
-    shown = {k: str(v) for k, v in args.items()}
+    shown = {k: str(v) for k, v in args.items() if k != "command_line"}
     return f"""# ShapesWan
 
 A small Wan-family text-to-video model of the same procedural world of coloured shapes as ShapesT2V, built from the
@@ -134,8 +135,9 @@ def continue_training(folder: Path, args, log, started: float) -> int:
         device=args.device, init=(transformer, text_encoder), log=log)
     previous = (folder / "README.md").read_text().split("## Measured")[0].rstrip()
     previous = previous.replace("# ShapesWan\n", f"# ShapesWan ({Path(args.out).name})\n", 1)
-    shown = {k: str(v) for k, v in vars(args).items()}
-    card = (previous + f"\n\n## Continued\n\n`python -m motion_core.toy.pretrain.wan` with {json.dumps(shown)}: "
+    shown = {k: str(v) for k, v in vars(args).items() if k != "command_line"}
+    command = " ".join(["python -m motion_core.toy.pretrain.wan", *args.command_line])
+    card = (previous + f"\n\n## Continued\n\n`{command}`, that is {json.dumps(shown)}: "
             f"{steps} more text-to-video steps on the same clips and latents, the VAE unchanged; wall time "
             f"{(time.monotonic() - started) / 60:.1f} min on {_where(vars(args))}.\n")
     out = save_wan_folder(args.out, transformer=transformer.cpu(), vae=vae, text_encoder=text_encoder.cpu(),
@@ -179,6 +181,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    args.command_line = list(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     started = time.monotonic()
 
