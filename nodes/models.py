@@ -74,7 +74,8 @@ class LoadVideoModel(io.ComfyNode):
                     options=paths.model_choices(),
                     tooltip="diffusers folders from models/diffusers, SD1.5 checkpoints from "
                     "models/checkpoints (need a motion module), Wan files from models/diffusion_models (need a VAE "
-                    "and a text encoder), or a built-in model: ShapesT2V (8 frames) or ShapesWan (Wan, 9 frames).",
+                    "and a text encoder), or a built-in model: ShapesT2V (8 frames), ShapesWan / ShapesWan v2 (Wan, 9 "
+                    "frames) or ShapesWan-I2V (image-to-video).",
                 ),
                 io.Combo.Input(
                     "motion_module",
