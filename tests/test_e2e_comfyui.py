@@ -21,7 +21,7 @@ EXPECTED_NODES = {
     ),
     "MDImagesToClips": (["images", "caption", "fps"], ["previous_clips"], ["MD_CLIPS"]),
     "MDLoadVideoModel": (["model", "motion_module", "dtype", "device"], ["vae", "text_encoder", "wan_expert",
-                                                                          "wan_second_expert"],
+                                                                          "wan_second_expert", "clip_vision"],
                          ["MD_MODEL"]),
     "MDLoadMotionLoRA": (["lora_name", "strength", "start_percent", "end_percent"],
                          ["previous_stack", "trained_lora"], ["MD_LORA_STACK", "MD_LORA"]),
@@ -31,11 +31,12 @@ EXPECTED_NODES = {
     "MDTrainMotionLoRA": (["video_model", "clips", "recipe", "steps", "learning_rate", "rank", "width", "height",
                            "frames", "seed", "checkpoint_every", "validate_every", "name"],
                           ["training_caption", "preview_prompt", "regularisation_clips", "resume_from",
-                           "base_storage", "block_offload", "high_noise_bias", "memory"],
+                           "base_storage", "block_offload", "high_noise_bias", "memory", "start_image",
+                           "recolour", "preview_image"],
                           ["MD_LORA", "MD_LORA", "IMAGE"]),
     "MDSampleVideo": (["video_model", "prompt", "negative_prompt", "seed", "steps", "cfg", "frames", "width",
                        "height", "scheduler", "frame_rate"], ["lora_stack", "noise_prior_clips", "noise_prior_p",
-                                                     "noise_prior_mode", "cfg_low_noise"],
+                                                     "noise_prior_mode", "cfg_low_noise", "start_image"],
                       ["IMAGE", "FLOAT"]),
 }
 
