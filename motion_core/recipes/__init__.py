@@ -1,4 +1,4 @@
-"""Recipes: the five motion-customisation methods (and the naive baseline) over the shared trainer.
+"""Recipes: the six motion-customisation methods (and the naive baseline) over the shared trainer.
 
 Adding a method = one new module with a RecipeConfig subclass and a Recipe subclass, plus one line in RECIPES.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 from ..errors import InvalidInputError
 from .base import Recipe, RecipeConfig, Stage
 from .customize_a_video import CustomizeAVideo, CustomizeAVideoConfig
+from .det import DeT, DeTConfig
 from .motion_crafter import MotionCrafter, MotionCrafterConfig
 from .motion_director import MotionDirector, MotionDirectorConfig
 from .naive import Naive, NaiveConfig
@@ -15,7 +16,7 @@ from .newmove import NewMove, NewMoveConfig
 from .vmc import VMC, VMCConfig
 
 RECIPES: dict[str, type[Recipe]] = {
-    cls.name: cls for cls in (MotionDirector, VMC, CustomizeAVideo, MotionCrafter, NewMove, Naive)
+    cls.name: cls for cls in (MotionDirector, VMC, CustomizeAVideo, MotionCrafter, NewMove, DeT, Naive)
 }
 
 
@@ -42,5 +43,5 @@ def get_recipe(recipe: "str | Recipe", **options) -> Recipe:
 __all__ = [
     "RECIPES", "Recipe", "RecipeConfig", "Stage", "get_recipe", "recipe_names",
     "MotionDirector", "MotionDirectorConfig", "VMC", "VMCConfig", "CustomizeAVideo", "CustomizeAVideoConfig",
-    "MotionCrafter", "MotionCrafterConfig", "NewMove", "NewMoveConfig", "Naive", "NaiveConfig",
+    "MotionCrafter", "MotionCrafterConfig", "NewMove", "NewMoveConfig", "DeT", "DeTConfig", "Naive", "NaiveConfig",
 ]
