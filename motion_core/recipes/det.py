@@ -76,8 +76,9 @@ class DeT(Recipe):
         if not has_kernel_sites(backbone.denoiser):
             # A UNet already has temporal convolutions, the operator the kernel adds to a DiT: there DeT is the
             # temporal LoRA over them (as MotionDirector's) with the tracking loss.
-            return [temporal_spec(backbone, conv=True, rank=rank, alpha=alpha, dropout=dropout)]
-        lora = spec(backbone, "temporal", ("temporal_attn",), rank=rank, alpha=alpha, dropout=dropout)
+            unet = temporal_spec(backbone, conv=True, rank=rank, alpha=alpha, dropout=dropout)
+            return [dataclasses.replace(unet, name=self.motion_adapter)]
+        lora = spec(backbone, self.motion_adapter, ("temporal_attn",), rank=rank, alpha=alpha, dropout=dropout)
         return [dataclasses.replace(lora, temporal_kernel=self.config.kernel)]
 
     def clip_extras(self, backbone, video, latents):
@@ -105,7 +106,7 @@ class DeT(Recipe):
         noise = ctx.noise_like(latents)
         t = ctx.timesteps(1)
         noisy, target = ctx.noisy(latents, noise, t), ctx.target(latents, noise, t)
-        ctx.use_adapters(enabled=["temporal"], trainable=["temporal"])
+        ctx.use_adapters(enabled=[self.motion_adapter], trainable=[self.motion_adapter])
         prediction = ctx.predict(noisy, t)
         terms = {"mse": losses.mse(prediction, target)}
         loss = terms["mse"]
