@@ -107,3 +107,51 @@ def test_core_with_the_pack_kernel_patch_computes_what_the_pack_computes(tmp_pat
     assert (core["whole"] - ours(True)).abs().max() < TOLERANCE
     assert (core["whole"] - core["lora_part"]).abs().max() > 100 * TOLERANCE  # the kernel acts in core
     assert torch.equal(core["base_after"], core["base"])  # unpatched: core's base again
+
+
+def _lora_with_kernel():
+    from motion_core.lora.motion_lora import MotionLora
+    from motion_core.lora.temporal_kernel import kernel_key
+
+    kernel = {kernel_key(f"blocks.{i}", part): torch.zeros(shape) for i in range(2)
+              for part, shape in (("down", (4, 8, 3)), ("up", (8, 4, 3)))}
+    factors = {"unet.blocks.0.attn1.to_q.lora_A.weight": torch.zeros(2, 8),
+               "unet.blocks.0.attn1.to_q.lora_B.weight": torch.zeros(8, 2)}
+    return MotionLora(factors, {"name": "det", "family": "wan"}, kernel=kernel)
+
+
+def test_native_kernels_take_the_strengths_and_ranges_their_lora_parts_take():
+    from motion_core.lora.stack import LoraStack
+    from motion_core.native.temporal_kernel_patch import native_kernels
+
+    lora = _lora_with_kernel()
+    (one,) = native_kernels(lora, 0.5, 0.0, 0.4)
+    assert (one.strength, one.start_percent, one.end_percent, one.full_range) == (0.5, 0.0, 0.4, False)
+    stack = LoraStack().add(lora, 2.0, 0.2, 1.0).add(lora.without_kernel()).add(lora, 0.0)
+    (entry,) = native_kernels(stack, 0.5, 0.0, 0.5)  # no kernel / strength 0: left out; ranges intersect
+    assert (entry.strength, entry.start_percent, entry.end_percent) == (1.0, 0.2, 0.5)
+    assert native_kernels(LoraStack().add(lora, 1.0, 0.6, 1.0), 1.0, 0.0, 0.5) == []
+
+
+def test_a_ranged_kernel_acts_between_its_start_and_end_sigmas_as_cores_keyframes_do():
+    from motion_core.native.temporal_kernel_patch import acts_at, native_kernels
+
+    (full,) = native_kernels(_lora_with_kernel())
+    (early,) = native_kernels(_lora_with_kernel(), 1.0, 0.0, 0.5)
+    bounds = {id(early): (1.0, 0.6)}  # percent_to_sigma(0) and (0.5) of some schedule
+    assert acts_at(full, {}, None)
+    assert acts_at(early, bounds, torch.tensor([0.9])) and acts_at(early, bounds, torch.tensor([1.0]))
+    assert not acts_at(early, bounds, torch.tensor([0.59])) and not acts_at(early, bounds, torch.tensor([0.3]))
+    assert not acts_at(early, {}, torch.tensor([0.9]))  # outside a sampling run no range is known: off
+
+
+def test_a_native_kernel_of_another_model_is_refused_naming_what_to_connect():
+    from motion_core.errors import LoraMismatchError
+    from motion_core.native.temporal_kernel_patch import check_native_kernel_fits, native_kernels
+
+    (kernel,) = native_kernels(_lora_with_kernel())
+    check_native_kernel_fits(kernel, ["blocks.0", "blocks.1"], 8)
+    with pytest.raises(LoraMismatchError, match="Connect the Wan model"):
+        check_native_kernel_fits(kernel, ["blocks.0", "blocks.1", "blocks.2"], 8)
+    with pytest.raises(LoraMismatchError, match="8 channels wide"):
+        check_native_kernel_fits(kernel, ["blocks.0", "blocks.1"], 16)
