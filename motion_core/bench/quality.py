@@ -33,10 +33,9 @@ import torch
 
 from ..backbones import load_backbone
 from ..clips import ClipSet
-from ..errors import InvalidInputError
 from ..lora.files import save_lora
 from ..lora.stack import LoraStack
-from ..recipes import get_recipe, recipe_names
+from ..recipes import get_recipe, parse_options, recipe_names
 from ..sampling import NOISE_PRIOR_MODES, SampleRequest, sample_video
 from ..toy.captions import caption
 from ..toy.metrics import random_path_chance, score_sample, summarize
@@ -84,15 +83,7 @@ def world_recipe(name: str):
     ``name`` may carry options for an ablation: ``det:temporal_kernel=false:tracking_weight=0`` (values read as
     JSON, else as text); the row keeps the whole string as its label."""
     recipe, *pairs = name.split(":")
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise InvalidInputError(f"Recipe option {pair!r} in {name!r} needs the form key=value.")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
+    options = parse_options(pairs)
     if recipe == "motion_crafter":
         options = {"colours": tuple(COLOURS), "subjects": SHAPES, **options}
     return get_recipe(recipe, **options)

@@ -5,6 +5,8 @@ Adding a method = one new module with a RecipeConfig subclass and a Recipe subcl
 
 from __future__ import annotations
 
+import json
+
 from ..errors import InvalidInputError
 from .base import Recipe, RecipeConfig, Stage
 from .customize_a_video import CustomizeAVideo, CustomizeAVideoConfig
@@ -40,7 +42,22 @@ def get_recipe(recipe: "str | Recipe", **options) -> Recipe:
     return cls(**options)
 
 
+def parse_options(pairs) -> dict:
+    """``["temporal_kernel=true", "tracking_weight=0.2"]`` -> recipe options (values read as JSON, else as text)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = str(pair).partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"A recipe option has the form key=value (e.g. temporal_kernel=true); got {pair!r}.")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
 __all__ = [
+    "parse_options",
     "RECIPES", "Recipe", "RecipeConfig", "Stage", "get_recipe", "recipe_names",
     "MotionDirector", "MotionDirectorConfig", "VMC", "VMCConfig", "CustomizeAVideo", "CustomizeAVideoConfig",
     "MotionCrafter", "MotionCrafterConfig", "NewMove", "NewMoveConfig", "DeT", "DeTConfig", "Naive", "NaiveConfig",
