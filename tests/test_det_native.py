@@ -41,7 +41,8 @@ inputs = load_file(inputs_file)
 def run(patcher):
     patcher.patch_model()
     try:
-        options = {"wrappers": patcher.wrappers}  # what core's sampling puts there (sampler_helpers.prepare_model_patcher)
+        # what core's sampling puts there (sampler_helpers.prepare_model_patcher)
+        options = {"wrappers": patcher.wrappers}
         with torch.no_grad():
             return patcher.model.diffusion_model(inputs["x"], inputs["t"], inputs["context"],
                                                  transformer_options=options).float().clone()
@@ -97,9 +98,10 @@ def test_core_with_the_pack_kernel_patch_computes_what_the_pack_computes(tmp_pat
 
     with torch.no_grad():
         base = denoiser(hidden_states=x, timestep=t, encoder_hidden_states=context, return_dict=False)[0]
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(comfyui_dir()), str(REPO), str(tmp_path / "wan.safetensors"),
-                           str(tmp_path / "det.safetensors"), str(tmp_path / "inputs.safetensors"),
-                           str(tmp_path / "out.safetensors")], capture_output=True, text=True, timeout=300)
+    files = [str(tmp_path / name) for name in ("wan.safetensors", "det.safetensors", "inputs.safetensors",
+                                               "out.safetensors")]
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(comfyui_dir()), str(REPO), *files], capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     core = load_file(str(tmp_path / "out.safetensors"))
     assert (core["base"] - base).abs().max() < TOLERANCE  # the two implementations agree on the base

@@ -152,9 +152,9 @@ class MotionLora:
             lines.append(f"plus full-weight patches (.diff / .diff_b) on {len(self.patched_modules())} layers")
         if self.kernel:
             spec = self.kernel_spec
-            lines.append(f"plus a DeT temporal kernel (rank {spec.rank}, {spec.size} taps) in {len(self.kernel_sites())} "
-                         "blocks: applied by this pack's Sample Video and Apply Motion LoRA; core's "
-                         "LoraLoaderModelOnly applies the LoRA part only")
+            lines.append(f"plus a DeT temporal kernel (rank {spec.rank}, {spec.size} taps) in "
+                         f"{len(self.kernel_sites())} blocks: applied by this pack's Sample Video and Apply Motion "
+                         "LoRA; core's LoraLoaderModelOnly applies the LoRA part only")
         if self.trigger or self.caption:
             lines.append(f"trigger: {self.trigger or '-'}; caption: {self.caption or '-'}")
         if self.base_fingerprint:

@@ -48,7 +48,8 @@ def parse_options(pairs) -> dict:
     for pair in pairs:
         key, sep, value = str(pair).partition("=")
         if not sep or not key:
-            raise InvalidInputError(f"A recipe option has the form key=value (e.g. temporal_kernel=true); got {pair!r}.")
+            raise InvalidInputError(
+                f"A recipe option has the form key=value (e.g. temporal_kernel=true); got {pair!r}.")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -83,7 +83,8 @@ def dense_flow(first: torch.Tensor, second: torch.Tensor, *, smoothness: float =
     working size down to 8 pixels."""
     first, second = _as_chw(first), _as_chw(second)
     if first.shape != second.shape:
-        raise InvalidInputError(f"Flow needs two frames of one size; got {tuple(first.shape)} and {tuple(second.shape)}.")
+        raise InvalidInputError(
+            f"Flow needs two frames of one size; got {tuple(first.shape)} and {tuple(second.shape)}.")
     _, h, w = first.shape
     scale = min(1.0, WORKING_SIZE / max(h, w))
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
