@@ -128,3 +128,28 @@ def test_motion_director_carries_the_kernel_on_its_temporal_lora_only_when_asked
     kernel = get_recipe("motion_director", temporal_kernel=True).adapters(wan, 1, rank=2, alpha=2.0, dropout=0.0)
     assert [s.temporal_kernel for s in plain] == [None, None]
     assert [s.name for s in kernel if s.temporal_kernel is not None] == ["temporal"]
+
+
+def test_the_memory_plan_counts_the_kernel_as_an_adapter():
+    from motion_core.training.step_trace import trace_step
+
+    wan = tiny_wan_backbone(0)
+    shapes = wan.planning_shapes(5, 16, 16)
+
+    def adapter_bytes(**options):
+        return trace_step(wan, get_recipe("det", **options), shapes=shapes, checkpointing=True, rank=2, alpha=2.0,
+                          dropout=0.0).adapter_bytes
+    kernel = KernelSpec().parameters(128) * len(wan.denoiser.blocks) * 4  # float32
+    assert adapter_bytes() - adapter_bytes(temporal_kernel=False) == kernel
+
+
+def test_recipe_options_read_from_text_reach_the_recipe():
+    from motion_core.recipes import parse_options
+
+    options = parse_options(["temporal_kernel=true", "tracking_weight=0.25", "kernel_size=5"])
+    recipe = get_recipe("det", **options)
+    assert (recipe.config.kernel, recipe.config.tracking_weight) == (KernelSpec(128, 5), 0.25)
+    with pytest.raises(InvalidInputError, match="key=value"):
+        parse_options(["temporal_kernel"])
+    with pytest.raises(InvalidInputError, match="no option"):
+        get_recipe("motion_director", **parse_options(["tracking_weight=1"]))
