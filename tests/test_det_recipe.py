@@ -153,3 +153,21 @@ def test_recipe_options_read_from_text_reach_the_recipe():
         parse_options(["temporal_kernel"])
     with pytest.raises(InvalidInputError, match="no option"):
         get_recipe("motion_director", **parse_options(["tracking_weight=1"]))
+
+
+def test_a_resumed_det_run_equals_an_uninterrupted_one_kernel_included(tmp_path):
+    from motion_core.errors import CancelledError
+    from motion_core.training import TrainingCallbacks
+
+    wan, clips = tiny_wan_backbone(0), clipset(wave_clip(frames=5, size=16))
+    recipe = get_recipe("det", tracking_share=1.0, kernel_rank=4)
+    full = train_motion_lora(wan, clips, recipe, TrainingConfig(steps=4, lr=1e-2, seed=3, **FAST))
+    stop = TrainingConfig(steps=4, lr=1e-2, seed=3, checkpoint_dir=str(tmp_path), **FAST)
+    calls = []
+    with pytest.raises(CancelledError):
+        train_motion_lora(wan, clips, recipe, stop, TrainingCallbacks(should_cancel=lambda: len(calls) == 2,
+                                                                      on_progress=calls.append))
+    resumed = train_motion_lora(wan, clips, recipe, stop, resume_from=next(tmp_path.glob("*")))
+    a, b = full.motion_lora, resumed.motion_lora
+    assert a.kernel and all(torch.equal(a.kernel[k], b.kernel[k]) for k in a.kernel)
+    assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)
