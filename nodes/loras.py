@@ -10,6 +10,7 @@ from comfy_api.latest import io, ui
 from ..motion_core.backbones.wan.experts import expert_file_name, expert_from_name, lora_expert, tag_lora
 from ..motion_core.errors import InvalidInputError
 from ..motion_core.lora import load_lora, save_lora
+from ..motion_core.lora.formats.wan_comfy import KERNEL_NOTE
 from ..motion_core.lora.report import stack_note
 from ..motion_core.lora.stack import LoraStack
 from ..motion_core.safe_paths import is_plain_relative, resolve_in_folders
@@ -104,6 +105,8 @@ class SaveMotionLoRA(io.ComfyNode):
                 continue
         where = SAVE_LABELS.get(format, "models/motion_loras")
         text = f"saved {os.path.relpath(target, folder)} in {where} ({format})\n{lora.describe()}"
+        if lora.kernel and format == "comfyui":  # what core's loader loses (docs/wan.md measures it)
+            text += f"\n{KERNEL_NOTE}"
         return io.NodeOutput(target, ui=ui.PreviewText(text))
 
 

@@ -20,7 +20,9 @@ from comfy_api.latest import io, ui
 from ..motion_core.errors import CancelledError, InvalidInputError, LoraMismatchError
 from ..motion_core.native import (NativeLora, ReferenceNoisePlan, check_native_fit, native_loras, native_report,
                                   range_keyframes, reference_inversion, reference_start)
+from ..motion_core.native.temporal_kernel_patch import native_kernels
 from ..motion_core.sampling import NOISE_PRIOR_MODES, SamplingCallbacks
+from .native_kernel import apply_native_kernels
 from .progress import interrupted
 from .types import CATEGORY, ClipsType, LoraStackType, LoraType, ModelType
 
@@ -141,12 +143,14 @@ class ApplyMotionLoRANative(io.ComfyNode):
     def execute(cls, model, strength, start_percent, end_percent, lora=None, lora_stack=None) -> io.NodeOutput:
         if lora is None and lora_stack is None:
             raise InvalidInputError("Connect a LoRA to `lora` or a LoRA stack to `lora_stack`.")
-        entries = []
+        entries, kernels = [], []
         for source in (lora_stack, lora):
             if source is not None:
                 entries += native_loras(source, strength, start_percent, end_percent)
+                kernels += native_kernels(source, strength, start_percent, end_percent)  # DeT: native_kernel.py
         patched = model.clone()
         report = [line for entry in entries for line in apply_native_lora(patched, entry)]
+        apply_native_kernels(patched, kernels)
         return io.NodeOutput(patched, ui=ui.PreviewText("\n".join(report or ["no LoRA acts in this range"])))
 
 

@@ -46,7 +46,7 @@ def test_noise_prior_option_starts_every_sample_from_the_first_reference_clip(mo
     for p in (0.0, 0.4):
         seen.clear()
         args.noise_prior = p
-        row = quality.evaluate(SimpleNamespace(check_video_frames=lambda n: None), quality.BASE, "zigzag", 2, args)
+        (row,) = quality.evaluate(SimpleNamespace(check_video_frames=lambda n: None), quality.BASE, "zigzag", 2, args)
         assert row["samples"] == len(seen) == 2
         # Blank frames: nothing tracked, so no motion can be confirmed; the chance level is still measured.
         assert row["fidelity"] == 0.0 and row["sample_fidelity"] == [0.0, 0.0]

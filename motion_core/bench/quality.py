@@ -33,8 +33,9 @@ import torch
 
 from ..backbones import load_backbone
 from ..clips import ClipSet
+from ..lora.files import save_lora
 from ..lora.stack import LoraStack
-from ..recipes import get_recipe, recipe_names
+from ..recipes import get_recipe, parse_options, recipe_names
 from ..sampling import NOISE_PRIOR_MODES, SampleRequest, sample_video
 from ..toy.captions import caption
 from ..toy.metrics import random_path_chance, score_sample, summarize
@@ -77,16 +78,23 @@ def world_recipe(name: str):
     """The recipe with its METHODS.md defaults, except where a default speaks outside the built-in world: MotionCrafter's
     appearance prior captions other looks ("a green person, ...") from a general colour and subject list, which the
     toy tokenizers do not know and which made those captions longer than the models read (cut, with a warning). In
-    the bench its other looks are the world's own colours and shapes."""
-    if name == "motion_crafter":
-        return get_recipe(name, colours=tuple(COLOURS), subjects=SHAPES)
-    return get_recipe(name)
+    the bench its other looks are the world's own colours and shapes.
+
+    ``name`` may carry options for an ablation: ``det:temporal_kernel=false:tracking_weight=0`` (values read as
+    JSON, else as text); the row keeps the whole string as its label."""
+    recipe, *pairs = name.split(":")
+    options = parse_options(pairs)
+    if recipe == "motion_crafter":
+        options = {"colours": tuple(COLOURS), "subjects": SHAPES, **options}
+    return get_recipe(recipe, **options)
 
 
-def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> dict:
+def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> list[dict]:
+    """The row of ``recipe`` on ``motion``; with ``--lora-part`` a LoRA that carries a DeT temporal kernel gets a
+    second row from the same LoRA sampled without its kernel (what core's LoraLoaderModelOnly applies of it)."""
     frames = clip_frames(backbone)
     clips = reference_clips(motion, shots, args.seed, frames)
-    stack, train_s, memory = LoraStack(), 0.0, 0.0
+    lora, train_s, memory = None, 0.0, 0.0
     if recipe != BASE:
         reset_peak(backbone.device)
         config = TrainingConfig(steps=args.train_steps or None, lr=args.lr or None, width=FRAME_SIZE,
@@ -94,11 +102,26 @@ def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> dict:
                                 timestep_skew=args.timestep_skew)
         with PeakRss() as rss:
             started = time.monotonic()
-            result = train_motion_lora(backbone, clips, world_recipe(recipe), config)
+            lora = train_motion_lora(backbone, clips, world_recipe(recipe), config).motion_lora
             train_s = time.monotonic() - started
         gpu_gib = peak_gib(backbone.device)
         memory = gpu_gib * 1024 if gpu_gib is not None else rss.mib
-        stack = stack.add(result.motion_lora, 1.0)
+        if getattr(args, "save_loras", ""):
+            Path(args.save_loras).mkdir(parents=True, exist_ok=True)
+            save_lora(lora, Path(args.save_loras) / f"{_file_stem(recipe)}_{motion}_{shots}.safetensors")
+    variants = [(recipe, LoraStack() if lora is None else LoraStack().add(lora, 1.0))]
+    if getattr(args, "lora_part", False) and lora is not None and lora.kernel:
+        variants.append((f"{recipe} (LoRA part only)", LoraStack().add(lora.without_kernel(), 1.0)))
+    rows = []
+    for label, stack in variants:
+        row = score_stack(backbone, stack, clips, motion, frames, args)
+        rows.append({"recipe": label, "motion": motion, "shots": shots, **row, "train_s": train_s,
+                     "peak_mem_mib": memory})
+    return rows
+
+
+def score_stack(backbone, stack: LoraStack, clips: ClipSet, motion: str, frames: int, args) -> dict:
+    """Samples of other looks doing ``motion`` with ``stack``, tracked and scored against the reference clips."""
     references = [track_object(c.frames) for c in clips.clips]
     scores, prior = [], clips.clips[0] if args.noise_prior > 0 else None
     for i, (colour, shape) in enumerate(other_appearances(args.prompts, args.seed)):
@@ -115,8 +138,12 @@ def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> dict:
     return {"fidelity": summary["reference_fidelity"], "chance_random": random_path_chance(references, motion),
             "family_fidelity": summary["family_fidelity"], "appearance": summary["appearance_accuracy"],
             "leakage": summary["leakage"], "pixel_leakage": summary["pixel_leakage"],
-            "pixel_leakage_background": summary["pixel_leakage_background"], "train_s": train_s, "peak_mem_mib": memory, "samples": len(scores),
+            "pixel_leakage_background": summary["pixel_leakage_background"], "samples": len(scores),
             "sample_fidelity": [round(s.reference_fidelity, 4) for s in scores]}
+
+
+def _file_stem(recipe: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in recipe)
 
 
 def add_base_chance(rows: list[dict]) -> None:
@@ -159,6 +186,10 @@ def run(argv=None) -> dict:
                    help="full: the whole inversion; motion: only its frame-to-frame part (fresh still part)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--lora-part", action="store_true",
+                   help="a LoRA with a DeT temporal kernel also gets a row sampled with its LoRA part alone (what "
+                   "core's LoraLoaderModelOnly applies of it), from the same training")
+    p.add_argument("--save-loras", default="", help="also save every trained motion LoRA (canonical) in this folder")
     p.add_argument("--json-out", default="", help="also write figures and every row (with each sample's fidelity) "
                    "to this JSON file")
     p.add_argument("--device", default="cpu", help="cpu or cuda. Memory: on the CPU the peak RSS growth during "
@@ -172,18 +203,17 @@ def run(argv=None) -> dict:
     rows = []
     for motion in args.motions.split(","):
         for shots in (int(s) for s in args.shots.split(",")):
-            for recipe in args.recipes.split(","):
-                row = {"recipe": recipe, "motion": motion, "shots": shots,
-                       **evaluate(backbone, recipe, motion, shots, args)}
+            for row in (r for recipe in args.recipes.split(",") for r in evaluate(backbone, recipe, motion, shots,
+                                                                                   args)):
                 rows.append(row)
-                print(f"{recipe:18s} {motion:12s} {shots}-shot  fidelity {row['fidelity']:.2f}  chance "
+                print(f"{row['recipe']:18s} {motion:12s} {shots}-shot  fidelity {row['fidelity']:.2f}  chance "
                       f"{row['chance_random']:.2f}  family (2nd) {row['family_fidelity']:.2f}  appearance "
                       f"{row['appearance']:.2f}  leakage {row['leakage']:.2f}  pixel leak "
                       f"{fmt_or_dash(row['pixel_leakage'], '.3f')}  train {row['train_s']:.0f}s  "
                       f"mem +{fmt_or_dash(row['peak_mem_mib'], '.0f')} MiB", flush=True)
     add_base_chance(rows)
     figures = {}
-    for recipe in args.recipes.split(","):
+    for recipe in dict.fromkeys(r["recipe"] for r in rows):
         mine = [r for r in rows if r["recipe"] == recipe]
         figures[recipe] = {k: _mean([r[k] for r in mine]) for k in FIGURES}
     result = {"figures": figures, "rows": rows}

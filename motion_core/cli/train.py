@@ -36,6 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--regularisation-video", action="append", default=[], help="NewMove regularisation clip")
     p.add_argument("--regularisation-caption", action="append", default=[], help="caption of each regularisation clip")
     p.add_argument("--recipe", default="motion_director", choices=list(RECIPES))
+    p.add_argument("--recipe-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a recipe knob, e.g. temporal_kernel=true (MotionDirector with DeT's temporal kernel on Wan) "
+                   "or tracking_weight=0.2 (DeT); repeat for several")
     p.add_argument("--steps", type=int, default=None, help="default: the recipe's")
     p.add_argument("--lr", type=float, default=None, help="default: the recipe's")
     p.add_argument("--rank", type=int, default=None, help="default: the recipe's")
@@ -181,13 +184,18 @@ def save_or_recover(lora, target: Path, *, overwrite: bool, fallbacks: list[Path
 def _memory_plan(backbone, args, config, clips, regularisation) -> None:
     """Print the run's memory plan (auto: the settings it picked); a run that cannot fit stops here, with what
     would fit (MemoryPlanError)."""
-    from ..recipes import get_recipe
     from ..training import plan_run
 
-    recipe = get_recipe(args.recipe)
+    recipe = _recipe(args)
     settings = config.resolve(recipe.config.for_clip_count(len(clips)))
     plan = plan_run(backbone, recipe, config, settings, config.device, clips=len(clips) + len(regularisation))
     print(plan.summary(), flush=True)
+
+
+def _recipe(args):
+    from ..recipes import get_recipe, parse_options
+
+    return get_recipe(args.recipe, **parse_options(getattr(args, "recipe_option", None) or []))
 
 
 def run(args) -> int:
@@ -239,7 +247,7 @@ def run(args) -> int:
                                   should_cancel=lambda: bool(cancelled),
                                   on_checkpoint=lambda path: print(f"checkpoint: {path}", flush=True))
     try:
-        result = train_motion_lora(backbone, clips, args.recipe, config, callbacks,
+        result = train_motion_lora(backbone, clips, _recipe(args), config, callbacks,
                                    regularisation_clips=regularisation if len(regularisation) else None,
                                    training_caption=args.training_caption, resume_from=args.resume)
     finally:

@@ -16,8 +16,10 @@ import torch.nn as nn
 from ..errors import LoraMismatchError
 from .config import AdapterSpec
 from .inject import SUPPORTED_LAYERS, adapter_state, add_adapter, base_layer, remove_adapter
+from .kernels import expected_kernel_shapes
 from .motion_lora import MotionLora
 from .state import adapter_state_dict, canonical_key, load_adapter_state, patch_key
+from .temporal_kernel import KEY_PREFIX
 
 
 def _expected_shapes(layer: nn.Module, rank: int) -> tuple[tuple, tuple]:
@@ -66,6 +68,28 @@ def check_lora_fits(model: nn.Module, lora: MotionLora, *, family: str | None = 
                 f"size. {hint}"
             )
     check_patches_fit(found, lora, hint)
+    check_kernel_fits(model, lora, hint)
+
+
+def check_kernel_fits(model: nn.Module, lora: MotionLora, hint: str) -> None:
+    """A LoRA's temporal kernel needs the model's kernel sites, every one of them, at its shapes."""
+    if not lora.kernel:
+        return
+    try:
+        want = expected_kernel_shapes(model, lora.kernel_spec)
+    except LoraMismatchError as err:
+        raise LoraMismatchError(f"LoRA '{lora.name}' carries a DeT temporal kernel: {err}") from None
+    if set(want) != set(lora.kernel):
+        missing, extra = sorted(set(want) - set(lora.kernel)), sorted(set(lora.kernel) - set(want))
+        raise LoraMismatchError(
+            f"LoRA '{lora.name}''s temporal kernel was made for {len(lora.kernel_sites())} blocks but this model has "
+            f"{len(want) // 2}" + (f" (e.g. {(missing or extra)[0]} does not match)" if missing or extra else "")
+            + f". {hint}")
+    for key, shape in want.items():
+        if tuple(lora.kernel[key].shape) != shape:
+            raise LoraMismatchError(
+                f"LoRA '{lora.name}''s temporal kernel does not fit {key}: file {tuple(lora.kernel[key].shape)}, "
+                f"model {shape}. The LoRA was made for a model of another width. {hint}")
 
 
 def _same_or_flat(shape, want: tuple) -> bool:
@@ -109,6 +133,7 @@ def spec_for(lora: MotionLora, adapter_name: str, *, dropout: float = 0.0) -> Ad
         target_sets=tuple(lora.target_sets),
         rank_pattern={m: r for m, r in ranks.items() if r != rank},
         alpha_pattern={m: lora.module_alpha(m) for m in modules if lora.module_alpha(m) != lora.alpha},
+        temporal_kernel=lora.kernel_spec,
     )
 
 
@@ -136,6 +161,7 @@ def attach_lora(model: nn.Module, lora: MotionLora, adapter_name: str | None = N
         want_a, want_b = _expected_shapes(base_layer(found[module]), lora.module_rank(module))
         a, b = lora.weights(module)
         tensors[canonical_key(module, "A")], tensors[canonical_key(module, "B")] = a.reshape(want_a), b.reshape(want_b)
+    tensors.update(lora.kernel)
     try:
         load_adapter_state(model, name, tensors)
     except Exception:
@@ -156,4 +182,6 @@ def lora_from_adapter(model: nn.Module, adapter_name: str, **metadata) -> Motion
         "target_sets": list(spec.target_sets),
     }
     described.update(metadata)
-    return MotionLora(adapter_state_dict(model, adapter_name), described)
+    tensors = adapter_state_dict(model, adapter_name)
+    kernel = {k: tensors.pop(k) for k in list(tensors) if k.startswith(KEY_PREFIX)}
+    return MotionLora(tensors, described, kernel=kernel)

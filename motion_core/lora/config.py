@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import InvalidInputError
+from .temporal_kernel import KernelSpec
 
 KINDS = ("motion", "appearance")
 
@@ -20,7 +21,8 @@ class AdapterSpec:
     target_modules: full module names inside the denoiser (as ``named_modules()`` spells them); the backbone's
     ``target_modules(set_name)`` produces them. target_sets: the set names they came from, kept only so the file
     can say what was trained. rank/alpha: the defaults; rank_pattern/alpha_pattern override them per module (full
-    module name -> value), which is how files with mixed ranks or alphas load without loss.
+    module name -> value), which is how files with mixed ranks or alphas load without loss. temporal_kernel: DeT's
+    kernel at every block of a DiT, travelling with this adapter (switched, trained, saved and loaded with it).
     """
 
     name: str
@@ -32,6 +34,7 @@ class AdapterSpec:
     target_sets: tuple[str, ...] = ()
     rank_pattern: dict[str, int] = field(default_factory=dict)
     alpha_pattern: dict[str, float] = field(default_factory=dict)
+    temporal_kernel: KernelSpec | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "target_modules", tuple(dict.fromkeys(self.target_modules)))
@@ -51,6 +54,9 @@ class AdapterSpec:
             raise InvalidInputError(f"Adapter {self.name!r}: dropout must be in [0, 1); got {self.dropout}.")
         if self.kind not in KINDS:
             raise InvalidInputError(f"Adapter {self.name!r}: kind must be one of {KINDS}; got {self.kind!r}.")
+        if self.temporal_kernel is not None and not isinstance(self.temporal_kernel, KernelSpec):
+            raise InvalidInputError(f"Adapter {self.name!r}: temporal_kernel must be a KernelSpec; got "
+                                    f"{type(self.temporal_kernel).__name__}.")
         unknown = set(self.rank_pattern) | set(self.alpha_pattern)
         unknown -= set(self.target_modules)
         if unknown:

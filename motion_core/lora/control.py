@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import torch.nn as nn
 
 from ..errors import InvalidInputError
+from .kernels import kernel_names, kernel_parameters, set_kernel
 from .registry import adapter_state, lora_layers, registry
 
 
@@ -70,6 +71,16 @@ def sync_adapters(model: nn.Module) -> None:
                 param.requires_grad_(bool(state and state.trainable))
     plain = all(_plain(layer) for layer, _ in layers)
     model.__dict__[_INDEX_ATTR] = _LayerIndex(reg, layers) if plain else None
+    _sync_kernels(model, reg, kernel_names(model))
+
+
+def _sync_kernels(model: nn.Module, reg: dict, names) -> None:
+    """Temporal kernels of registered adapters follow their adapter's switches; kernels of no adapter (a sampling
+    stack's, injected for one run) keep the switches their owner set."""
+    for name in names:
+        state = reg.get(name)
+        if state is not None:
+            set_kernel(model, name, enabled=state.enabled, scale=state.scale, trainable=state.trainable)
 
 
 def switch_adapters(model: nn.Module, enabled, trainable) -> bool:
@@ -105,6 +116,7 @@ def switch_adapters(model: nn.Module, enabled, trainable) -> bool:
                 for param in (*layer.lora_A[name].parameters(), *layer.lora_B[name].parameters()):
                     param.requires_grad_(learn)
     index.record()
+    _sync_kernels(model, reg, [name for name in changed if name in kernel_names(model)])
     return True
 
 
@@ -134,12 +146,14 @@ def set_adapter_trainable(model: nn.Module, name: str, trainable: bool) -> None:
 
 
 def adapter_parameters(model: nn.Module, name: str) -> list[nn.Parameter]:
-    """The parameters of adapter ``name`` (for an optimizer param group), in a stable module order."""
+    """The parameters of adapter ``name`` (for an optimizer param group), in a stable module order: its LoRA
+    factors, then its temporal kernel's weights where it has one."""
     adapter_state(model, name)
     params = []
     for _, layer in lora_layers(model, name):
         params.extend(layer.lora_A[name].parameters())
         params.extend(layer.lora_B[name].parameters())
+    params.extend(kernel_parameters(model, name).values())
     return params
 
 

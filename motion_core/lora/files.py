@@ -19,6 +19,7 @@ import pickle
 import re
 import struct
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -119,7 +120,8 @@ def _link_new(tmp: str, path: Path) -> None:
 def save_lora(lora: MotionLora, path: str | os.PathLike, format: str = "canonical", *,
               overwrite: bool = True) -> Path:
     """Write ``lora`` as safetensors in ``format`` ("canonical", "animatediff", "kohya", or "comfyui": ComfyUI's
-    native Wan layout, Wan LoRAs only); returns the path.
+    native Wan layout, Wan LoRAs only); returns the path. A LoRA with a DeT temporal kernel keeps it only in the
+    canonical file; the comfyui file gets the LoRA part, says so in its header, and the save warns.
 
     overwrite=False refuses an existing file (FileExistsRefusedError) instead of replacing it."""
     path = Path(path)
@@ -135,6 +137,12 @@ def save_lora(lora: MotionLora, path: str | os.PathLike, format: str = "canonica
             f"e.g. {lora.patched_modules()[0]}) that the {format} layout has no place for. Save it as canonical or, "
             "for a Wan LoRA, comfyui; both keep them."
         )
+    if lora.kernel and format != "canonical":
+        if format != "comfyui":
+            raise InvalidInputError(
+                f"LoRA '{lora.name}' carries a DeT temporal kernel, which the {format} layout has no place for. Save "
+                "it as canonical (the whole LoRA) or, for core's LoraLoaderModelOnly, comfyui (the LoRA part).")
+        warnings.warn(f"{path.name}: {wan_comfy.KERNEL_NOTE}", UserWarning, stacklevel=2)
     tensors, header = writers[format](lora)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     atomic_write(path, safetensors_bytes(tensors, metadata=header), overwrite=overwrite)

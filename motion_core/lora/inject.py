@@ -1,4 +1,5 @@
-"""Putting named LoRA adapters into a denoiser and taking them out again.
+"""Putting named LoRA adapters (with their DeT temporal kernel, when a spec has one) into a denoiser and taking
+them out again.
 
 peft does the layer surgery (``inject_adapter_in_model``); this module adds what peft leaves to the caller: an
 entry in our registry of adapters (registry.py: spec, enabled, scale, trainable), exact module targeting (full names,
@@ -17,6 +18,7 @@ from peft import LoraConfig, inject_adapter_in_model
 from ..errors import InvalidInputError, LoraMismatchError
 from .config import AdapterSpec
 from .control import sync_adapters
+from .kernels import add_kernel, kernels_of, layout_of, remove_kernel
 from .registry import AdapterState, adapter_names, adapter_state, base_layer, lora_layers, registry
 
 SUPPORTED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -66,6 +68,8 @@ def add_adapter(model: nn.Module, spec: AdapterSpec, *, enabled: bool = True, sc
             f"The model already has a LoRA adapter named {spec.name!r}; remove it first or choose another name."
         )
     check_targets(model, spec.target_modules)
+    if spec.temporal_kernel is not None:
+        layout_of(model)  # a clear error before any surgery where the model has no kernel sites
     # A regex string is matched with fullmatch by peft, so each full name hits exactly its own module; a list
     # would also match any module whose name merely ends with a target.
     pattern = "|".join(re.escape(m) for m in spec.target_modules)
@@ -82,6 +86,8 @@ def add_adapter(model: nn.Module, spec: AdapterSpec, *, enabled: bool = True, sc
         warnings.simplefilter("ignore")
         inject_adapter_in_model(config, model, adapter_name=spec.name)
     _accept_input_keyword(model, spec.name)
+    if spec.temporal_kernel is not None:
+        add_kernel(model, spec.name, spec.temporal_kernel, enabled=enabled, scale=scale, trainable=trainable)
     reg[spec.name] = AdapterState(spec=spec, enabled=enabled, scale=float(scale), trainable=trainable)
     sync_adapters(model)
 
@@ -95,6 +101,8 @@ def remove_adapter(model: nn.Module, name: str) -> None:
             parent_name, _, child = module_name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, layer.get_base_layer())
+    if kernels_of(model, name):
+        remove_kernel(model, name)
     configs = getattr(model, "peft_config", None)
     if isinstance(configs, dict):
         configs.pop(name, None)

@@ -13,7 +13,8 @@ The delta of one module is Σ strength · (alpha / rank) · B @ A, computed in f
 the original before casting to the weight's dtype once. Convolutions follow peft's layout (A carries the kernel,
 B is 1x1), so B @ A over flattened shapes reshaped to the kernel gives peft's delta (and ComfyUI's, whose conv
 factors come flattened). A LoRA's full-weight patches (``.diff`` on a weight, ``.diff_b`` on a bias) add
-strength · patch to their parameter, as ComfyUI applies them; biases are kept and restored like weights.
+strength · patch to their parameter, as ComfyUI applies them; biases are kept and restored like weights. A LoRA's
+DeT temporal kernel cannot be merged: it is injected as a module for the run and removed on restore (kernel_run.py).
 
 A weight stored in fp8 (a model loaded as its fp8 file stores it, memory.adopt_fp8_weight) is merged as
 W8 · scale + Δ and stored back in fp8 with the same scale (round_to_fp8); its saved original is the fp8 tensor, so
@@ -31,6 +32,7 @@ import torch.nn as nn
 from ..backbones.memory import is_fp8
 from ..errors import LoraMismatchError
 from .inject import base_layer
+from .kernel_run import KernelRun
 from .motion_lora import MotionLora
 from .stack import LoraStack, LoraStackEntry
 from .state import canonical_key
@@ -132,6 +134,7 @@ class StackMerger:
                     )
                 self._layers[module] = base_layer(found[module])
         self._originals: dict[tuple[str, str], torch.Tensor] = {}
+        self.kernels = KernelRun(model, self.entries)
         self.active: tuple[int, ...] = ()
         self.merge_count = 0
         """How many times a new active set was written into the weights (the benchmark and tests read it)."""
@@ -183,6 +186,7 @@ class StackMerger:
                 tensor.copy_(round_to_fp8(merged / scale, tensor.dtype, seed=zlib.crc32(".".join(target).encode())))
         for target in before.keys() - after.keys():
             self._parameter(target).copy_(self._originals[target])
+        self.kernels.apply(active)
         self.active = active
         self.merge_count += 1
 
@@ -201,6 +205,7 @@ class StackMerger:
         for target, original in self._originals.items():
             self._parameter(target).copy_(original)
         self._originals.clear()
+        self.kernels.restore()
         self.active = ()
 
     def __enter__(self) -> "StackMerger":

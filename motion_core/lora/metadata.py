@@ -32,6 +32,7 @@ FIELDS: dict[str, tuple[type, Any]] = {
     "steps": (int, 0),
     "base_fingerprint": (str, ""),
     "source_format": (str, "canonical"),
+    "temporal_kernel": (dict, {}),
     "extra": (dict, {}),
 }
 

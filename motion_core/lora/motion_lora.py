@@ -8,6 +8,11 @@ Weights are in canonical keys (see state.py); per-module rank comes from the sha
 per norm weight and a ``.diff_b`` per bias), keyed ``unet.<module>.diff`` / ``.diff_b`` (patch_key). They act as
 ``W += strength * diff`` (``b += strength * diff_b``) with no alpha, as ComfyUI applies them; the sampler's merge
 carries them, peft adapters cannot.
+
+``kernel`` holds a DeT temporal kernel's weights (temporal_kernel.py), keyed ``temporal_kernel.<site>.down.weight``
+/ ``.up.weight``: not a weight delta, so the sampler injects it as a module for the run (lora/kernel_run.py) and a
+file for core's loader cannot hold it (formats/wan_comfy.py says so in its header). ``metadata["temporal_kernel"]``
+({"rank", "size"}) is derived from those tensors; empty without a kernel.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 from ..errors import InvalidInputError
 from .metadata import normalise
 from .state import canonical_key, patch_key, split_canonical_key, split_patch_key
+from .temporal_kernel import KernelSpec, split_kernel_key
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,10 +33,12 @@ class MotionLora:
     tensors: dict[str, torch.Tensor]
     metadata: dict[str, Any] = field(default_factory=dict)
     patches: dict[str, torch.Tensor] = field(default_factory=dict)
+    kernel: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self):
         tensors = {k: v.detach() for k, v in self.tensors.items()}
         patches = {k: v.detach() for k, v in (self.patches or {}).items()}
+        kernel = {k: v.detach() for k, v in (self.kernel or {}).items()}
         odd = [k for k in patches if split_patch_key(k) is None]
         if odd:
             raise InvalidInputError(
@@ -64,6 +72,7 @@ class MotionLora:
             meta["rank"] = max(int(p["A"].shape[0]) for p in pairs.values())
         if meta["alpha"] <= 0:
             meta["alpha"] = float(meta["rank"])
+        meta["temporal_kernel"] = _kernel_spec(kernel).to_dict() if kernel else {}
         meta["alpha_pattern"] = {m: float(a) for m, a in meta["alpha_pattern"].items() if float(a) != meta["alpha"]}
         unknown = set(meta["alpha_pattern"]) - set(pairs)
         if unknown:
@@ -71,6 +80,7 @@ class MotionLora:
         object.__setattr__(self, "tensors", tensors)
         object.__setattr__(self, "metadata", meta)
         object.__setattr__(self, "patches", patches)
+        object.__setattr__(self, "kernel", kernel)
 
     # descriptive fields, read-only views of the metadata
     name = property(lambda self: self.metadata["name"])
@@ -110,9 +120,23 @@ class MotionLora:
         """The patch added to ``module``'s ``parameter`` ("weight" or "bias"), None when there is none."""
         return self.patches.get(patch_key(module, parameter))
 
+    @property
+    def kernel_spec(self) -> KernelSpec | None:
+        """The temporal kernel's shape, None when the LoRA carries none."""
+        return KernelSpec.from_dict(self.metadata["temporal_kernel"]) if self.kernel else None
+
+    def kernel_sites(self) -> list[str]:
+        """Sites (e.g. "blocks.0") where the temporal kernel sits, in model order."""
+        sites = {split_kernel_key(k)[0] for k in self.kernel}
+        return sorted(sites, key=lambda s: [int(p) if p.isdigit() else p for p in s.split(".")])
+
+    def without_kernel(self) -> "MotionLora":
+        """The LoRA part alone (what core's loader applies of it)."""
+        return MotionLora(self.tensors, self.metadata, self.patches)
+
     def with_metadata(self, **updates) -> "MotionLora":
         """A copy with some descriptive fields changed (e.g. a new name or trigger before saving)."""
-        return MotionLora(self.tensors, {**self.metadata, **updates}, self.patches)
+        return MotionLora(self.tensors, {**self.metadata, **updates}, self.patches, self.kernel)
 
     def describe(self) -> str:
         """A few human lines (shown on the Save node): what it is, what it was trained on and for which model."""
@@ -126,6 +150,11 @@ class MotionLora:
             lines.append(f"trained {self.steps} steps on {self.frames} frames at {w}x{h}")
         if self.patches:
             lines.append(f"plus full-weight patches (.diff / .diff_b) on {len(self.patched_modules())} layers")
+        if self.kernel:
+            spec = self.kernel_spec
+            lines.append(f"plus a DeT temporal kernel (rank {spec.rank}, {spec.size} taps) in "
+                         f"{len(self.kernel_sites())} blocks: applied by this pack's Sample Video and Apply Motion "
+                         "LoRA; core's LoraLoaderModelOnly applies the LoRA part only")
         if self.trigger or self.caption:
             lines.append(f"trigger: {self.trigger or '-'}; caption: {self.caption or '-'}")
         if self.base_fingerprint:
@@ -137,3 +166,29 @@ class MotionLora:
             f"MotionLora(name={self.name!r}, kind={self.kind}, family={self.family!r}, "
             f"modules={len(self.modules())}, rank={self.rank}, alpha={self.alpha})"
         )
+
+
+def _kernel_spec(kernel: dict[str, torch.Tensor]) -> KernelSpec:
+    """The kernel's shape from its tensors; every site must have both convolutions of one shape."""
+    sites: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in kernel.items():
+        parsed = split_kernel_key(key)
+        if parsed is None:
+            raise InvalidInputError(
+                f"Temporal kernel tensors use keys 'temporal_kernel.<site>.down.weight' / '.up.weight'; got {key!r}.")
+        sites.setdefault(parsed[0], {})[parsed[1]] = tensor
+    shapes = set()
+    for site, parts in sites.items():
+        if set(parts) != {"down", "up"}:
+            raise InvalidInputError(f"The temporal kernel at {site} has only its {''.join(parts)} weights; both "
+                                    "down and up are needed.")
+        down, up = parts["down"], parts["up"]
+        if down.ndim != 3 or up.ndim != 3 or tuple(up.shape) != (down.shape[1], down.shape[0], down.shape[2]):
+            raise InvalidInputError(f"The temporal kernel at {site} has shapes {tuple(down.shape)} / "
+                                    f"{tuple(up.shape)}; they must be [rank, width, taps] / [width, rank, taps].")
+        shapes.add(tuple(down.shape))
+    if len(shapes) != 1:
+        raise InvalidInputError(f"The temporal kernel's sites differ in shape ({sorted(shapes)}); a kernel has one "
+                                "rank and one size everywhere.")
+    rank, _, size = shapes.pop()
+    return KernelSpec(rank=int(rank), size=int(size))

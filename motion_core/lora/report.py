@@ -8,24 +8,37 @@ and every surface that shows the LoRA says what was left out.
 
 from __future__ import annotations
 
+from .formats.wan_comfy import KERNEL_LEFT_OUT
 from .motion_lora import MotionLora
 
 
 def left_out(lora: MotionLora) -> list[str]:
-    """Parts of ``lora``'s file that were read but are not applied, one phrase each (empty when none)."""
-    skipped = (lora.metadata.get("extra") or {}).get("skipped_components") or []
-    return [f"its {part} part (this pack adapts the video model only)" for part in skipped]
+    """Parts of ``lora``'s file that were read but are not applied, one phrase each (empty when none); and a DeT
+    temporal kernel that the file's writer had to leave out (a ``comfyui`` export holds the LoRA part only)."""
+    extra = lora.metadata.get("extra") or {}
+    skipped = extra.get("skipped_components") or []
+    phrases = [f"its {part} part (this pack adapts the video model only)" for part in skipped]
+    if extra.get(KERNEL_LEFT_OUT) and not lora.kernel:
+        phrases.append("its DeT temporal kernel, which this comfyui file does not hold (load the canonical file for "
+                       "the whole LoRA)")
+    return phrases
 
 
 def carried(lora: MotionLora) -> list[str]:
-    """Parts applied beyond the LoRA factors, one phrase each: the full-weight patches some tools train."""
+    """Parts applied beyond the LoRA factors, one phrase each: the full-weight patches some tools train, a DeT
+    temporal kernel."""
+    phrases = []
+    if lora.kernel:
+        spec = lora.kernel_spec
+        phrases.append(f"a DeT temporal kernel (rank {spec.rank}, {spec.size} taps) in {len(lora.kernel_sites())} "
+                       "blocks, injected for the run (core's LoraLoaderModelOnly applies the LoRA part only)")
     if not lora.patches:
-        return []
+        return phrases
     biases = sum(1 for m in lora.patched_modules() if lora.patch(m, "bias") is not None)
     weights = sum(1 for m in lora.patched_modules() if lora.patch(m, "weight") is not None)
     phrase = (f"full-weight patches on {len(lora.patched_modules())} layers ({weights} weights (.diff), {biases} "
               "biases (.diff_b)), merged into the model when sampling")
-    return [phrase]
+    return [*phrases, phrase]
 
 
 def stack_left_out(stack) -> tuple[str, ...]:

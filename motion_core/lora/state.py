@@ -2,7 +2,8 @@
 
 Canonical keys are the PEFT/diffusers spelling without the adapter name, ``unet.<module>.lora_A.weight`` /
 ``.lora_B.weight``, so a dict taken from one adapter loads into any other adapter (or model) with the same targets,
-and the file format is just this dict plus metadata.
+and the file format is just this dict plus metadata. An adapter with a DeT temporal kernel adds its kernel's weights
+under ``temporal_kernel.<site>.down.weight`` / ``.up.weight`` (temporal_kernel.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch.nn as nn
 
 from ..errors import LoraMismatchError
 from .inject import adapter_state, lora_layers
+from .kernels import kernel_parameters
 
 COMPONENT = "unet"
 _SUFFIXES = {"A": ".lora_A.weight", "B": ".lora_B.weight"}
@@ -58,6 +60,7 @@ def _adapter_params(model: nn.Module, name: str) -> dict[str, nn.Parameter]:
     for module_name, layer in lora_layers(model, name):
         params[canonical_key(module_name, "A")] = layer.lora_A[name].weight
         params[canonical_key(module_name, "B")] = layer.lora_B[name].weight
+    params.update(kernel_parameters(model, name))
     return params
 
 

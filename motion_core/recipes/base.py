@@ -81,6 +81,8 @@ class Recipe(ABC):
     motion_adapter: ClassVar[str] = "temporal"
     """The adapter saved as the motion LoRA (what is used at inference)."""
     uses_regularisation_clips: ClassVar[bool] = False
+    uses_clip_extras: ClassVar[bool] = False
+    """Whether ``clip_extras`` computes something (the trainer then hands it each reference clip's frames)."""
 
     def __init__(self, config: RecipeConfig | None = None, **overrides):
         config = config if config is not None else self.config_class()
@@ -121,6 +123,11 @@ class Recipe(ABC):
     def extra_prompts(self, caption: str) -> dict[str, str]:
         """Further prompts per clip whose text states the trainer caches up front (MotionCrafter's appearance
         prior); keys reach ``step`` as ``ctx.sample.extra_text``."""
+        return {}
+
+    def clip_extras(self, backbone: "Backbone", video: torch.Tensor, latents: torch.Tensor) -> dict[str, Any]:
+        """Per-clip data computed once when the trainer caches a reference clip (video float [F, H, W, 3] at the
+        training size, latents [1, C, F', h, w]); reaches ``step`` as ``ctx.sample.extras``."""
         return {}
 
     # ---- the training step ----------------------------------------------------------------------------------

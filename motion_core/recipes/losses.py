@@ -1,4 +1,4 @@
-"""Loss terms of the five methods as pure functions of prediction and target tensors [B, C, F, h, w].
+"""Loss terms of the methods as pure functions of prediction and target tensors [B, C, F, h, w].
 
 Kept free of models so each term can be checked against a hand computation on small tensors. Everything is
 computed in float32 (predictions may come from a bf16/fp16 autocast) and "MSE" is the mean over all elements.
@@ -76,3 +76,24 @@ def appearance_normalisation(tuned: torch.Tensor, frozen_base: torch.Tensor) -> 
     """MSE(mean_f(ε̂_tuned), mean_f(ε̂_base)): the appearance stays where the frozen base model has it
     (multiply by λ_a in the recipe). ``frozen_base`` carries no grad."""
     return F.mse_loss(frame_mean(tuned), frame_mean(frozen_base.detach()))
+
+
+def tracking_consistency(features: torch.Tensor, targets: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """DeT's dense tracking loss: features [B, C, F, h, w] of each latent frame against the next frame's features at
+    where the reference's trajectories take each cell (``targets`` [F-1, h, w, 2] as x, y in cell units, bilinear),
+    squared difference averaged over channels and the visible cells (``visible`` [F-1, h, w]). Zero exactly when the
+    features stay the same along every visible trajectory."""
+    features = features.float()
+    b, c, f, h, w = features.shape
+    if targets.shape[:3] != (f - 1, h, w) or visible.shape != (f - 1, h, w):
+        raise InvalidInputError(
+            f"Trajectories of {tuple(targets.shape[:3])} do not fit features of {f} frames of {h}x{w}; compute them "
+            "for the clip the latents came from.")
+    nxt = features[:, :, 1:].permute(0, 2, 1, 3, 4).reshape(b * (f - 1), c, h, w)
+    grid = torch.stack([targets[..., 0] * (2.0 / max(w - 1, 1)) - 1.0,
+                        targets[..., 1] * (2.0 / max(h - 1, 1)) - 1.0], dim=-1).to(features)
+    sampled = F.grid_sample(nxt, grid.repeat(b, 1, 1, 1), mode="bilinear", padding_mode="border", align_corners=True)
+    here = features[:, :, :-1].permute(0, 2, 1, 3, 4).reshape(b * (f - 1), c, h, w)
+    per_cell = (sampled - here).pow(2).mean(dim=1).reshape(b, f - 1, h, w)
+    weight = visible.to(features)[None].expand_as(per_cell)
+    return (per_cell * weight).sum() / weight.sum().clamp_min(1.0)

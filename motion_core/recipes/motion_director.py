@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..lora import AdapterSpec
+from ..lora.temporal_kernel import KernelSpec
 from . import losses
 from .base import Recipe, RecipeConfig, spec, temporal_spec
 
@@ -38,6 +39,10 @@ class MotionDirectorConfig(RecipeConfig):
     where the family has them (UNet3D; METHODS.md counts them as temporal modules). On the built-in ShapesT2V model
     a temporal LoRA without them cannot draw a path the base never drew (one-shot circle, fidelity to the reference
     0.17 without, 0.75 with; docs/benchmarks.md). False = the reference's attention + ff + transformer_in only."""
+    temporal_kernel: bool = False
+    """Ours, for DiTs (Wan), which have no temporal convolutions: DeT's temporal kernel (128 middle channels, 3 taps,
+    every block) travels with the temporal LoRA, trained on the whole-clip path and off on the single-frame one.
+    Measured in docs/wan.md ("DeT")."""
 
     def for_clip_count(self, num_clips: int) -> "MotionDirectorConfig":
         if num_clips > 1:
@@ -60,6 +65,8 @@ class MotionDirector(Recipe):
         spatial = [spec(backbone, name, ("spatial_self_attn", "spatial_ff"), rank=rank, alpha=alpha,
                         dropout=dropout, kind="appearance") for name in self._spatial_names(num_clips)]
         temporal = temporal_spec(backbone, conv=self.config.temporal_conv, rank=rank, alpha=alpha, dropout=dropout)
+        if self.config.temporal_kernel:
+            temporal = replace(temporal, temporal_kernel=KernelSpec())
         return [*spatial, temporal]
 
     def appearance_adapters(self, num_clips: int) -> list[str]:

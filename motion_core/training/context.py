@@ -34,6 +34,8 @@ class TrainingSample:
     very ``latents`` object where the VAE encodes frame by frame."""
     condition: Any = None
     """Image-to-video: the clip's first frame as the backbone's start-image condition (None: text-to-video)."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """What the recipe computed from the clip once at caching time (``Recipe.clip_extras``: DeT's trajectories)."""
 
     @property
     def num_frames(self) -> int:

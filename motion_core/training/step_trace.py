@@ -131,7 +131,9 @@ def trace_step(backbone, recipe, *, shapes: PlanningShapes, checkpointing: bool,
     """One forward + backward of the full clip with all of ``recipe``'s adapters trained, on a meta copy."""
     from ..lora import add_adapter
 
-    key = (backbone.fingerprint(), type(recipe).__name__, getattr(recipe, "name", ""), shapes, checkpointing, rank,
+    # The recipe's config is part of the key: an option may add adapters (MotionDirector's temporal_kernel).
+    key = (backbone.fingerprint(), type(recipe).__name__, getattr(recipe, "name", ""),
+           repr(getattr(recipe, "config", None)), shapes, checkpointing, rank,
            float(alpha), float(dropout), clips, str(compute_dtype), str(backbone.dtype))
     if key in _TRACES:
         return _TRACES[key]

@@ -31,7 +31,7 @@ from .auto_memory import plan_run
 from .callbacks import ProgressInfo, TrainingCallbacks
 from .config import TrainingConfig
 from .context import StepContext
-from .data import cache_samples
+from .data import cache_samples, prepare_frames
 from .distributed import GradientSum
 from .distributed import current as current_processes
 from .optim import build_optimizer, build_scheduler, stage_at
@@ -142,6 +142,7 @@ class _Run:
                                      training_caption=self.training_caption, **cache)
         self.regularisation = cache_samples(self.backbone, self.recipe, self.regularisation_clips,
                                             regularisation=True, **cache)
+        self._add_clip_extras()
         self._offload_encoders(True)
         denoiser = self.backbone.denoiser
         had_checkpointing = bool(getattr(self.backbone, "gradient_checkpointing", False))
@@ -175,6 +176,19 @@ class _Run:
             self._offload_encoders(False)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+
+    def _add_clip_extras(self) -> None:
+        """The recipe's per-clip data (DeT's trajectories), once per reference clip; hue-rotated copies of a clip
+        share it (its geometry is theirs)."""
+        if not self.recipe.uses_clip_extras:
+            return
+        done: dict[int, dict] = {}
+        for sample in self.samples:
+            if sample.clip_index not in done:
+                video = prepare_frames(self.clips.clips[sample.clip_index], self.config.frames, self.config.width,
+                                       self.config.height)
+                done[sample.clip_index] = self.recipe.clip_extras(self.backbone, video, sample.latents)
+            sample.extras.update(done[sample.clip_index])
 
     def _use_device(self, device: torch.device) -> None:
         if device != self.backbone.device:

@@ -1,6 +1,7 @@
 """Our canonical file, and import of the other diffusers/PEFT spellings into it.
 
-Written keys: ``unet.<module>.lora_A.weight`` / ``.lora_B.weight`` plus the header from metadata.py. Read keys
+Written keys: ``unet.<module>.lora_A.weight`` / ``.lora_B.weight`` plus the header from metadata.py, and a DeT
+temporal kernel's ``temporal_kernel.<site>.down.weight`` / ``.up.weight`` where the LoRA has one. Read keys
 also include ``base_model.model.<module>...`` (peft's wrapped model), ``transformer.<module>...`` (diffusers' name
 for a DiT's component, e.g. Wan LoRAs saved by diffusers or ai-toolkit), ``.lora_A.<adapter>.weight``, the older
 diffusers ``.lora.down.weight`` / ``.lora.up.weight`` and ``.processor.to_q_lora.down.weight`` spellings, bare
@@ -20,6 +21,7 @@ from ...errors import InvalidInputError
 from ..metadata import decode_header, encode_header
 from ..motion_lora import MotionLora
 from ..state import canonical_key, patch_key
+from ..temporal_kernel import split_kernel_key
 from .peft_config import adapter_config, module_alphas
 
 _OTHER_COMPONENTS = ("text_encoder.", "text_encoder_2.", "vae.")
@@ -37,7 +39,8 @@ def looks_like(keys) -> bool:
 
 
 def to_canonical_file(lora: MotionLora) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    return {**lora.tensors, **lora.patches}, encode_header({**lora.metadata, "source_format": "canonical"})
+    return ({**lora.tensors, **lora.patches, **lora.kernel},
+            encode_header({**lora.metadata, "source_format": "canonical"}))
 
 
 def _module_and_role(key: str) -> tuple[str, str] | None:
@@ -60,10 +63,14 @@ def from_peft_file(tensors: dict[str, torch.Tensor], header: dict[str, str] | No
     ours = decode_header(header)
     weights: dict[str, torch.Tensor] = {}
     patches: dict[str, torch.Tensor] = {}
+    kernel: dict[str, torch.Tensor] = {}
     alphas: dict[str, float] = {}
     skipped, unknown = [], []
     prefixes: Counter = Counter()
     for key, tensor in tensors.items():
+        if split_kernel_key(key) is not None:  # a DeT temporal kernel (ours; see temporal_kernel.py)
+            kernel[key] = tensor
+            continue
         if key.startswith(_OTHER_COMPONENTS):
             skipped.append(key)
             continue
@@ -107,4 +114,4 @@ def from_peft_file(tensors: dict[str, torch.Tensor], header: dict[str, str] | No
     if skipped:
         metadata = {**metadata, "extra": {**metadata.get("extra", {}), "skipped_components": sorted(
             {k.split(".")[0] for k in skipped})}}
-    return MotionLora(weights, metadata, patches)
+    return MotionLora(weights, metadata, patches, kernel)

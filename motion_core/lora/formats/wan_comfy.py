@@ -2,6 +2,8 @@
 
 Written (format "comfyui"): ``diffusion_model.<original module>.lora_A.weight`` / ``.lora_B.weight`` and a scalar
 ``.alpha``, e.g. ``diffusion_model.blocks.0.self_attn.q.lora_A.weight`` for diffusers' ``blocks.0.attn1.to_q``.
+A DeT temporal kernel is not written (core has no place for it); the header's ``extra.temporal_kernel_left_out``
+says so, and the pack's report (report.py) tells whoever loads the file.
 Why this spelling: ComfyUI's ``model_lora_keys_unet`` maps ``diffusion_model.<name>`` to every weight of the loaded
 Wan, its LoRA adapter reads ``<name>.lora_B.weight`` / ``<name>.lora_A.weight`` and ``<name>.alpha`` (``.item()``),
 and patches ``W += strength * alpha / rank * B @ A`` with rank = lora_A's first dimension: the same scaling as ours,
@@ -38,6 +40,10 @@ from ..motion_lora import MotionLora
 from ..state import canonical_key, patch_key
 
 PREFIX = "diffusion_model."
+KERNEL_LEFT_OUT = "temporal_kernel_left_out"
+KERNEL_NOTE = ("This file holds the LoRA part only: the LoRA was trained with a DeT temporal kernel, which ComfyUI "
+               "core's LoraLoaderModelOnly cannot apply. For the whole LoRA load the pack's canonical file with Load "
+               "Motion LoRA and use Sample Video or Apply Motion LoRA (native MODEL).")
 _NAMED = re.compile(
     r"^(?P<m>.+?)\.(?:lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight|(?P<du>lora_down|lora_up)\.weight|(?P<alpha>alpha))$")
 _MUSUBI = re.compile(r"^lora_unet__?(?P<flat>[A-Za-z0-9_]+)\.(?:(?P<du>lora_down|lora_up)\.weight|(?P<alpha>alpha))$")
@@ -122,7 +128,13 @@ def to_comfy_wan_file(lora: MotionLora) -> tuple[dict[str, torch.Tensor], dict[s
         for parameter, suffix in (("weight", "diff"), ("bias", "diff_b")):
             if lora.patch(module, parameter) is not None:
                 tensors[f"{stem}.{suffix}"] = lora.patch(module, parameter)
-    return tensors, encode_header({**lora.metadata, "family": "wan", "source_format": "comfyui"})
+    metadata = {**lora.metadata, "family": "wan", "source_format": "comfyui"}
+    if lora.kernel:
+        # Core's loader has no place for a module, so the file holds the LoRA part; its header says what is missing.
+        metadata["extra"] = {**metadata.get("extra", {}), KERNEL_LEFT_OUT: {**lora.kernel_spec.to_dict(),
+                                                                          "note": KERNEL_NOTE}}
+        metadata["temporal_kernel"] = {}
+    return tensors, encode_header(metadata)
 
 
 def _sample(keys) -> str:
