@@ -14,7 +14,8 @@ from .pretrain.architecture import NUM_FRAMES
 TOY_DIR = Path(__file__).resolve().parent
 SHAPES_T2V_DIR = TOY_DIR / "shapes_t2v"
 SHAPES_WAN_DIR = TOY_DIR / "shapes_wan"
-BUILTIN_MODELS = {"shapes_t2v": SHAPES_T2V_DIR, "shapes_wan": SHAPES_WAN_DIR}
+SHAPES_WAN_I2V_DIR = TOY_DIR / "shapes_wan_i2v"  # ShapesWan's image-to-video form (WanImageToVideoPipeline)
+BUILTIN_MODELS = {"shapes_t2v": SHAPES_T2V_DIR, "shapes_wan": SHAPES_WAN_DIR, "shapes_wan_i2v": SHAPES_WAN_I2V_DIR}
 
 
 def clip_frames(backbone, at_least: int = NUM_FRAMES) -> int:
@@ -29,5 +30,6 @@ def clip_frames(backbone, at_least: int = NUM_FRAMES) -> int:
 
 
 def resolve_builtin(model: str | Path) -> Path:
-    """A built-in model's short name ("shapes_t2v", "shapes_wan") becomes its folder; any other value is a path."""
+    """A built-in model's short name ("shapes_t2v", "shapes_wan", "shapes_wan_i2v") becomes its folder; any other
+    value is a path."""
     return BUILTIN_MODELS.get(str(model), Path(model))
