@@ -159,6 +159,13 @@ class SampleVideo(io.ComfyNode):
                     tooltip="Wan 2.2 A14B with both experts loaded: the guidance of the low-noise expert's steps "
                     "(Wan's own A14B settings: 4.0 high, 3.0 low). 0: the same as cfg.",
                 ),
+                io.Image.Input(
+                    "start_image",
+                    optional=True,
+                    tooltip="Image-to-video: the picture the clip starts from (Load Image). Wan I2V models need "
+                    "it; Wan 2.2 TI2V 5B animates it when given; text-to-video models take none. It is scaled to "
+                    "cover width x height and centre-cropped.",
+                ),
             ],
             outputs=[
                 io.Image.Output(
@@ -187,6 +194,7 @@ class SampleVideo(io.ComfyNode):
         noise_prior_p=0.0,
         noise_prior_mode="full",
         cfg_low_noise=0.0,
+        start_image=None,
     ) -> io.NodeOutput:
         request = SampleRequest(
             prompt=prompt,
@@ -203,6 +211,7 @@ class SampleVideo(io.ComfyNode):
             noise_prior_p=noise_prior_p,
             noise_prior_mode=noise_prior_mode,
             cfg_low_noise=cfg_low_noise or None,
+            start_image=start_image,
             **({"lora_stack": lora_stack} if lora_stack is not None else {}),
         )
         with engine_warnings() as notes:

@@ -15,6 +15,7 @@ from ..motion_core.errors import CancelledError
 from ..motion_core.recipes import recipe_names
 from ..motion_core.sampling import SampleRequest, SamplingCallbacks, sample_video
 from ..motion_core.training import TrainingCallbacks, TrainingConfig, plot_loss, train_motion_lora
+from ..motion_core.training.config import START_IMAGE_TRAINING
 from ..motion_core.typed_paths import any_path_allowed, confine_typed_path
 from . import paths
 from .progress import NodeProgress, animated_webp_data_url, interrupted, log, send_event
@@ -56,6 +57,7 @@ class _Reporter:
         self.preview_frames, self.preview_width, self.preview_height = preview_size
         self.progress = NodeProgress(total)
         self.last_preview = None
+        self.preview_image = None  # image-to-video: the previews' start image
 
     def on_progress(self, info) -> None:
         self.progress.update(info.step, info.total_steps, self.last_preview)
@@ -84,6 +86,7 @@ class _Reporter:
             width=self.preview_width,
             height=self.preview_height,
             scheduler="auto",
+            start_image=self.preview_image,
         )
         result = sample_video(backbone, request, SamplingCallbacks(should_cancel=interrupted, preview="none"))
         self.last_preview = result.frames
@@ -228,6 +231,30 @@ class TrainMotionLoRA(io.ComfyNode):
                     "base_storage and block_offload apply as set, with gradient checkpointing on. The plan is shown "
                     "under the node either way.",
                 ),
+                io.Combo.Input(
+                    "start_image",
+                    options=list(START_IMAGE_TRAINING),
+                    default="auto",
+                    optional=True,
+                    tooltip="Image-to-video: auto trains Wan I2V models with each clip's first frame as the start "
+                    "image; first_frame does so for Wan 2.2 TI2V 5B too (its I2V mode); none trains text-to-video.",
+                ),
+                io.Int.Input(
+                    "recolour",
+                    default=0,
+                    min=0,
+                    max=8,
+                    optional=True,
+                    tooltip="Image-to-video: also train on this many hue-turned copies of each clip, so the motion "
+                    "is seen from several start images and binds less to the reference's own look (2 is a good "
+                    "start; docs/benchmarks.md measures it). 0: the clips as given.",
+                ),
+                io.Image.Input(
+                    "preview_image",
+                    optional=True,
+                    tooltip="Image-to-video: the start image of the validation previews (default: the first "
+                    "clip's first frame).",
+                ),
             ],
             outputs=[
                 LoraType.Output(
@@ -271,6 +298,9 @@ class TrainMotionLoRA(io.ComfyNode):
         block_offload=False,
         high_noise_bias=0.0,
         memory="auto",
+        start_image="auto",
+        recolour=0,
+        preview_image=None,
     ) -> io.NodeOutput:
         resume = _resume_path(resume_from)
         auto = memory != "manual"
@@ -291,12 +321,16 @@ class TrainMotionLoRA(io.ComfyNode):
             block_offload=None if auto and not block_offload else bool(block_offload),
             timestep_skew=high_noise_bias or None,
             memory="auto" if auto else "manual",
+            start_image=start_image,
+            recolour=int(recolour),
         )
         total = steps or 1
         preview_frames = video_model.frames_up_to(min(frames, 8))  # a short preview, in a length the VAE takes
         reporter = _Reporter(
             str(cls.hidden.unique_id), total, preview_prompt or clips.clips[0].caption, (preview_frames, width, height)
         )
+        if video_model.start_image == "required" or start_image == "first_frame" and video_model.start_image != "none":
+            reporter.preview_image = preview_image if preview_image is not None else clips.clips[0].frames[:1].float() / 255.0
         callbacks = TrainingCallbacks(
             on_progress=reporter.on_progress,
             should_cancel=interrupted,

@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInputError
+from .conditioning import StartImageSupport
 from .objectives import DiffusionObjective, Objective
 
 SHARED_TARGET_SETS = (
@@ -101,7 +102,7 @@ class PlanningShapes:
     """Tokens (latent positions after patching) the denoiser's attention runs over: what activations scale with."""
 
 
-class Backbone(ABC):
+class Backbone(StartImageSupport, ABC):
     """A loaded text-to-video model, seen through the operations that training and sampling need.
 
     Attributes: ``family`` (e.g. "unet3d", "animatediff"), ``denoiser`` (the nn.Module LoRAs go into), ``vae``,
@@ -109,6 +110,7 @@ class Backbone(ABC):
     ``prediction_type`` ("epsilon" or "v_prediction", read from the scheduler), ``device`` and ``dtype``.
 
     Latents are always [B, C, F, h, w]; frames are float [B, F, H, W, 3] in 0..1 (ComfyUI's IMAGE layout, batched).
+    Image-to-video models also read a start image's condition (conditioning.py: ``start_image``, ``conditioned``).
     """
 
     family: str = ""
@@ -168,6 +170,12 @@ class Backbone(ABC):
         that encode frame by frame this is ``encode_video``; a temporally compressing VAE must encode each frame
         alone, since one latent frame of a clip mixes several video frames."""
         return self.encode_video(frames)
+
+    def encoders(self) -> list:
+        """The models that only encode inputs (VAE, text encoder, an I2V model's image encoder): training runs them
+        while caching clips, then they may leave the accelerator."""
+        parts = [self.vae, self.text_encoder, getattr(self, "image_encoder", None)]
+        return [part for part in parts if part is not None]
 
     # ---- encoding -------------------------------------------------------------------------------------------
     @abstractmethod

@@ -13,7 +13,9 @@ Columns (motion_core/toy/metrics.py says why each is defined as it is):
 - chance: `random_path_chance`, the mean fidelity of random paths of other families against the same references;
 - family (2nd): the old `family_fidelity`, best over 48 family members; secondary, since even random wobbles score
   ~0.2 on it;
-- appearance: colour and shape follow the prompt; leakage: the reference's colour or shape shows up instead;
+- appearance: colour and shape follow the prompt; leakage: the reference's colour or shape shows up instead (the
+  object's majority vote); pixel leak / bg leak: the share of the object's / the background's pixels in the
+  reference's colour, per frame (toy/pixel_leakage.py: what a viewer sees, patches included);
 - train time and the process's peak memory growth.
 ``--quick`` (one family, one shot, short training) runs in a few minutes on a CPU; tests assert floors on it.
 """
@@ -105,13 +107,15 @@ def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> dict:
                                     cfg=args.cfg, frames=frames, width=FRAME_SIZE, height=FRAME_SIZE,
                                     lora_stack=stack, fps=FPS, noise_prior_clip=prior, noise_prior_p=args.noise_prior,
                                     noise_prior_mode=args.noise_prior_mode)
-            track = track_object(sample_video(backbone, request).frames)
-            scores.append(score_sample(track, colour, shape, reference=references, motion=motion,
-                                       reference_colour=REFERENCE_COLOUR, reference_shape=REFERENCE_SHAPE))
+            frames_out = sample_video(backbone, request).frames
+            scores.append(score_sample(track_object(frames_out), colour, shape, reference=references, motion=motion,
+                                       reference_colour=REFERENCE_COLOUR, reference_shape=REFERENCE_SHAPE,
+                                       frames=frames_out))
     summary = summarize(scores)
     return {"fidelity": summary["reference_fidelity"], "chance_random": random_path_chance(references, motion),
             "family_fidelity": summary["family_fidelity"], "appearance": summary["appearance_accuracy"],
-            "leakage": summary["leakage"], "train_s": train_s, "peak_mem_mib": memory, "samples": len(scores),
+            "leakage": summary["leakage"], "pixel_leakage": summary["pixel_leakage"],
+            "pixel_leakage_background": summary["pixel_leakage_background"], "train_s": train_s, "peak_mem_mib": memory, "samples": len(scores),
             "sample_fidelity": [round(s.reference_fidelity, 4) for s in scores]}
 
 
@@ -174,7 +178,8 @@ def run(argv=None) -> dict:
                 rows.append(row)
                 print(f"{recipe:18s} {motion:12s} {shots}-shot  fidelity {row['fidelity']:.2f}  chance "
                       f"{row['chance_random']:.2f}  family (2nd) {row['family_fidelity']:.2f}  appearance "
-                      f"{row['appearance']:.2f}  leakage {row['leakage']:.2f}  train {row['train_s']:.0f}s  "
+                      f"{row['appearance']:.2f}  leakage {row['leakage']:.2f}  pixel leak "
+                      f"{fmt_or_dash(row['pixel_leakage'], '.3f')}  train {row['train_s']:.0f}s  "
                       f"mem +{fmt_or_dash(row['peak_mem_mib'], '.0f')} MiB", flush=True)
     add_base_chance(rows)
     figures = {}
@@ -187,12 +192,14 @@ def run(argv=None) -> dict:
     return result
 
 
-FIGURES = ("fidelity", "chance_base", "chance_random", "family_fidelity", "appearance", "leakage", "train_s",
-           "peak_mem_mib")
+FIGURES = ("fidelity", "chance_base", "chance_random", "family_fidelity", "appearance", "leakage", "pixel_leakage",
+           "pixel_leakage_background", "train_s", "peak_mem_mib")
 # (key, header, format, width) of the summary table; the primary fidelity first, its two chance levels next to it.
 COLUMNS = (("fidelity", "fidelity", ".2f", 8), ("chance_base", "base same seeds", ".2f", 15),
            ("chance_random", "chance", ".2f", 6), ("family_fidelity", "family (2nd)", ".2f", 12),
-           ("appearance", "appearance", ".2f", 10), ("leakage", "leakage", ".2f", 7), ("train_s", "train s", ".0f", 7),
+           ("appearance", "appearance", ".2f", 10), ("leakage", "leakage", ".2f", 7),
+           ("pixel_leakage", "pixel leak", ".3f", 10), ("pixel_leakage_background", "bg leak", ".3f", 7),
+           ("train_s", "train s", ".0f", 7),
            ("peak_mem_mib", "peak MiB", ".0f", 8))
 
 

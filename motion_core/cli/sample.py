@@ -40,6 +40,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--noise-prior-video", default=None, help="reference clip for the noise prior")
     p.add_argument("--noise-prior-p", type=float, default=0.0, help="share of the reference's inversion (0 = off)")
     p.add_argument("--noise-prior-mode", choices=NOISE_PRIOR_MODES, default="full")
+    p.add_argument("--image", default=None, metavar="PICTURE",
+                   help="image-to-video: the start image (Wan I2V models need one; Wan 2.2 TI2V 5B takes one)")
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--out", required=True, help="output video (.mp4, .gif or .webp)")
@@ -70,6 +72,7 @@ def run(args) -> int:
     from ..lora import load_lora
     from ..sampling import LoraStack, SampleRequest, SamplingCallbacks, sample_video
     from ..video import load_reference_video
+    from ..video.still import load_still_image
     from .recovery import fallback_dirs
     from .video_out import check_fps, check_output_path, write_or_recover
 
@@ -83,6 +86,7 @@ def run(args) -> int:
         path, strength, start, end = parse_lora(spec)
         stack = stack.add(load_lora(path), strength, start, end)
     prior = load_reference_video(args.noise_prior_video) if args.noise_prior_video else None
+    image = load_still_image(args.image) if args.image else None
     backbone = load_backbone(args.model, device=device, **model_file_options(args))
     if args.second_expert:
         from ..backbones.wan.experts import load_other_expert
@@ -92,7 +96,7 @@ def run(args) -> int:
         prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed, steps=args.steps, cfg=args.cfg,
         frames=args.frames, width=args.width, height=args.height, scheduler=args.scheduler, lora_stack=stack,
         noise_prior_clip=prior, noise_prior_p=args.noise_prior_p if prior is not None else 0.0,
-        noise_prior_mode=args.noise_prior_mode, fps=fps, cfg_low_noise=args.cfg_low_noise or None)
+        noise_prior_mode=args.noise_prior_mode, fps=fps, cfg_low_noise=args.cfg_low_noise or None, start_image=image)
     cancelled = []
     previous = signal.signal(signal.SIGINT, lambda *_: cancelled.append(True))
 

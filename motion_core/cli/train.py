@@ -79,6 +79,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="favour high noise levels in training: k of t = T·u^(1/k); 1 = uniform, the recipe's own "
                         "law when unset (NewMove 2). 3 lets a one-shot MotionDirector LoRA carry the reference's "
                         "path on the built-in model")
+    p.add_argument("--image", "--start-image", dest="start_image", choices=("auto", "first_frame", "none"),
+                   default="auto", help="image-to-video: auto trains Wan I2V models with each clip's first frame as "
+                   "the start image; first_frame does so for Wan 2.2 TI2V 5B too; none trains text-to-video")
+    p.add_argument("--recolour", type=int, default=0,
+                   help="image-to-video: also train on this many hue-turned copies of each clip (e.g. 2)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--out", required=True, help="output .safetensors (appearance LoRAs go next to it)")
     p.add_argument("--overwrite", action="store_true",
@@ -201,7 +206,7 @@ def run(args) -> int:
         checkpoint_every=args.checkpoint_every, checkpoint_dir=args.checkpoint_dir,
         mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing,
         device=device, name=out.stem, base_storage=args.base_storage, block_offload=args.block_offload,
-        timestep_skew=args.timestep_skew,
+        timestep_skew=args.timestep_skew, start_image=args.start_image, recolour=args.recolour,
         # A sharded base is split over the processes; the plan reads one whole model on one device, so it is off.
         memory="manual" if args.shard_base else getattr(args, "memory", "auto"))
     clips = _clips(args.video, args.caption, "reference")

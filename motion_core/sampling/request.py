@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..clips import Clip
+from ..backbones.conditioning import single_image
 from ..errors import InvalidInputError, LoraMismatchError
 from ..lora import check_lora_fits
 from ..lora.stack import LoraStack
@@ -30,7 +31,9 @@ class SampleRequest:
     strict_base: refuse LoRAs trained on another base model (by architecture fingerprint). fps: only passed through
     to the result for video writers (the denoiser has no frame-rate input). cfg_low_noise: Wan 2.2 A14B with both
     experts loaded: the guidance of the low-noise expert's steps (WanPipeline's guidance_scale_2; Wan-AI's A14B
-    config uses 3.0 there and 4.0 for the high-noise expert); None: ``cfg`` for every step.
+    config uses 3.0 there and 4.0 for the high-noise expert); None: ``cfg`` for every step. start_image: the
+    picture the clip starts from (IMAGE [1, H, W, 3] in 0..1), which image-to-video models need and Wan 2.2 TI2V
+    5B takes; text-to-video models refuse one.
     """
 
     prompt: str
@@ -50,6 +53,7 @@ class SampleRequest:
     strict_base: bool = True
     fps: float = 8.0
     cfg_low_noise: float | None = None
+    start_image: torch.Tensor | None = None
 
 
 @dataclass
@@ -106,10 +110,26 @@ def validate_request(backbone, request: SampleRequest) -> None:
         raise InvalidInputError(
             f"noise_prior_p is {p} but no reference clip was given; connect the reference video or set p to 0.")
     check_noise_prior_mode(request.noise_prior_mode)
+    check_start_image(backbone, request.start_image)
     if not isinstance(request.lora_stack, LoraStack):
         raise InvalidInputError(f"lora_stack must be a LoraStack; got {type(request.lora_stack).__name__}.")
     validate_stack(backbone, request.lora_stack, strict_base=request.strict_base)
     request.lora_stack.segments(steps)
+
+
+def check_start_image(backbone, image) -> None:
+    """A start image where the model needs one, none where it takes none (the messages name the fix)."""
+    support = backbone.start_image
+    if image is None and support == "required":
+        raise InvalidInputError(
+            "This Wan model is image-to-video: it needs a start image. Connect your picture (Load Image) to "
+            "'start_image', or pass --image on the command line.")
+    if image is not None and support == "none":
+        raise InvalidInputError(
+            "This model is text-to-video and takes no start image. Leave it out (Sample Video's 'start_image', "
+            "--image), or load an image-to-video model (Wan 2.1 I2V, Wan 2.2 I2V A14B) or Wan 2.2 TI2V 5B.")
+    if image is not None:
+        single_image(image)
 
 
 def validate_stack(backbone, stack: LoraStack, *, strict_base: bool = True) -> None:

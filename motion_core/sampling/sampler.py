@@ -39,7 +39,12 @@ def sample_video(backbone, request: SampleRequest, callbacks: SamplingCallbacks 
         denoiser.eval()  # LoRA/attention dropout off: sampling must be deterministic
     try:
         with torch.no_grad():
-            return _run(backbone, request, callbacks)
+            condition = None
+            if request.start_image is not None:  # image-to-video: every denoise of this run reads it
+                condition = backbone.encode_start_image(request.start_image, request.frames, request.width,
+                                                        request.height)
+            with backbone.conditioned(condition):
+                return _run(backbone, request, callbacks)
     finally:
         for denoiser, mode in zip(denoisers, was_training):
             denoiser.train(mode)
@@ -112,6 +117,7 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
     denoise_seconds = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    latents = backbone.finish_latents(latents)
     frames = backbone.decode_latents(latents.to(backbone.dtype))[0]
     if not bool(torch.isfinite(frames).all()):
         raise _nonfinite(backbone, request, "the VAE decode", ())

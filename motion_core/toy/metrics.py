@@ -55,6 +55,7 @@ import torch
 
 from ..errors import InvalidInputError
 from .motions import MOTIONS, UNSEEN_MOTIONS, get_motion, sample_params
+from .pixel_leakage import PixelLeakage, pixel_leakage
 from .tracking import ObjectTrack
 
 SIZE_WEIGHT = 0.25  # ~ a typical object's bounding-box side in canvas units
@@ -207,19 +208,27 @@ class SampleScore:
     shape_accuracy: float = math.nan
     leakage: float = math.nan
     found_fraction: float = math.nan
+    pixel_leakage: float = math.nan
+    """Share of the object's pixels in the reference's colour, mean over frames (pixel_leakage.py)."""
+    pixel_leakage_background: float = math.nan
+    """Share of the background's pixels in the reference's colour, mean over frames."""
 
 
 def score_sample(track: ObjectTrack, prompt_colour: str, prompt_shape: str, reference=None,
                  motion: str | None = None, reference_colour: str | None = None,
-                 reference_shape: str | None = None) -> SampleScore:
+                 reference_shape: str | None = None, frames=None) -> SampleScore:
     """Score one generated clip's track against its prompt, its reference clip(s) and/or its motion family.
 
     reference: one track or a sequence of tracks (multi-shot). motion_fidelity is against the first reference,
-    reference_fidelity the best over all of them (the primary figure); family_fidelity the secondary one."""
+    reference_fidelity the best over all of them (the primary figure); family_fidelity the secondary one. With the
+    sample's ``frames`` and a ``reference_colour``, the per-pixel leakage too."""
     refs = _as_reference_list(reference) if reference is not None else None
     leak = math.nan
     if reference_colour is not None and reference_shape is not None:
         leak = leakage(track, reference_colour, reference_shape, prompt_colour, prompt_shape)
+    pixels = PixelLeakage(math.nan, math.nan, math.nan)
+    if frames is not None and reference_colour is not None:
+        pixels = pixel_leakage(frames, reference_colour, prompt_colour)
     return SampleScore(
         motion_fidelity=motion_fidelity(track, refs[0]) if refs else math.nan,
         reference_fidelity=reference_fidelity(track, refs) if refs else math.nan,
@@ -229,6 +238,8 @@ def score_sample(track: ObjectTrack, prompt_colour: str, prompt_shape: str, refe
         shape_accuracy=float(track.shape == prompt_shape),
         leakage=leak,
         found_fraction=track.found_fraction,
+        pixel_leakage=pixels.object_share,
+        pixel_leakage_background=pixels.background_share,
     )
 
 

@@ -90,7 +90,7 @@ def resident_bytes(backbone, device) -> int:
     """Bytes of the backbone's tensors already on ``device`` (the run takes them over instead of allocating)."""
     device = torch.device(device)
     total = 0
-    for part in (backbone.denoiser, backbone.vae, backbone.text_encoder):
+    for part in (backbone.denoiser, *backbone.encoders()):
         if isinstance(part, torch.nn.Module):
             seen = set()
             for t in [*part.parameters(), *part.buffers()]:

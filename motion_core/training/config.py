@@ -17,6 +17,7 @@ from .precision import PRECISIONS
 LR_SCHEDULES = ("constant", "cosine")
 _finite = math.isfinite  # inf passes "> 0", and NaN slips through any check written as "not (x < 0)"
 MEMORY_MODES = ("auto", "manual")
+START_IMAGE_TRAINING = ("auto", "first_frame", "none")
 MANUAL_DEFAULTS = {"gradient_checkpointing": True, "base_storage": "native", "block_offload": False}
 """What the memory options mean when left unset in manual mode (the defaults before the memory plan existed)."""
 OPTIMIZERS = ("auto", "adamw", "adamw8bit")
@@ -80,6 +81,14 @@ class TrainingConfig:
 
     memory: str = "auto"
     offload_blocks: int | None = None
+    start_image: str = "auto"
+    """Image-to-video training (data.py): "auto" gives models that need a start image (Wan I2V) each clip's own
+    first frame as it; "first_frame" does so for models where it is optional too (Wan 2.2 TI2V 5B's I2V mode);
+    "none" trains text-to-video (refused for models that need an image)."""
+    recolour: int = 0
+    """Image-to-video: this many hue-rotated copies of each reference clip train beside it (the whole clip turned,
+    so its first frame and its motion still agree): the motion is seen from several start images and binds less to
+    the reference's own look. 0: the clips as given."""
 
     def __post_init__(self):
         if self.memory == "manual":  # unset options mean what they meant before the plan: fixed defaults
@@ -128,6 +137,10 @@ class TrainingConfig:
             (_finite(s.grad_clip) and s.grad_clip >= 0,
              f"grad_clip must be a finite number >= 0 (0 disables clipping); got {s.grad_clip}."),
             (s.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}; got {s.lr_schedule!r}."),
+            (self.start_image in START_IMAGE_TRAINING,
+             f"start_image must be one of {START_IMAGE_TRAINING}; got {self.start_image!r}."),
+            (isinstance(self.recolour, int) and 0 <= self.recolour <= 8,
+             f"recolour must be a whole number from 0 to 8; got {self.recolour!r}. Try 2."),
             (0 <= self.warmup_steps < s.steps,
              f"warmup_steps must be in [0, steps); got {self.warmup_steps} for {s.steps} steps."),
             (self.frames >= 1, f"frames must be at least 1; got {self.frames}."),

@@ -32,6 +32,8 @@ class TrainingSample:
     image_latents: torch.Tensor | None = None
     """Each video frame encoded alone [1, C, F_video, h, w] (``Backbone.encode_frames_as_images``); None or the
     very ``latents`` object where the VAE encodes frame by frame."""
+    condition: Any = None
+    """Image-to-video: the clip's first frame as the backbone's start-image condition (None: text-to-video)."""
 
     @property
     def num_frames(self) -> int:
@@ -111,7 +113,7 @@ class StepContext:
                 frame_indices: Sequence[int] | None = None) -> torch.Tensor:
         """The denoiser's prediction in float32 (under the run's autocast); text defaults to the sample's."""
         text = self.sample.text_states if text_states is None else text_states
-        with self.precision.autocast():
+        with self.precision.autocast(), self.backbone.conditioned(self.sample.condition):
             out = self.backbone.denoise(noisy_latents.to(self.backbone.dtype), t, text, frame_indices)
         return out.float()
 

@@ -10,6 +10,7 @@ import torch
 
 from ..clips import Clip, ClipSet
 from ..errors import InvalidInputError
+from ..video.recolour import recolour_angles, rotate_hue
 from ..video.resize import fit_frame
 from .context import TrainingSample
 
@@ -38,12 +39,31 @@ def _encode_texts(backbone, prompts: list[str]) -> dict[str, object]:
     return {p: backbone.encode_prompt([p]) for p in unique}
 
 
+def uses_start_image(backbone, start_image: str) -> bool:
+    """Whether training conditions on each clip's first frame (TrainingConfig.start_image)."""
+    support = backbone.start_image
+    if start_image == "none":
+        if support == "required":
+            raise InvalidInputError(
+                "This model is image-to-video: it cannot train without a start image. Set start_image to 'auto'.")
+        return False
+    if start_image == "first_frame" and support == "none":
+        raise InvalidInputError(
+            "start_image 'first_frame' asks for image-to-video training, but this model is text-to-video only. Set "
+            "start_image to 'auto', or load an image-to-video model.")
+    return support == "required" or start_image == "first_frame"
+
+
 @torch.no_grad()
 def cache_samples(backbone, recipe, clips: ClipSet, *, frames: int, width: int, height: int,
-                  training_caption: str | None = None, regularisation: bool = False) -> list[TrainingSample]:
+                  training_caption: str | None = None, regularisation: bool = False, start_image: str = "auto",
+                  recolour: int = 0) -> list[TrainingSample]:
     """One TrainingSample per clip. Reference clips get the recipe's training caption (and its extra prompts);
-    regularisation clips keep their own captions, as NewMove requires."""
+    regularisation clips keep their own captions, as NewMove requires. Image-to-video models get each clip's own
+    first frame as the start image; ``recolour`` adds hue-rotated copies of each reference clip (same clip_index)."""
     kind = "regularisation clip" if regularisation else "reference clip"
+    conditioned = uses_start_image(backbone, start_image)
+    angles = recolour_angles(recolour) if conditioned and not regularisation else []
     samples = []
     for index, clip in enumerate(clips):
         label = f"{kind} {index + 1}" + (f" ({clip.source})" if clip.source else "")
@@ -52,9 +72,11 @@ def cache_samples(backbone, recipe, clips: ClipSet, *, frames: int, width: int, 
         extra = {} if regularisation else recipe.extra_prompts(caption)
         texts = _encode_texts(backbone, [caption, *extra.values()])
         backbone.check_video_frames(frames)
-        latents = backbone.encode_video(video).float()
-        images = latents if backbone.temporal_compression == 1 else backbone.encode_frames_as_images(video).float()
-        samples.append(TrainingSample(latents=latents, text_states=texts[caption], clip_index=index, caption=caption,
-                                      regularisation=regularisation, image_latents=images,
-                                      extra_text={k: texts[p] for k, p in extra.items()}))
+        for shown in [video, *(rotate_hue(video, angle) for angle in angles)]:
+            latents = backbone.encode_video(shown).float()
+            images = latents if backbone.temporal_compression == 1 else backbone.encode_frames_as_images(shown).float()
+            condition = backbone.encode_start_image(shown[0], frames, width, height) if conditioned else None
+            samples.append(TrainingSample(latents=latents, text_states=texts[caption], clip_index=index,
+                                          caption=caption, regularisation=regularisation, image_latents=images,
+                                          extra_text={k: texts[p] for k, p in extra.items()}, condition=condition))
     return samples

@@ -162,7 +162,7 @@ def trace_step(backbone, recipe, *, shapes: PlanningShapes, checkpointing: bool,
     original = F.scaled_dot_product_attention
     F.scaled_dot_product_attention = _fused_sdpa
     try:
-        with LiveBytes() as live:
+        with LiveBytes() as live, probe.conditioned(probe.blank_condition(latents)):
             prediction = probe.denoise(latents, timestep, text)
             loss = (prediction.float() - latents[:, : prediction.shape[1]]).pow(2).mean()
             loss.backward()

@@ -136,7 +136,8 @@ class _Run:
         """Everything between the memory options going on and coming off (execute's finally undoes them)."""
         self._use_device(device)
         self.precision = Precision(self.config.mixed_precision, device)
-        cache = dict(frames=self.config.frames, width=self.config.width, height=self.config.height)
+        cache = dict(frames=self.config.frames, width=self.config.width, height=self.config.height,
+                     start_image=self.config.start_image, recolour=self.config.recolour)
         self.samples = cache_samples(self.backbone, self.recipe, self.clips,
                                      training_caption=self.training_caption, **cache)
         self.regularisation = cache_samples(self.backbone, self.recipe, self.regularisation_clips,
@@ -160,7 +161,7 @@ class _Run:
             steps_done = self.settings.steps
             warnings = self._final_save(steps_done)
             motion, appearance = build_loras(
-                self.backbone, self.recipe, adapter_names=self.names, captions=[s.caption for s in self.samples],
+                self.backbone, self.recipe, adapter_names=self.names, captions=list({s.clip_index: s.caption for s in self.samples}.values()),
                 config=self.config, settings=self.settings, steps_done=steps_done, name=self.config.name)
             return TrainingResult(motion, appearance, list(self.history), self.last_checkpoint, steps_done,
                                   [*self.plan_warnings, *warnings], self.plan)
@@ -177,7 +178,7 @@ class _Run:
 
     def _use_device(self, device: torch.device) -> None:
         if device != self.backbone.device:
-            for part in (self.backbone.vae, self.backbone.text_encoder):
+            for part in self.backbone.encoders():
                 move(part, device)
             if self.dist.shards_base:
                 pass  # each process moves its share of the denoiser when it is sharded (distributed.py)
@@ -188,11 +189,11 @@ class _Run:
             self.backbone.device = device
 
     def _offload_encoders(self, offload: bool) -> None:
-        """On CUDA the VAE and text encoder wait on the CPU while the denoiser trains (their outputs are cached)."""
+        """On CUDA the encoders wait on the CPU while the denoiser trains (their outputs are cached)."""
         if self.backbone.device.type != "cuda":
             return
         target = torch.device("cpu") if offload else self.backbone.device
-        for part in (self.backbone.vae, self.backbone.text_encoder):
+        for part in self.backbone.encoders():
             move(part, target)
         if offload:
             torch.cuda.empty_cache()

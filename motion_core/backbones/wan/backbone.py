@@ -27,11 +27,13 @@ import warnings
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ...errors import InvalidInputError
 from .. import checkpointing
 from ..base import ATTN_ALL, ATTN_QKV, VAE_FRAMES_PER_CALL, Backbone, PlanningShapes, as_batched_frames, denoise_inputs
 from ..objectives import FlowMatchObjective
+from . import image_condition
 
 WAN_BLOCK = r"^blocks\.\d+\."
 WAN_TARGET_PATTERNS = {
@@ -60,6 +62,11 @@ class WanBackbone(Backbone):
 
     family = "wan"
     target_patterns = WAN_TARGET_PATTERNS
+    image_encoder = None
+    """The CLIP vision model whose features Wan 2.1 I2V reads (None for every other Wan)."""
+    first_frame_conditioning: bool | None = None
+    """Whether the model takes a start image as its clean first latent frame (Wan 2.2 TI2V 5B; set by the loader
+    from the file's architecture or the folder's expand_timesteps). None: decided by the latent width (48: TI2V)."""
 
     def make_objective(self) -> FlowMatchObjective:
         config = getattr(self.scheduler, "config", None) or {}
@@ -170,6 +177,35 @@ class WanBackbone(Backbone):
         video = (torch.cat(clips) / 2.0 + 0.5).clamp(0.0, 1.0)
         return video.permute(0, 2, 3, 4, 1).cpu()
 
+    # ---- start image (image_condition.py) -------------------------------------------------------------------
+    @property
+    def image_mode(self) -> str | None:
+        """"concat" (Wan I2V models), "first_frame" (Wan 2.2 TI2V 5B) or None (text-to-video only)."""
+        first = self.first_frame_conditioning
+        if first is None:
+            first = int(self.denoiser.config.out_channels) == 48
+        return image_condition.image_mode(self.denoiser.config, bool(first))
+
+    @property
+    def start_image(self) -> str:
+        return {"concat": "required", "first_frame": "optional"}.get(self.image_mode, "none")
+
+    def encode_start_image(self, image, frames, width, height):
+        mode = self.image_mode
+        if mode is None:
+            return super().encode_start_image(image, frames, width, height)
+        return image_condition.encode_condition(self, image, frames, width, height, mode)
+
+    def blank_condition(self, latents):
+        return image_condition.blank_condition(self.denoiser.config, latents, self.image_mode)
+
+    def finish_latents(self, latents):
+        cond = self.condition
+        if cond is not None and cond.mode == "first_frame" and latents.shape[2] == cond.latent_frames:
+            latents = latents.clone()
+            latents[:, :, :1] = cond.latents.to(latents.device, latents.dtype)
+        return latents
+
     # ---- text -------------------------------------------------------------------------------------------------
     @property
     def max_text_tokens(self) -> int:
@@ -200,11 +236,28 @@ class WanBackbone(Backbone):
     def denoise(self, latents, timesteps, text_states, frame_indices=None):
         """Model timesteps are 1000·σ (float) [] or [B]; ``frame_indices`` pick LATENT frames, run as their own clip
         (their RoPE frame positions restart at 0, as for a clip that short)."""
+        clip_frames = int(latents.shape[2]) if latents.ndim == 5 else 0
+        if self.condition is None and self.start_image == "required":
+            raise InvalidInputError(
+                "This Wan model is image-to-video: it needs a start image. Connect an image to 'start_image' (Sample "
+                "Video) or pass --image on the command line; training uses the reference clip's first frame."
+            )
         latents, t, text_states = denoise_inputs(latents, timesteps, text_states, frame_indices,
                                                  timestep_dtype=torch.float32)
-        self._check_latent_layout(latents)
-        return self.denoiser(hidden_states=latents.to(self.dtype), timestep=t,
-                             encoder_hidden_states=text_states.to(self.dtype), return_dict=False)[0]
+        hidden, t, image_states, first_given = image_condition.model_inputs(
+            self.condition, latents, t, clip_frames, frame_indices, self.patch_size)
+        self._check_latent_layout(hidden)
+        if image_states is not None:
+            # diffusers' Wan attention splits image from text states assuming 512 text tokens (as Wan was trained).
+            pad = MAX_TEXT_TOKENS - text_states.shape[1]
+            text_states = F.pad(text_states, (0, 0, 0, pad)) if pad > 0 else text_states
+            image_states = image_states.to(self.dtype)
+        out = self.denoiser(hidden_states=hidden.to(self.dtype), timestep=t,
+                            encoder_hidden_states=text_states.to(self.dtype),
+                            encoder_hidden_states_image=image_states, return_dict=False)[0]
+        if first_given and torch.is_grad_enabled():
+            out = torch.cat([out[:, :, :1].detach(), out[:, :, 1:]], dim=2)  # the given frame is not learned
+        return out
 
     def _check_latent_layout(self, latents: torch.Tensor) -> None:
         c = self.denoiser.config
@@ -248,7 +301,7 @@ class WanBackbone(Backbone):
         p_t, p_h, p_w = self.patch_size
         tokens = (latent_frames // p_t) * (h // p_h) * (w // p_w)
         text = self.max_text_tokens if self.tokenizer is not None else MAX_TEXT_TOKENS
-        return PlanningShapes(latents=(1, int(c.in_channels), latent_frames, h, w),
+        return PlanningShapes(latents=(1, int(c.out_channels), latent_frames, h, w),
                               text_states=(1, text, int(c.text_dim)), tokens=tokens)
 
     # ---- gradient checkpointing -------------------------------------------------------------------------------

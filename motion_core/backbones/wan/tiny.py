@@ -29,6 +29,8 @@ from ..base import move
 TINY_WAN_TEXT_DIM = 4096
 TINY_WAN_MAX_TOKENS = 32
 TINY_WAN_Z_DIM = 16
+CLIP_VISION_DIM = 1280
+"""Width of the CLIP vision features Wan 2.1 I2V reads (clip_vision_h's hidden size)."""
 COMFY_FREQ_DIM = 256
 """The timestep-embedding width ComfyUI 0.3.75's Wan detection assumes (it does not read it from the weights)."""
 
@@ -44,6 +46,42 @@ def tiny_wan_backbone(seed: int = 0, *, dtype: torch.dtype = torch.float32, devi
     parts["vae"].eval()
     parts["text_encoder"].eval()
     return WanBackbone(**parts, device=device, dtype=dtype, source=f"tiny-wan-seed{seed}")
+
+
+def tiny_wan_i2v_backbone(seed: int = 0, *, kind: str = "concat", dtype: torch.dtype = torch.float32, device="cpu",
+                          shift: float = 3.0):
+    """A ready tiny image-to-video WanBackbone: ``kind`` "concat" (36 input channels, as Wan 2.2 I2V A14B), "clip"
+    (also CLIP-vision features through k_img / v_img, as Wan 2.1 I2V) or "first_frame" (the T2V tiny model taking the
+    image as its clean first latent frame, as Wan 2.2 TI2V 5B)."""
+    from .backbone import WanBackbone
+
+    parts = tiny_wan_i2v_parts(seed, kind=kind, shift=shift)
+    image_encoder = parts.pop("image_encoder", None)
+    for part in ("denoiser", "vae", "text_encoder"):
+        move(parts[part], device, dtype).requires_grad_(False)
+    parts["denoiser"].train()
+    backbone = WanBackbone(**parts, device=device, dtype=dtype, source=f"tiny-wan-i2v-{kind}-seed{seed}")
+    backbone.first_frame_conditioning = kind == "first_frame"
+    if image_encoder is not None:
+        backbone.image_encoder = move(image_encoder, device, dtype).requires_grad_(False).eval()
+    return backbone
+
+
+def tiny_wan_i2v_parts(seed: int = 0, *, kind: str = "concat", shift: float = 3.0,
+                       freq_dim: int = 32) -> dict:
+    """The tiny Wan's parts with an image-to-video transformer (and, for "clip", an ``image_encoder``): the VAE, text
+    encoder and tokenizer are the T2V tiny model's of the same seed."""
+    if kind not in ("concat", "clip", "first_frame"):
+        raise ValueError(f"kind must be concat, clip or first_frame; got {kind!r}")
+    parts = tiny_wan_parts(seed, shift=shift, freq_dim=freq_dim)
+    if kind == "first_frame":
+        return parts
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        parts["denoiser"] = _tiny_transformer(freq_dim, i2v=True, image=kind == "clip")
+        if kind == "clip":
+            parts["image_encoder"] = _tiny_clip_vision()
+    return parts
 
 
 def tiny_wan_parts(seed: int = 0, *, shift: float = 3.0, freq_dim: int = 32) -> dict:
@@ -87,14 +125,28 @@ def tiny_wan_tokenizer(model_max_length: int = TINY_WAN_MAX_TOKENS):
 
 
 # ---- component builders (call under a seeded RNG) ----------------------------------------------------------------
-def _tiny_transformer(freq_dim: int = 32):
+def _tiny_transformer(freq_dim: int = 32, *, i2v: bool = False, image: bool = False):
+    """``i2v``/``image``: the image-to-video layout (noise + 4 mask + 16 image channels in; ``image``: also CLIP
+    features of CLIP_VISION_DIM through added k/v projections, as core's detection expects)."""
     from diffusers import WanTransformer3DModel
 
+    extra = dict(image_dim=CLIP_VISION_DIM, added_kv_proj_dim=128) if image else {}
+    in_channels = 2 * TINY_WAN_Z_DIM + 4 if (i2v or image) else TINY_WAN_Z_DIM
     return WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=TINY_WAN_Z_DIM,
+        patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=in_channels,
         out_channels=TINY_WAN_Z_DIM, text_dim=TINY_WAN_TEXT_DIM, freq_dim=freq_dim, ffn_dim=256, num_layers=2,
-        cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=64,
+        cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=64, **extra,
     )
+
+
+def _tiny_clip_vision():
+    """A one-layer CLIPVisionModel of the real width (1280, as clip_vision_h) and token count (257: 224 px in 14 px
+    patches plus the class token), which Wan 2.1 I2V's image embedder and core's I2V attention assume."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    config = CLIPVisionConfig(hidden_size=CLIP_VISION_DIM, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, image_size=224, patch_size=14, projection_dim=64)
+    return CLIPVisionModel(config).eval()
 
 
 def _tiny_vae():

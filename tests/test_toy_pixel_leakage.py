@@ -1,0 +1,54 @@
+"""Per-pixel leakage: red patches on a yellow object are seen (the majority vote misses them), a clean sample reads
+zero, and the background is measured apart from the object."""
+
+import math
+
+import torch
+
+from motion_core.toy import render_frames, score_sample, track_object
+from motion_core.toy.motions import MotionParams
+from motion_core.toy.palette import COLOURS
+from motion_core.toy.pixel_leakage import pixel_leakage
+from motion_core.toy.render import ClipSpec
+
+RED = torch.tensor(COLOURS["red"])
+
+
+def _yellow_square():
+    return render_frames(ClipSpec("yellow", "square", "still", MotionParams(0.5, 0.5)))
+
+
+def _object_box(frame):
+    yellow = (frame - torch.tensor(COLOURS["yellow"])).norm(dim=-1) < 0.2
+    ys, xs = torch.nonzero(yellow, as_tuple=True)
+    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+
+
+def test_a_clean_sample_has_no_pixel_leakage():
+    leak = pixel_leakage(_yellow_square(), "red", "yellow")
+    assert leak.object_share == 0.0 and leak.background_share == 0.0 and leak.worst_frame == 0.0
+
+
+def test_red_patches_on_a_yellow_object_are_counted_where_the_majority_vote_sees_none():
+    frames = _yellow_square()
+    top, bottom, left, right = _object_box(frames[0])
+    patched = frames.clone()
+    for f in (1, 3):  # a quarter of the object red in two frames
+        patched[f, top:(top + bottom) // 2, left:(left + right) // 2] = RED
+    leak = pixel_leakage(patched, "red", "yellow")
+    assert 0.2 < leak.worst_frame < 0.3
+    assert 0.0 < leak.object_share < 0.1 and leak.background_share == 0.0
+    score = score_sample(track_object(patched), "yellow", "square", reference_colour="red", reference_shape="circle",
+                         frames=patched)
+    assert score.leakage == 0.0 and score.pixel_leakage == leak.object_share
+
+
+def test_reference_colour_in_the_background_is_the_background_share():
+    frames = _yellow_square()
+    frames[:, :4, :4] = RED  # a red corner away from the object
+    leak = pixel_leakage(frames, "red", "yellow")
+    assert leak.object_share == 0.0 and leak.background_share > 0.0
+
+
+def test_undefined_when_the_prompt_asks_for_the_references_colour():
+    assert math.isnan(pixel_leakage(_yellow_square(), "yellow", "yellow").object_share)
