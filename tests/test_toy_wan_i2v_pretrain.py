@@ -128,3 +128,16 @@ def test_the_shipped_folder_loads_in_diffusers_with_nine_input_channels():
     pipe = WanImageToVideoPipeline.from_pretrained(SHAPES_WAN_I2V_DIR)
     assert pipe.image_encoder is None and pipe.transformer.config.in_channels == 9
     assert "## Measured base quality" in (SHAPES_WAN_I2V_DIR / "README.md").read_text()
+
+
+def test_the_engine_conditions_the_shipped_model_exactly_as_its_pretraining_did():
+    """The pack's WanBackbone (backbones/wan/image_condition.py) and the pretraining (toy/i2v_condition.py) build
+    the start-image condition separately; the model only works in the pack if they agree."""
+    from motion_core.toy.i2v_backbone import load_i2v_backbone
+
+    backbone = load_i2v_backbone(SHAPES_WAN_I2V_DIR)
+    assert backbone.start_image == "required" and backbone.image_mode == "concat"
+    image = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(4))
+    engine = backbone.encode_start_image(image[None], 9, 64, 64)
+    torch.testing.assert_close(engine.latents.float(), image_condition(backbone.vae, image[None], 9), rtol=0,
+                               atol=1e-5)

@@ -29,10 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..sampling import SampleRequest, sample_video
+from ..sampling.schedulers import SCHEDULER_NAMES
 from .base_quality import classify_motion
 from .builtin import resolve_builtin
 from .captions import caption
-from .i2v_sampling import I2VModel, sample_i2v
+from .i2v_backbone import load_i2v_backbone
 from .motions import BASIC_MOTIONS, MOTIONS, MotionParams
 from .palette import BACKGROUNDS, COLOURS
 from .pretrain.architecture import FPS, FRAME_SIZE
@@ -82,8 +84,9 @@ def score_track(track, start, motion: str) -> dict:
             "motion_ok": predicted == motion, "predicted": predicted}
 
 
-def evaluate(model: I2VModel, images: int = 12, seeds: int = 3, seed: int = 0, steps: int = 25, cfg: float = 5.0,
-             scheduler: str = "unipc", log=print) -> dict:
+def evaluate(backbone, images: int = 12, seeds: int = 3, seed: int = 0, steps: int = 25, cfg: float = 5.0,
+             scheduler: str = "auto", log=print) -> dict:
+    """Sampled with the pack's sampler (`sample_video` with a start image), as a user's graph samples."""
     rng = random.Random(f"i2v-prompts:{seed}")
     rows, started = [], time.monotonic()
     for i, start in enumerate(new_start_images(images, seed)):
@@ -91,8 +94,10 @@ def evaluate(model: I2VModel, images: int = 12, seeds: int = 3, seed: int = 0, s
         for s in range(seeds):
             motion = rng.choice(BASIC_MOTIONS)
             prompt = caption(start["colour"], start["shape"], motion)
-            frames, _ = sample_i2v(model, start["image"], prompt, seed=1000 * seed + 10 * i + s, steps=steps,
-                                   cfg=cfg, frames=WAN_NUM_FRAMES, scheduler=scheduler)
+            request = SampleRequest(prompt=prompt, seed=1000 * seed + 10 * i + s, steps=steps, cfg=cfg,
+                                    frames=WAN_NUM_FRAMES, width=FRAME_SIZE, height=FRAME_SIZE, fps=FPS,
+                                    scheduler=scheduler, start_image=start["image"][None])
+            frames = sample_video(backbone, request).frames
             row = score_track(track_object(frames), start_track, motion)
             rows.append({"image": i, "seed": s, "prompt": prompt, "size": start["size"],
                          "background": start["background"], **row})
@@ -157,7 +162,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=3, help="samples per image")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=5.0)
-    p.add_argument("--scheduler", default="unipc", choices=("unipc", "euler", "dpmpp_2m"))
+    p.add_argument("--scheduler", default="auto", choices=SCHEDULER_NAMES, help="auto: UniPC, as for ShapesWan")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
@@ -166,7 +171,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     folder = resolve_builtin(args.model)
-    result = evaluate(I2VModel.load(folder, args.device), args.images, args.seeds, args.seed, args.steps, args.cfg,
+    result = evaluate(load_i2v_backbone(folder, device=args.device), args.images, args.seeds, args.seed, args.steps, args.cfg,
                       args.scheduler)
     print(json.dumps(result["summary"]))
     if args.json_out:
