@@ -1,4 +1,4 @@
-"""Load Video Model: opens a text-to-video model from ComfyUI's models folders as an MD_MODEL.
+"""Load Video Model: opens a text- or image-to-video model from ComfyUI's models folders as an MD_MODEL.
 
 Caching between prompts is ComfyUI's own node-output cache (same inputs, same object); when the user frees models
 and node cache, that cache drops the only reference and the model's memory is released with it.
@@ -51,10 +51,11 @@ class LoadVideoModel(io.ComfyNode):
             node_id="MDLoadVideoModel",
             display_name="Load Video Model",
             category=f"{CATEGORY}/model",
-            description="Load a text-to-video model for motion-LoRA training and sampling: a ModelScope/ZeroScope, "
+            description="Load a video model for motion-LoRA training and sampling: a ModelScope/ZeroScope, "
             "AnimateDiff or Wan diffusers folder (models/diffusers), an SD1.5 checkpoint plus an AnimateDiff motion "
-            "module, a Wan 2.1 / 2.2 diffusion-model file (models/diffusion_models) with its VAE and UMT5 text "
-            "encoder, or a built-in demo model (ShapesT2V: UNet3D; ShapesWan: the Wan classes, 9-frame clips).",
+            "module, a Wan 2.1 / 2.2 text- or image-to-video diffusion-model file (models/diffusion_models) with its "
+            "VAE and UMT5 text encoder (and for Wan 2.1 I2V its CLIP vision file), or a built-in demo model "
+            "(ShapesT2V: UNet3D; ShapesWan: the Wan classes, 9-frame clips).",
             inputs=[
                 io.Combo.Input(
                     "model",
@@ -114,6 +115,15 @@ class LoadVideoModel(io.ComfyNode):
                     "for a diffusers folder, the folder's other expert. Training needs only the model.",
                     optional=True,
                 ),
+                io.Combo.Input(
+                    "clip_vision",
+                    options=["none", *folder_paths.get_filename_list("clip_vision")],
+                    default="none",
+                    tooltip="Wan 2.1 image-to-video only: the CLIP vision encoder from models/clip_vision "
+                    "(clip_vision_h.safetensors), whose features of the start image that model reads. Wan 2.2 "
+                    "image-to-video and text-to-video models take none.",
+                    optional=True,
+                ),
             ],
             outputs=[
                 ModelType.Output(
@@ -126,7 +136,7 @@ class LoadVideoModel(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, motion_module, dtype, device, vae="none", text_encoder="none",
-                wan_expert="high_noise", wan_second_expert="none") -> io.NodeOutput:
+                wan_expert="high_noise", wan_second_expert="none", clip_vision="none") -> io.NodeOutput:
         target = _device(device)
         files = {}
         if vae != "none":
@@ -134,6 +144,9 @@ class LoadVideoModel(io.ComfyNode):
         if text_encoder != "none":
             files["text_encoder"] = paths.resolve_listed("text_encoders", text_encoder, "models/text_encoders",
                                                          paths.MODEL_FIX)
+        if clip_vision != "none":
+            files["clip_vision"] = paths.resolve_listed("clip_vision", clip_vision, "models/clip_vision",
+                                                        paths.MODEL_FIX)
         module = (
             None
             if motion_module == "none"

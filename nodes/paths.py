@@ -34,7 +34,8 @@ BUILTIN_MODELS = {BUILTIN_SHAPES_T2V: SHAPES_T2V_DIR, BUILTIN_SHAPES_WAN: SHAPES
 MODEL_FIX = (
     "Pick a model from the list (press R after adding one): diffusers folders (with model_index.json) go in "
     "models/diffusers/, single-file SD1.5 checkpoints in models/checkpoints/, Wan 2.1 / 2.2 diffusion-model files "
-    "in models/diffusion_models/ (with their VAE in models/vae/ and UMT5 in models/text_encoders/)."
+    "in models/diffusion_models/ (with their VAE in models/vae/, UMT5 in models/text_encoders/ and, for Wan 2.1 "
+    "image-to-video, clip_vision_h in models/clip_vision/)."
 )
 
 

@@ -217,11 +217,11 @@ def test_wrong_files_are_refused_with_the_right_folder(wan, tmp_path):
         load_transformer_file(root / "wan_tiny_vae.safetensors")
     with pytest.raises(ModelLoadError, match=r"umt5_tiny_fp16\.safetensors is a UMT5 text encoder"):
         load_vae_file(root / "umt5_tiny_fp16.safetensors")
-    i2v = {**wan["original"], PREFIX + "img_emb.proj.1.weight": torch.zeros(4, 4),
-           PREFIX + "blocks.0.cross_attn.k_img.weight": torch.zeros(128, 128)}
-    save_file({k: v.contiguous() for k, v in i2v.items()}, str(tmp_path / "wan2.1_i2v_tiny.safetensors"))
-    with pytest.raises(ModelLoadError, match=r"wan2.1_i2v_tiny\.safetensors is an image-to-video"):
-        load_backbone(tmp_path / "wan2.1_i2v_tiny.safetensors")
+    vace = {**wan["original"], PREFIX + "vace_patch_embedding.weight": torch.zeros(4, 4),
+            PREFIX + "vace_blocks.0.before_proj.weight": torch.zeros(128, 128)}
+    save_file({k: v.contiguous() for k, v in vace.items()}, str(tmp_path / "wan2.1_vace_tiny.safetensors"))
+    with pytest.raises(ModelLoadError, match=r"wan2.1_vace_tiny\.safetensors is a Wan model for another task"):
+        load_backbone(tmp_path / "wan2.1_vace_tiny.safetensors")
     partial = {k: v for k, v in wan["original"].items() if "blocks.1.ffn.2" not in k}
     save_file({k: v.contiguous() for k, v in partial.items()}, str(tmp_path / "wan_partial.safetensors"))
     with pytest.raises(ModelLoadError, match=r"wan_partial\.safetensors does not match .*missing.*blocks\.1\.ffn"):

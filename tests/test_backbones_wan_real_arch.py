@@ -37,6 +37,16 @@ ARCHITECTURES = {  # name: (set sizes, parameter count, model width, variant)
                                 "spatial_cross_attn": 160, "spatial_ff": 80, "temporal_attn": 160,
                                 "temporal_attn_qkv": 120},
                                14_288_491_584, 5120, "wan-14b"),
+    # Image-to-video: the same blocks and sets; 20 more input channels (4 mask + 16 image latents) in the patch
+    # embedding (+409,600), and for Wan 2.1 the CLIP embedder (+8,211,200) and per block add_k/add_v/norm_added_k
+    # (+52,444,160 x 40), which no set targets.
+    "wan2.1_i2v_14b": ({"spatial_self_attn": 160, "spatial_cross_attn_q": 40, "spatial_cross_attn_kv": 80,
+                        "spatial_cross_attn": 160, "spatial_ff": 80, "temporal_attn": 160, "temporal_attn_qkv": 120},
+                       16_394_878_784, 5120, "wan-14b-i2v"),
+    "wan2.2_i2v_a14b_expert": ({"spatial_self_attn": 160, "spatial_cross_attn_q": 40, "spatial_cross_attn_kv": 80,
+                                "spatial_cross_attn": 160, "spatial_ff": 80, "temporal_attn": 160,
+                                "temporal_attn_qkv": 120},
+                               14_288_901_184, 5120, "wan-14b-i2v"),
 }
 
 
@@ -99,3 +109,18 @@ def test_image_conditioning_projections_of_i2v_models_are_in_no_set():
     assert len(find_target_modules(i2v, WAN_TARGET_PATTERNS, "spatial_cross_attn", "wan")) == 8
     bb = WanBackbone(denoiser=i2v, vae=None, text_encoder=None, tokenizer=None, scheduler=None)
     assert bb.variant.endswith("-i2v")
+
+
+@pytest.mark.parametrize("name, reads_clip", [("wan2.1_i2v_14b", True), ("wan2.2_i2v_a14b_expert", False)])
+def test_image_to_video_configs_take_36_channels_and_only_wan21_reads_clip(name, reads_clip):
+    """36 = 16 noise + 4 mask + 16 image-latent channels; Wan 2.1 I2V's CLIP path is 1280 wide in (clip_vision_h)
+    and model-wide in every block's k_img / v_img, as diffusers' converter configures it."""
+    model = _build(name)
+    config = model.config
+    assert (config.in_channels, config.out_channels) == (36, 16)
+    assert (config.image_dim, config.added_kv_proj_dim) == ((1280, 5120) if reads_clip else (None, None))
+    added = [n for n, _ in model.named_modules() if n.endswith(("attn2.add_k_proj", "attn2.add_v_proj"))]
+    assert len(added) == (80 if reads_clip else 0)
+    assert model.patch_embedding.in_channels == 36
+    bb = WanBackbone(denoiser=model, vae=None, text_encoder=None, tokenizer=None, scheduler=None)
+    assert bb.image_mode == "concat"

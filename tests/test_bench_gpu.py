@@ -27,3 +27,15 @@ def test_gpu_bench_runs_the_real_trainer_and_sampler_on_tiny_models(capsys):
 def test_gpu_bench_without_a_gpu_says_how_to_run_it():
     with pytest.raises(InvalidInputError, match="--family tiny --device cpu"):
         gpu_bench([])
+
+
+def test_gpu_bench_runs_image_to_video_on_the_tiny_i2v_model_and_skips_14b_off_cuda(capsys):
+    """The I2V cases (training on each clip's first frame, sampling from a start image) run on the tiny I2V Wan;
+    Wan 2.1 I2V 14B is reported as not run without CUDA, with the reason."""
+    torch.set_num_threads(1)
+    assert gpu_bench(["--family", "tiny_wan_i2v,wan_i2v_14b", "--device", "cpu", "--dtype", "fp32", "--steps", "3",
+                      "--sample-steps", "2"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["tiny_wan_i2v/motion_director"]["step_s"] > 0
+    assert figures["tiny_wan_i2v/sampling"]["sample_s"] > 0
+    assert "CUDA" in figures["wan_i2v_14b/motion_director"]["not_run"]

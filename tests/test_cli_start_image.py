@@ -54,3 +54,29 @@ def test_a_text_to_video_model_refuses_the_image(tmp_path, capsys):
                  "--out", str(tmp_path / "out.gif")])
     assert code != 0 and "text-to-video and takes no start image" in capsys.readouterr().err
     assert not (tmp_path / "out.gif").exists()
+
+
+def test_train_and_sample_an_image_to_video_model_on_the_command_line(tmp_path, capsys):
+    """A tiny WanImageToVideoPipeline folder: train conditions on the clip's first frame (and two recoloured
+    copies), sample starts from --image, and the LoRA changes that video."""
+    from motion_core.backbones.wan.tiny import save_tiny_wan_i2v_diffusers_folder
+    from motion_core.video import load_reference_video
+    from video_samples import sample_frames, write_animated_image
+
+    model = save_tiny_wan_i2v_diffusers_folder(tmp_path / "i2v", 0, kind="concat")
+    clip = write_animated_image(tmp_path / "ref.webp", sample_frames(5, 16, 16), 8.0)
+    lora = tmp_path / "motion.safetensors"
+    size = ["--frames", "5", "--width", "16", "--height", "16"]
+    assert main(["train", "--model", str(model), "--video", str(clip), "--caption", "a square", "--recipe", "naive",
+                 "--steps", "2", "--rank", "2", "--recolour", "2", *size, "--out", str(lora)]) == 0
+    _png(tmp_path / "start.png", size=(16, 16))
+    common = ["sample", "--model", str(model), "--prompt", "a square", "--steps", "2", "--cfg", "1", *size,
+              "--image", str(tmp_path / "start.png")]
+    assert main([*common, "--out", str(tmp_path / "plain.gif")]) == 0
+    assert main([*common, "--lora", f"{lora}:1.0", "--out", str(tmp_path / "tuned.gif")]) == 0
+    plain = load_reference_video(tmp_path / "plain.gif").frames
+    tuned = load_reference_video(tmp_path / "tuned.gif").frames
+    assert plain.shape == (5, 16, 16, 3) and not torch.equal(plain, tuned)
+    missing = main(["sample", "--model", str(model), "--prompt", "x", "--steps", "1", "--cfg", "1", *size,
+                    "--out", str(tmp_path / "none.gif")])
+    assert missing != 0 and "needs a start image" in capsys.readouterr().err

@@ -161,3 +161,20 @@ def test_text_to_video_training_is_refused_on_an_image_to_video_model(concat):
     config = TrainingConfig(steps=1, width=SIZE, height=SIZE, frames=FRAMES, start_image="none")
     with pytest.raises(InvalidInputError, match="cannot train without a start image"):
         train_motion_lora(concat, clips, "naive", config)
+
+
+@pytest.mark.parametrize("kind,mode", [("clip", "auto"), ("first_frame", "first_frame")])
+def test_every_image_mode_trains_with_the_memory_plan(kind, mode, clip_model):
+    """The plan traces the step with a blank condition; the CLIP model's image states and TI2V's clean first frame
+    reach training; a TI2V model trains text-to-video unless asked."""
+    from motion_core.clips import Clip, ClipSet
+    from motion_core.training import TrainingConfig, train_motion_lora
+    from motion_core.training.data import uses_start_image
+
+    backbone = clip_model if kind == "clip" else tiny_wan_i2v_backbone(0, kind=kind)
+    assert uses_start_image(backbone, "auto") == (kind == "clip")
+    frames = (np.random.default_rng(9).random((FRAMES, SIZE, SIZE, 3)) * 255).astype(np.uint8)
+    clips = ClipSet([Clip(torch.from_numpy(frames), fps=8.0, caption="a square")])
+    config = TrainingConfig(steps=2, width=SIZE, height=SIZE, frames=FRAMES, rank=2, start_image=mode)
+    result = train_motion_lora(backbone, clips, "naive", config)
+    assert result.memory_plan is not None and all(np.isfinite(h["total"]) for h in result.history)

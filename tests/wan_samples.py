@@ -158,3 +158,33 @@ def place_tiny_wan_files(models_dir, *, made=None, **options) -> dict:
         if not (models_dir / folder / name).exists():
             shutil.copy(made / name, models_dir / folder / name)
     return dict(COMFY_FILES)
+
+
+def write_tiny_wan_i2v_files(root, seed: int = 0, *, freq_dim: int = 32) -> dict:
+    """Tiny image-to-video Wan files as ComfyUI users keep them, next to the T2V ones of write_tiny_wan_files (whose
+    VAE and UMT5 they share): Wan 2.1 I2V (reads CLIP) in fp16, fp8 and scaled fp8; its clip_vision file (fp16, in
+    the transformers names of clip_vision_h, projection included); and the two Wan 2.2 I2V A14B experts (fp16,
+    seeds ``seed`` and ``seed + 1``), named as ComfyUI's repackaged files are."""
+    from motion_core.backbones.wan.tiny import CLIP_VISION_DIM, tiny_wan_i2v_parts
+
+    root = Path(root)
+    name = "wan2.1_i2v_480p_tiny_{}.safetensors"
+    made = write_tiny_wan_files(root, seed, freq_dim=freq_dim)
+    clip = tiny_wan_i2v_parts(seed, kind="clip", freq_dim=freq_dim)
+    original = diffusers_to_original(clip["denoiser"].state_dict(), PREFIX)
+    save_file({k: v.half().contiguous() for k, v in original.items()}, str(root / name.format("fp16")))
+    save_file({k: v.to(FP8).contiguous() for k, v in original.items()}, str(root / name.format("fp8_e4m3fn")))
+    save_file({k: v.contiguous() for k, v in _scaled_fp8(original).items()}, str(root / name.format("fp8_scaled")))
+    # transformers 5 names a bare CLIPVisionModel's weights without the "vision_model." that the file has.
+    vision = {"vision_model." + k.removeprefix("vision_model."): v
+              for k, v in clip["image_encoder"].state_dict().items()}
+    generator = torch.Generator().manual_seed(seed + 7)
+    vision["visual_projection.weight"] = torch.randn(64, CLIP_VISION_DIM, generator=generator) * 0.02
+    save_file({k: v.half().contiguous() for k, v in vision.items()}, str(root / "clip_vision_h_tiny.safetensors"))
+    experts = {}
+    for offset, expert in enumerate(("high_noise", "low_noise")):
+        experts[expert] = tiny_wan_i2v_parts(seed + offset, kind="concat", freq_dim=freq_dim)["denoiser"]
+        state = diffusers_to_original(experts[expert].state_dict(), PREFIX)
+        save_file({k: v.half().contiguous() for k, v in state.items()},
+                  str(root / f"wan2.2_i2v_{expert}_tiny_fp16.safetensors"))
+    return {**made, "i2v_parts": clip, "i2v_original": original, "clip_vision_state": vision, "experts": experts}

@@ -31,6 +31,8 @@ class LoadRequest:
     """Wan single files: the UMT5 file (models/text_encoders)."""
     expert: str = "high_noise"
     """Wan 2.2 A14B: which expert becomes the denoiser."""
+    clip_vision: object = None
+    """Wan 2.1 image-to-video single files (or to replace a folder's own): the CLIP vision file (models/clip_vision)."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ __all__ = ["FAMILIES", "detect_family", "load_backbone"]
 
 
 def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", motion_module=None,
-                  tokenizer_dir=None, vae=None, text_encoder=None, expert: str = "high_noise") -> Backbone:
+                  tokenizer_dir=None, vae=None, text_encoder=None, expert: str = "high_noise",
+                  clip_vision=None) -> Backbone:
     """Load a model from disk and return its Backbone, on ``device`` in ``dtype``, all weights frozen.
 
     path: a diffusers folder (ModelScope/ZeroScope TextToVideoSDPipeline, AnimateDiffPipeline, or an SD1.5
@@ -38,8 +39,9 @@ def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", mot
     motion_module: an AnimateDiff motion module file (v1/v2/v3 .ckpt/.safetensors) or diffusers MotionAdapter folder;
     required for SD1.5 models, overrides a folder's own motion_adapter. tokenizer_dir: a CLIP tokenizer folder
     (vocab.json + merges.txt, or tokenizer.json; e.g. ComfyUI's comfy/sd1_tokenizer) used when the model has none.
-    Wan 2.1 / 2.2: a WanPipeline folder, or a models/diffusion_models file with ``vae`` and ``text_encoder`` files
-    from models/vae and models/text_encoders; ``expert`` picks a Wan 2.2 A14B expert ("high_noise", where motion
+    Wan 2.1 / 2.2: a WanPipeline or WanImageToVideoPipeline folder, or a models/diffusion_models file with ``vae``
+    and ``text_encoder`` files from models/vae and models/text_encoders (and for Wan 2.1 image-to-video the
+    ``clip_vision`` file from models/clip_vision); ``expert`` picks a Wan 2.2 A14B expert ("high_noise", where motion
     forms, or "low_noise"), each trained only on its own side of the boundary.
     """
     path = Path(path)
@@ -50,7 +52,7 @@ def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", mot
         raise ModelLoadError(f"{path.name} is not a regular file (a pipe, socket or device): {NOT_A_MODEL}.")
     family = _recognising_family(path)
     request = LoadRequest(path, dtype=dtype, device=device, motion_module=motion_module, tokenizer_dir=tokenizer_dir,
-                          vae=vae, text_encoder=text_encoder, expert=expert)
+                          vae=vae, text_encoder=text_encoder, expert=expert, clip_vision=clip_vision)
     return family.load(request)
 
 

@@ -81,9 +81,22 @@ def full_backbone(variant: str, device, dtype):
 
     denoiser = wan_transformer(variant, device=device, dtype=dtype)
     torch.manual_seed(0)
+    vae_name = "wan2.2" if int(denoiser.config.out_channels) == 48 else "wan2.1"  # TI2V 5B's 48-channel VAE
     with torch.device(device):
-        vae = AutoencoderKLWan.from_config(AutoencoderKLWan.load_config(str(CONFIGS_DIR / "wan_vae" / "wan2.1")))
+        vae = AutoencoderKLWan.from_config(AutoencoderKLWan.load_config(str(CONFIGS_DIR / "wan_vae" / vae_name)))
         text_config = json.loads((CONFIGS_DIR / "umt5_xxl" / "config.json").read_text())
         text_encoder = UMT5EncoderModel(UMT5Config(**text_config))
     return ready(WanBackbone, denoiser, vae, text_encoder, tiny_wan_tokenizer(MAX_TEXT_TOKENS), wan_scheduler(),
                  dtype, torch.device(device), f"random-{variant}")
+
+
+def clip_vision_h(device, dtype):
+    """CLIP ViT-H/14 vision tower (clip_vision_h's config, random weights): what Wan 2.1 I2V reads features from."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    config = json.loads((CONFIGS_DIR / "clip_vision_h" / "config.json").read_text())
+    config.pop("architectures", None)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = CLIPVisionModel(CLIPVisionConfig(**config))
+    return model.to(dtype).requires_grad_(False).eval()

@@ -16,6 +16,11 @@ base's Linear weights stored in fp8 and the 40 blocks offloaded to the CPU, each
 transformer is built on the CPU so the peak is what the options leave on the card, and sampling runs with the same
 options. It needs CUDA (building a random 14B on a CPU and training it there would measure nothing a user runs), so
 elsewhere it is reported as not run, with the reason. ``tiny_wan`` runs the Wan path on the CPU for tests.
+
+Image-to-video: ``wan_i2v_14b`` is Wan 2.1 I2V 14B (36 input channels, CLIP ViT-H image features) with the same
+fp8 + offload options at 480x832x33, conditioned on a start image in training (each clip's first frame) and in
+sampling; ``wan_ti2v_5b_i2v`` is Wan 2.2 TI2V 5B in its image-to-video mode (clean first latent frame) at 480p;
+``tiny_wan_i2v`` runs that path on the CPU.
 """
 
 from __future__ import annotations
@@ -47,34 +52,57 @@ SIZES = {
     "tiny": (((32, 32, 8),), (32, 32, 8)),
     "tiny_animatediff": (((32, 32, 8),), (32, 32, 8)),
     "tiny_wan": (((32, 32, 5), (32, 32, 9)), (32, 32, 9)),
+    "wan_i2v_14b": (((832, 480, 33),), (832, 480, 33)),
+    "wan_ti2v_5b_i2v": (((832, 480, 33),), (832, 480, 33)),
+    "tiny_wan_i2v": (((32, 32, 5),), (32, 32, 5)),
 }
-WAN_FAMILIES = {"wan_1.3b": "wan2.1_t2v_1.3b", "wan_14b": "wan2.1_t2v_14b"}
-FAMILY_RECIPES = {"wan_1.3b": ("motion_director",), "wan_14b": ("motion_director",), "tiny_wan": ("motion_director",)}
+WAN_FAMILIES = {"wan_1.3b": "wan2.1_t2v_1.3b", "wan_14b": "wan2.1_t2v_14b", "wan_i2v_14b": "wan2.1_i2v_14b",
+                "wan_ti2v_5b_i2v": "wan2.2_ti2v_5b"}
+I2V_FAMILIES = ("wan_i2v_14b", "wan_ti2v_5b_i2v", "tiny_wan_i2v")
+"""Families run image-to-video: training conditions on each clip's first frame, sampling on a start image."""
+FAMILY_RECIPES = {name: ("motion_director",) for name in ("wan_1.3b", "wan_14b", "tiny_wan", *I2V_FAMILIES)}
 """Recipes a family runs when --recipes is not given (others: every recipe). The Wan cases are the issue's:
 MotionDirector, the recipe the Wan path was built for."""
-MEMORY_OPTIONS = {"wan_14b": {"base_storage": "fp8", "block_offload": True}}
+MEMORY_OPTIONS = {"wan_14b": {"base_storage": "fp8", "block_offload": True},
+                  "wan_i2v_14b": {"base_storage": "fp8", "block_offload": True}}
 """TrainingConfig memory options per family (others: none): what the family needs to fit a 24 GB card."""
-CUDA_ONLY = {"wan_14b": "needs a CUDA GPU (fp8 storage + block offload are measured on the card they are for)"}
+CUDA_ONLY = {name: "needs a CUDA GPU (fp8 storage + block offload are measured on the card they are for)"
+             for name in ("wan_14b", "wan_i2v_14b")}
 """Families not run off CUDA, with the reason printed instead of figures."""
 DEFAULT_FAMILIES = "zeroscope,animatediff,wan_1.3b,wan_14b"
 
 
 def build_backbone(family: str, device: str, dtype: torch.dtype):
     """A ready Backbone of the real architecture with random weights, built directly on ``device``."""
+    if family in MEMORY_OPTIONS and MEMORY_OPTIONS[family].get("block_offload"):
+        backbone = _offloaded_wan_backbone(WAN_FAMILIES[family], device, dtype)
+    elif family in WAN_FAMILIES:
+        from ._real_wan import full_backbone
+
+        backbone = full_backbone(WAN_FAMILIES[family], device, dtype)
+    elif family in ("tiny_wan", "tiny_wan_i2v"):
+        from ..backbones.wan.tiny import tiny_wan_backbone, tiny_wan_i2v_backbone
+
+        if family == "tiny_wan_i2v":
+            return tiny_wan_i2v_backbone(0, kind="clip", dtype=dtype, device=device)
+        return tiny_wan_backbone(0, dtype=dtype, device=device)
+    else:
+        return _unet_backbone(family, device, dtype)
+    if family == "wan_ti2v_5b_i2v":
+        backbone.first_frame_conditioning = True
+    if backbone.denoiser.config.get("image_dim"):
+        from ._real_wan import clip_vision_h
+
+        backbone.image_encoder = clip_vision_h(device, dtype)
+    return backbone
+
+
+def _unet_backbone(family: str, device: str, dtype: torch.dtype):
+    """ZeroScope, AnimateDiff and their tiny forms, random weights, on ``device``."""
     from ..backbones.animatediff.tiny import tiny_animatediff_backbone
     from ..backbones.tiny_clip import tiny_tokenizer
     from ..backbones.unet3d.tiny import tiny_unet3d_backbone
 
-    if family in MEMORY_OPTIONS and MEMORY_OPTIONS[family].get("block_offload"):
-        return _offloaded_wan_backbone(WAN_FAMILIES[family], device, dtype)
-    if family in WAN_FAMILIES:
-        from ._real_wan import full_backbone
-
-        return full_backbone(WAN_FAMILIES[family], device, dtype)
-    if family == "tiny_wan":
-        from ..backbones.wan.tiny import tiny_wan_backbone
-
-        return tiny_wan_backbone(0, dtype=dtype, device=device)
     if family == "tiny":
         return tiny_unet3d_backbone(0, dtype=dtype, device=device)
     if family == "tiny_animatediff":
@@ -144,6 +172,8 @@ def training_config(family: str, size, steps: int, checkpointing: bool) -> Train
     options = dict(MEMORY_OPTIONS.get(family, {}))
     if not checkpointing:
         options.pop("block_offload", None)
+    if family in I2V_FAMILIES:
+        options["start_image"] = "first_frame"
     return TrainingConfig(steps=steps, width=width, height=height, frames=frames, seed=0, memory="manual",
                           gradient_checkpointing=checkpointing, **options)
 
@@ -220,8 +250,11 @@ def measure_sampling(backbone, size, steps: int, family: str = "") -> dict:
     width, height, frames = size
     device = backbone.device
     reset_peak(device)
+    image = None
+    if family in I2V_FAMILIES:  # a start image the size of the video (random pixels: time and memory do not care)
+        image = torch.rand((1, height, width, 3), generator=torch.Generator().manual_seed(0))
     request = SampleRequest(prompt="a dog runs on the beach", steps=steps, cfg=7.5, frames=frames, width=width,
-                            height=height)
+                            height=height, start_image=image)
     _sync(device)
     began = time.perf_counter()
     plan = MemoryPlan(backbone, MemoryOptions(**MEMORY_OPTIONS.get(family, {})), device)

@@ -97,6 +97,8 @@ def add_model_file_options(p: argparse.ArgumentParser) -> None:
     """The options that complete a single-file model (Wan) and choose the weights' precision; train and sample."""
     p.add_argument("--vae", default=None, help="Wan files: the VAE file (models/vae)")
     p.add_argument("--text-encoder", default=None, help="Wan files: the UMT5 text encoder file (models/text_encoders)")
+    p.add_argument("--clip-vision", default=None,
+                   help="Wan 2.1 I2V files: the CLIP vision file (models/clip_vision, clip_vision_h.safetensors)")
     p.add_argument("--expert", choices=("high_noise", "low_noise"), default="high_noise",
                    help="Wan 2.2 A14B: which expert to load (motion forms at high noise)")
     p.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
@@ -109,7 +111,8 @@ def model_file_options(args) -> dict:
 
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     dtype = dtypes.get(args.dtype) or (torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32)
-    files = {k: v for k, v in (("vae", args.vae), ("text_encoder", args.text_encoder)) if v}
+    given = (("vae", args.vae), ("text_encoder", args.text_encoder), ("clip_vision", getattr(args, "clip_vision", None)))
+    files = {k: v for k, v in given if v}
     return {"dtype": dtype, "expert": args.expert, **files}
 
 

@@ -127,7 +127,7 @@ class WeightFacts:
             converted = sum(t.numel() * (t.element_size() - 1) for t in tensors if id(t) in fp8_weight_ids)
             blocks.append(plain)
             blocks_fp8.append(plain - converted)
-        encoders = module_bytes(backbone.vae) + module_bytes(backbone.text_encoder)
+        encoders = sum(module_bytes(part) for part in backbone.encoders())
         return cls(total, by_dtype, elements, original, len(fp8_weight_ids), largest, tuple(blocks),
                    tuple(blocks_fp8), encoders)
 

@@ -28,6 +28,7 @@ FOLDERS = {
     "transformer": "models/diffusion_models (e.g. wan2.1_t2v_1.3B_fp16.safetensors)",
     "vae": "models/vae (wan_2.1_vae.safetensors, or wan2.2_vae.safetensors for the Wan 2.2 TI2V 5B)",
     "text_encoder": "models/text_encoders (umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled.safetensors)",
+    "clip_vision": "models/clip_vision (clip_vision_h.safetensors, for Wan 2.1 image-to-video)",
 }
 _SCALE_SUFFIXES = ("scale_weight", "weight_scale")
 _SKIPPED = ("scaled_fp8", "scale_input", "input_scale", "comfy_quant")
@@ -86,6 +87,18 @@ def file_keys(path) -> list[str]:
     return list(read_state_dict(path))
 
 
+def header_shape(path, name: str) -> tuple[int, ...] | None:
+    """The shape of tensor ``name`` (ComfyUI's prefix optional) from a .safetensors header, without reading tensors;
+    None for other files or an absent tensor."""
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        return None
+    for key, entry in safetensors_header(path, complete=False).items():
+        if strip_original_prefix(key) == name and isinstance(entry, dict):
+            return tuple(entry.get("shape") or ())
+    return None
+
+
 def read_weights(path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Every tensor of ``path`` with ComfyUI's prefix kept, floats cast to ``dtype`` (fp8 upcast, scaled fp8
     multiplied back by its scale); integer tensors (the embedded tokenizer) are kept as they are. Each tensor and
@@ -132,14 +145,24 @@ def _dequantize(keys: list[str], get, dtype: torch.dtype, file_name: str = "the 
     return out
 
 
+_OTHER_TASKS = ("vace_", "motion_encoder.", "face_adapter.", "pose_patch_embedding", "img_emb.emb_pos",
+                "control_adapter.", "casual_audio_encoder.", "audio_proj.", "ref_conv.")
+"""Keys of Wan transformers made for other tasks than text- or image-to-video: VACE, Animate, first-last-frame
+(FLF2V: its image embedder has a position table for two images), camera control, speech-to-video, HuMo, Fun control.
+Their extra inputs are not ours to give, so they are refused by name (ComfyUI's own detection reads the same keys)."""
+
+
 def classify(keys) -> str:
-    """What a Wan-ecosystem file holds, from its key names: "transformer", "transformer_i2v" (image-conditioned:
-    I2V, FLF2V, VACE, Animate), "vae", "vae_diffusers", "text_encoder", "clip_vision" or "unknown"."""
+    """What a Wan-ecosystem file holds, from its key names: "transformer" (text-to-video, and Wan 2.2 I2V A14B whose
+    image arrives as extra input channels: its keys are a T2V model's), "transformer_clip" (Wan 2.1 I2V: it also
+    reads CLIP vision features, through img_emb and k_img / v_img), "transformer_i2v" (VACE, Animate, FLF2V and
+    other tasks, refused), "vae", "vae_diffusers", "text_encoder", "clip_vision" or "unknown"."""
     bare = {strip_original_prefix(k) for k in keys}
     if "patch_embedding.weight" in bare and any(k.startswith("blocks.0.self_attn.") for k in bare):
-        image_keys = ("img_emb.", "vace_", "motion_encoder.", "face_adapter.", "pose_patch_embedding")
-        if any(k.startswith(image_keys) or ".k_img." in k for k in bare):
+        if any(k.startswith(_OTHER_TASKS) for k in bare):
             return "transformer_i2v"
+        if any(k.startswith("img_emb.") or ".k_img." in k for k in bare):
+            return "transformer_clip"
         return "transformer"
     if "decoder.middle.0.residual.0.gamma" in bare or "encoder.conv1.weight" in bare and "conv2.weight" in bare:
         return "vae"
@@ -154,23 +177,27 @@ def classify(keys) -> str:
 
 _WHAT = {"vae": "a Wan VAE", "vae_diffusers": "a VAE in diffusers layout", "text_encoder": "a UMT5 text encoder",
          "clip_vision": "a CLIP vision encoder (for image-to-video models)", "transformer": "a Wan diffusion model",
-         "transformer_i2v": "a Wan image-to-video diffusion model", "unknown": "not a Wan model file"}
+         "transformer_clip": "a Wan 2.1 image-to-video diffusion model",
+         "transformer_i2v": "a Wan VACE, Animate or first-last-frame diffusion model",
+         "unknown": "not a Wan model file"}
+ACCEPTED = {"transformer": ("transformer", "transformer_clip")}
+"""Kinds a wanted kind takes: a diffusion model may read CLIP vision features (the loader then asks for that file)."""
 
 
-def expect_kind(path, keys, wanted: str) -> None:
-    """Refuse a file whose keys say it is not ``wanted``, naming what it is and where the right file lives."""
+def expect_kind(path, keys, wanted: str) -> str:
+    """The file's kind if it is ``wanted`` (or a kind ``wanted`` takes, see ACCEPTED); else a refusal naming what it
+    is and where the right file lives."""
     kind = classify(keys)
-    if kind == wanted:
-        return
+    if kind in ACCEPTED.get(wanted, (wanted,)):
+        return kind
     name = Path(path).name
     if kind == "transformer_i2v" and wanted == "transformer":
         raise ModelLoadError(
-            f"{name} is an image-to-video (or VACE/Animate) Wan model; motion LoRAs here train text-to-video models. "
-            f"Pick a text-to-video file from {FOLDERS['transformer']}, e.g. wan2.1_t2v_1.3B_fp16.safetensors, "
-            "wan2.2_ti2v_5B_fp16.safetensors or wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors.")
-    where = FOLDERS.get(kind.removesuffix("_i2v"), "")
-    hint = f" (it belongs in {where})" if where and kind != wanted else ""
+            f"{name} is a Wan model for another task (VACE, Animate, first-last-frame or a control model); motion "
+            "LoRAs here train Wan's text-to-video and image-to-video models. Pick one of those from "
+            f"{FOLDERS['transformer']}, e.g. wan2.1_t2v_1.3B_fp16.safetensors, wan2.1_i2v_480p_14B_fp16.safetensors "
+            "or wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors.")
+    where = FOLDERS.get(kind.removesuffix("_i2v").removesuffix("_clip"), "")
+    hint = f" (it belongs in {where})" if where else ""
     raise ModelLoadError(f"{name} is {_WHAT[kind]}{hint}, but {_WHAT.get(wanted, wanted)} was expected here: "
                          f"choose one from {FOLDERS[wanted]}.")
-
-

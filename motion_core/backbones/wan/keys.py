@@ -27,7 +27,7 @@ _TOP = {
     "time_projection.1": "condition_embedder.time_proj",
     "head.head": "proj_out",
     "head.modulation": "scale_shift_table",
-    # image-to-video models only (CLIP image features); mapped so that such files are recognised, not loaded here
+    # Wan 2.1 image-to-video only: the embedder of the CLIP vision features (the image's k/v are per block, below)
     "img_emb.proj.0": "condition_embedder.image_embedder.norm1",
     "img_emb.proj.1": "condition_embedder.image_embedder.ff.net.0.proj",
     "img_emb.proj.3": "condition_embedder.image_embedder.ff.net.2",
@@ -95,7 +95,7 @@ def original_to_diffusers(state_dict: dict, name: str = "the file") -> dict:
         else:
             converted[new] = value
     if unknown:
-        raise ModelLoadError(f"{name} has weights that are not part of a Wan text-to-video transformer: "
+        raise ModelLoadError(f"{name} has weights that are not part of a Wan text- or image-to-video transformer: "
                              f"{unknown[:5]}{' …' if len(unknown) > 5 else ''}.")
     return converted
 

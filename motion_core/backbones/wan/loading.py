@@ -1,11 +1,15 @@
-"""Wan 2.1 / 2.2 from disk: a diffusers WanPipeline folder, or ComfyUI's three single files (diffusion model, VAE,
-UMT5 text encoder), local only.
+"""Wan 2.1 / 2.2 from disk: a diffusers WanPipeline or WanImageToVideoPipeline folder, or ComfyUI's single files
+(diffusion model, VAE, UMT5 text encoder, and for Wan 2.1 image-to-video the CLIP vision encoder), local only.
 
 Wan 2.2 A14B is two experts of one architecture: the high-noise one denoises t >= boundary_ratio * 1000, the low-noise
-one the rest. A motion LoRA is trained per expert, so the backbone's ``denoiser`` is one expert (``expert``; a file's
-name wins, as it cannot be the other one) and the boundary travels on ``backbone.model_info`` for the sampler and the
-LoRA export (one file per expert). Sampling needs both: ``load_both_experts`` (or an ``other_expert_file``) adds the
-second one (experts.py).
+one the rest (T2V and I2V switch at different points: releases.py). A motion LoRA is trained per expert, so the
+backbone's ``denoiser`` is one expert (``expert``; a file's name wins, as it cannot be the other one) and the boundary
+travels on ``backbone.model_info`` for the sampler and the LoRA export (one file per expert). Sampling needs both:
+``load_both_experts`` (or an ``other_expert_file``) adds the second one (experts.py).
+
+Image-to-video models come as they do in ComfyUI: the diffusion model takes the image as extra latent channels, and
+Wan 2.1's also reads CLIP vision features (``clip_vision_path``, or a folder's image_encoder/). A wrong pair is
+refused from headers and configs, before any large file is read.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ from pathlib import Path
 import torch
 
 from ...errors import ModelLoadError
+from . import releases
 from .files import CONFIGS_DIR, MAX_BLOCKS
 
 log = logging.getLogger(__name__)
 
 EXPERTS = ("high_noise", "low_noise")
-A14B_BOUNDARY_RATIO = 0.875  # Wan 2.2 T2V A14B's switch point (Wan-AI's t2v_A14B config)
-SCHEDULERS = {"wan2.2_ti2v_5b": "wan2.2_ti2v_5b", "wan2.2_t2v_a14b_expert": "wan2.2_t2v_a14b"}
+PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
+IMAGE_ENCODERS = ("CLIPVisionModel", "CLIPVisionModelWithProjection")
 
 
 def is_wan_folder(folder) -> bool:
@@ -45,16 +50,18 @@ def is_wan_file(path) -> bool:
     from .files import classify, file_keys
 
     try:
-        return classify(file_keys(path)) in ("transformer", "transformer_i2v", "vae", "text_encoder")
+        return classify(file_keys(path)) in ("transformer", "transformer_clip", "transformer_i2v", "vae",
+                                             "text_encoder")
     except ModelLoadError:
         return False
 
 
 def load_wan_components(model_path, *, vae_path=None, text_encoder_path=None, tokenizer_dir=None,
-                        expert: str = "high_noise", dtype: torch.dtype = torch.float32) -> dict:
-    """denoiser, vae, text_encoder, tokenizer, scheduler (on the CPU, in ``dtype``) and ``model_info`` (arch, expert,
-    boundary_ratio, files) from a Wan folder or single file; ``vae_path`` / ``text_encoder_path`` / ``tokenizer_dir``
-    are needed for a single file and override a folder's own parts."""
+                        expert: str = "high_noise", dtype: torch.dtype = torch.float32, clip_vision_path=None) -> dict:
+    """denoiser, vae, text_encoder, tokenizer, scheduler, image_encoder (None unless the model reads CLIP features;
+    on the CPU, in ``dtype``) and ``model_info`` (arch, expert, boundary_ratio, first_frame, files) from a Wan folder
+    or single file; ``vae_path`` / ``text_encoder_path`` / ``tokenizer_dir`` are needed for a single file and
+    override a folder's own parts, as ``clip_vision_path`` (models/clip_vision) does for Wan 2.1 I2V."""
     if expert not in EXPERTS:
         raise ModelLoadError(f"expert must be one of {EXPERTS}, got {expert!r}.")
     model_path = Path(model_path)
@@ -62,9 +69,9 @@ def load_wan_components(model_path, *, vae_path=None, text_encoder_path=None, to
         raise ModelLoadError(f"{model_path} does not exist: pick a Wan diffusion model from models/diffusion_models "
                              "or a Wan diffusers folder.")
     if model_path.is_dir():
-        parts = _folder_parts(model_path, expert, dtype)
+        parts = _folder_parts(model_path, expert, dtype, clip_vision_path)
     else:
-        parts = _single_file_parts(model_path, vae_path, text_encoder_path, expert, dtype)
+        parts = _single_file_parts(model_path, vae_path, text_encoder_path, expert, dtype, clip_vision_path)
     if vae_path is not None and model_path.is_dir():
         from .single_file import load_vae_file
 
@@ -80,26 +87,32 @@ def load_wan_components(model_path, *, vae_path=None, text_encoder_path=None, to
                                                  Path(text_encoder_path or model_path).name)
     parts.pop("spiece", None)
     _check_fit(parts, model_path)
-    parts["model_info"]["files"] = [str(p) for p in (model_path, vae_path, text_encoder_path) if p is not None]
+    parts["model_info"]["files"] = [str(p) for p in (model_path, vae_path, text_encoder_path, clip_vision_path)
+                                    if p is not None]
     return parts
 
 
 def load_wan_backbone(model_path, *, vae_path=None, text_encoder_path=None, tokenizer_dir=None,
                       expert: str = "high_noise", dtype: torch.dtype = torch.float32, device="cpu",
-                      load_both_experts: bool = False, other_expert_file=None):
+                      load_both_experts: bool = False, other_expert_file=None, clip_vision_path=None):
     """A WanBackbone, frozen, on ``device`` in ``dtype``; ``backbone.model_info`` says which model and expert.
     ``load_both_experts``: also load the A14B expert that is not ``denoiser`` (a folder's other transformer, or
-    ``other_expert_file``; giving that file implies it), so sampling switches experts at the boundary."""
-    from ..base import ready
+    ``other_expert_file``; giving that file implies it), so sampling switches experts at the boundary.
+    ``clip_vision_path``: the models/clip_vision file Wan 2.1 image-to-video needs (``backbone.image_encoder``)."""
+    from ..base import move, ready
     from ..objectives import FlowMatchObjective
     from .backbone import WanBackbone
 
     parts = load_wan_components(model_path, vae_path=vae_path, text_encoder_path=text_encoder_path,
-                                tokenizer_dir=tokenizer_dir, expert=expert, dtype=dtype)
+                                tokenizer_dir=tokenizer_dir, expert=expert, dtype=dtype,
+                                clip_vision_path=clip_vision_path)
     info = parts.pop("model_info")
     backbone = ready(WanBackbone, parts["denoiser"], parts["vae"], parts["text_encoder"], parts["tokenizer"],
                      parts["scheduler"], dtype, device, str(model_path))
     backbone.model_info = info
+    backbone.first_frame_conditioning = info.get("first_frame")
+    if parts.get("image_encoder") is not None:
+        backbone.image_encoder = move(parts["image_encoder"], device, dtype).requires_grad_(False).eval()
     if info.get("expert") and info.get("boundary_ratio"):
         # Each A14B expert trains only where it denoises: the high-noise one above the boundary (where motion forms).
         boundary = float(info["boundary_ratio"])
@@ -113,15 +126,15 @@ def load_wan_backbone(model_path, *, vae_path=None, text_encoder_path=None, toke
     return backbone
 
 
-def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype) -> dict:
+def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype, clip_vision_path) -> dict:
     from ..folders import load_scheduler
     from .experts import expert_from_name
     from .files import FOLDERS, expect_kind, file_keys
     from .single_file import load_transformer_file, load_vae_file
     from .text_encoder import load_text_encoder_file
 
-    # The cheap checks first: nothing of a 14B file is read before every needed file is known to exist.
-    expect_kind(path, file_keys(path), "transformer")
+    # The cheap checks first: nothing of a 14B file is read before every needed file is known to exist and to fit.
+    kind = expect_kind(path, file_keys(path), "transformer")
     for given, part in ((vae_path, "vae"), (text_encoder_path, "text_encoder")):
         if given is None:
             what = {"vae": "VAE", "text_encoder": "text encoder"}[part]
@@ -129,39 +142,70 @@ def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype) -
                                  f"from {FOLDERS[part]}.")
         if not Path(given).is_file():
             raise ModelLoadError(f"{given} not found: choose the {part.replace('_', ' ')} from {FOLDERS[part]}.")
+    clip_config = _check_clip_vision_file(path, kind, clip_vision_path)
     denoiser, arch = load_transformer_file(path, dtype)
     vae = load_vae_file(vae_path, dtype)
     text_encoder, spiece = load_text_encoder_file(text_encoder_path, dtype)
+    image_encoder = _clip_vision_part(path.name, denoiser.config, clip_vision_path, dtype, clip_config)
     named = expert_from_name(path.name)
     # Only A14B files are named by expert; a size Wan-AI did not release (a test model, a pruned one) that is so
     # named is taken at its word.
-    a14b = arch == "wan2.2_t2v_a14b_expert" or (arch is None and named is not None)
-    scheduler = load_scheduler(CONFIGS_DIR / "wan_scheduler" / SCHEDULERS.get(str(arch), "wan2.1_t2v"))
+    a14b = str(arch).endswith("_a14b_expert") or (arch is None and named is not None)
+    scheduler = load_scheduler(CONFIGS_DIR / "wan_scheduler" / releases.single_file_scheduler(arch, path.name))
     info = {"arch": arch or "derived", "expert": (named or expert) if a14b else None,
-            "boundary_ratio": A14B_BOUNDARY_RATIO if a14b else None}
+            "boundary_ratio": releases.boundary_ratio(denoiser.config) if a14b else None,
+            "first_frame": releases.first_frame_conditioning(arch)}
     return dict(denoiser=denoiser, vae=vae, text_encoder=text_encoder, spiece=spiece, tokenizer=None,
-                scheduler=scheduler, model_info=info)
+                scheduler=scheduler, image_encoder=image_encoder, model_info=info)
 
 
-def _folder_parts(folder: Path, expert, dtype) -> dict:
+def _check_clip_vision_file(path: Path, kind: str, clip_vision_path) -> dict | None:
+    """Before the transformer is read: does it need a CLIP vision file, is the given one a CLIP vision encoder, and
+    are both as wide? Returns that file's config (None without one)."""
+    from .clip_vision import check_pair, inspect_clip_vision_file
+    from .files import header_shape
+
+    check_pair(path.name, kind == "transformer_clip", clip_vision_path)
+    if clip_vision_path is None:
+        return None
+    config = inspect_clip_vision_file(clip_vision_path)
+    width = header_shape(path, "img_emb.proj.0.weight")  # the embedder's LayerNorm is as wide as what it reads
+    if width:
+        check_pair(path.name, width[0], clip_vision_path, config["hidden_size"])
+    return config
+
+
+def _clip_vision_part(name: str, config, clip_vision_path, dtype, clip_config=None):
+    """The CLIP vision model a transformer reads (from ``clip_vision_path``), after its width is checked against the
+    transformer's now-known config; None for a transformer that reads none."""
+    from .clip_vision import check_pair, load_clip_vision_file
+
+    image_dim = config.get("image_dim")
+    check_pair(name, image_dim, clip_vision_path)
+    if clip_vision_path is None:
+        return None
+    encoder = load_clip_vision_file(clip_vision_path, dtype, clip_config)
+    check_pair(name, image_dim, clip_vision_path, encoder.config.hidden_size)
+    return encoder
+
+
+def _folder_parts(folder: Path, expert, dtype, clip_vision_path=None) -> dict:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import AutoTokenizer, UMT5EncoderModel
 
     from ..folders import from_pretrained_local, load_scheduler, read_json
 
     index = read_json(folder / "model_index.json", "model_index.json of a WanPipeline folder")
-    if index.get("_class_name", "WanPipeline") != "WanPipeline":
-        raise ModelLoadError(f"{folder} is a {index.get('_class_name')} model (image-to-video, VACE or Animate); "
-                             "motion LoRAs here train text-to-video Wan models (WanPipeline folders).")
+    pipeline = index.get("_class_name", "WanPipeline")
+    if pipeline not in PIPELINES:
+        raise ModelLoadError(f"{folder} is a {pipeline} model (VACE, Animate or another task); motion LoRAs here "
+                             "train Wan's text-to-video and image-to-video models (WanPipeline and "
+                             "WanImageToVideoPipeline folders).")
     two_experts = (folder / "transformer_2" / "config.json").is_file()
     subfolder = "transformer_2" if two_experts and expert == "low_noise" else "transformer"
     config = read_json(folder / subfolder / "config.json", f"the Wan transformer config ({subfolder}/config.json)")
-    if config.get("image_dim") or config.get("in_channels") != config.get("out_channels", config.get("in_channels")):
-        raise ModelLoadError(f"{folder} holds an image-to-video Wan transformer; pick a text-to-video Wan model.")
-    layers = config.get("num_layers", 0)
-    if not isinstance(layers, int) or not 0 < layers <= MAX_BLOCKS:  # before diffusers builds that many blocks
-        raise ModelLoadError(f"{folder / subfolder / 'config.json'} asks for {layers!r} transformer blocks, where a "
-                             f"Wan transformer has 1 to {MAX_BLOCKS}; the config is damaged. Re-download the folder.")
+    _check_transformer_config(folder / subfolder / "config.json", config)
+    clip_source, clip_detail = _folder_clip_source(folder, index, config, clip_vision_path)
     denoiser = from_pretrained_local(WanTransformer3DModel, folder, subfolder, dtype)
     vae = from_pretrained_local(AutoencoderKLWan, folder, "vae", dtype)
     text_encoder = _pretrained(UMT5EncoderModel, folder / "text_encoder", "UMT5 text encoder",
@@ -170,10 +214,67 @@ def _folder_parts(folder: Path, expert, dtype) -> dict:
     if (folder / "tokenizer").is_dir():
         tokenizer = _pretrained(AutoTokenizer, folder / "tokenizer", "UMT5 tokenizer",
                                 "tokenizer_config.json with spiece.model or tokenizer.json")
-    boundary = index.get("boundary_ratio") or (A14B_BOUNDARY_RATIO if two_experts else None)
-    info = {"arch": "folder", "expert": expert if two_experts else None, "boundary_ratio": boundary}
+    if clip_source == "folder":
+        import transformers
+
+        image_encoder = _pretrained(getattr(transformers, clip_detail), folder / "image_encoder",
+                                    "CLIP vision encoder", "config.json and its model.safetensors", dtype=dtype)
+    else:
+        image_encoder = _clip_vision_part(folder.name, denoiser.config, clip_vision_path, dtype, clip_detail)
+    boundary = index.get("boundary_ratio") or (releases.boundary_ratio(config) if two_experts else None)
+    # diffusers' expand_timesteps: the first latent frame is the image, kept clean (Wan 2.2 TI2V 5B).
+    first_frame = None if index.get("expand_timesteps") is None else bool(index["expand_timesteps"])
+    info = {"arch": "folder", "expert": expert if two_experts else None, "boundary_ratio": boundary,
+            "first_frame": first_frame}
     return dict(denoiser=denoiser, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                scheduler=load_scheduler(folder / "scheduler"), model_info=info)
+                scheduler=load_scheduler(folder / "scheduler"), image_encoder=image_encoder, model_info=info)
+
+
+def _check_transformer_config(path: Path, config: dict) -> None:
+    """A folder's transformer must be one we can condition: no first-last-frame position table, and a block count
+    diffusers may build."""
+    if config.get("pos_embed_seq_len") or config.get("_class_name", "WanTransformer3DModel") != "WanTransformer3DModel":
+        raise ModelLoadError(f"{path.parent.parent} holds a Wan transformer for another task (first-last-frame, VACE "
+                             "or Animate); motion LoRAs here train Wan's text-to-video and image-to-video models.")
+    layers = config.get("num_layers", 0)
+    if not isinstance(layers, int) or not 0 < layers <= MAX_BLOCKS:  # before diffusers builds that many blocks
+        raise ModelLoadError(f"{path} asks for {layers!r} transformer blocks, where a Wan transformer has 1 to "
+                             f"{MAX_BLOCKS}; the config is damaged. Re-download the folder.")
+
+
+def _folder_clip_source(folder: Path, index: dict, config: dict, clip_vision_path) -> tuple[str | None, object]:
+    """Where the CLIP features a folder's transformer reads come from, checked before any weight is read: ("file",
+    its config) for ``clip_vision_path`` (it overrides the folder's own encoder), ("folder", the transformers class)
+    for the folder's image_encoder/, (None, None) for a transformer that reads none."""
+    from .clip_vision import CHOOSE, check_pair, inspect_clip_vision_file
+
+    image_dim = config.get("image_dim")
+    if clip_vision_path is not None or not image_dim:
+        check_pair(folder.name, image_dim, clip_vision_path)
+        if clip_vision_path is None:
+            return None, None
+        clip_config = inspect_clip_vision_file(clip_vision_path)
+        check_pair(folder.name, image_dim, clip_vision_path, clip_config["hidden_size"])
+        return "file", clip_config
+    entry = index.get("image_encoder")
+    class_name = entry[-1] if isinstance(entry, list) and entry else None
+    if class_name is None or not (folder / "image_encoder" / "config.json").is_file():
+        raise ModelLoadError(f"{folder}'s transformer reads CLIP vision features of the start image (Wan 2.1 "
+                             f"image-to-video), but the folder has no image_encoder/: {CHOOSE} (clip_vision in Load "
+                             "Video Model), or re-download the folder.")
+    if class_name not in IMAGE_ENCODERS:
+        raise ModelLoadError(f"{folder}'s image encoder is a {class_name!r}, where Wan 2.1 image-to-video reads a "
+                             f"CLIP vision model: {CHOOSE}, or re-download the folder.")
+    from ..folders import read_json
+
+    encoder = read_json(folder / "image_encoder" / "config.json", "the CLIP vision encoder's config")
+    layers = encoder.get("num_hidden_layers", 0)
+    if not isinstance(layers, int) or not 0 < layers <= MAX_BLOCKS:
+        raise ModelLoadError(f"{folder / 'image_encoder' / 'config.json'} asks for {layers!r} layers, where a CLIP "
+                             f"vision encoder has 1 to {MAX_BLOCKS}; the config is damaged. Re-download the folder.")
+    width = encoder.get("hidden_size")
+    check_pair(folder.name, image_dim, folder / "image_encoder", width if isinstance(width, int) else None)
+    return "folder", class_name
 
 
 def _pretrained(cls, directory: Path, what: str, expected: str, *, dtype: torch.dtype | None = None):
@@ -215,13 +316,14 @@ def _pretrained(cls, directory: Path, what: str, expected: str, *, dtype: torch.
 
 
 def _check_fit(parts: dict, source: Path) -> None:
-    """The three files must belong together: latent channels and text width are fixed per Wan generation."""
+    """The three files must belong together: latent channels and text width are fixed per Wan generation (an
+    image-to-video transformer's extra input channels are the image's latents and mask; its output is the noise's)."""
     config = parts["denoiser"].config
     z_dim = int(parts["vae"].config.z_dim)
-    if z_dim != int(config.in_channels):
-        right = "wan2.2_vae.safetensors" if int(config.in_channels) == 48 else "wan_2.1_vae.safetensors"
-        raise ModelLoadError(f"The VAE makes {z_dim}-channel latents but {source.name} expects {config.in_channels}: "
-                             f"use {right} from models/vae with this model.")
+    if z_dim != int(config.out_channels):
+        right = "wan2.2_vae.safetensors" if int(config.out_channels) == 48 else "wan_2.1_vae.safetensors"
+        raise ModelLoadError(f"The VAE makes {z_dim}-channel latents but {source.name} expects "
+                             f"{config.out_channels}: use {right} from models/vae with this model.")
     width = int(parts["text_encoder"].config.d_model)
     if width != int(config.text_dim):
         raise ModelLoadError(f"The text encoder is {width} wide but {source.name} expects {config.text_dim}-wide text "

@@ -23,10 +23,13 @@ from .files import CONFIGS_DIR, block_count, check_weight_tensors, expect_kind, 
 from .keys import original_to_diffusers, strip_original_prefix
 
 HEAD_DIM = 128  # every released Wan (and ComfyUI's loader) uses 128-channel heads
-KNOWN_TRANSFORMERS = {  # (dim, layers, in_channels, ffn_dim) -> shipped config
-    (1536, 30, 16, 8960): "wan2.1_t2v_1.3b",
-    (5120, 40, 16, 13824): "wan2.1_t2v_14b",
-    (3072, 30, 48, 14336): "wan2.2_ti2v_5b",
+KNOWN_TRANSFORMERS = {  # (dim, layers, in_channels, ffn_dim, reads CLIP vision features) -> shipped config
+    (1536, 30, 16, 8960, False): "wan2.1_t2v_1.3b",
+    (5120, 40, 16, 13824, False): "wan2.1_t2v_14b",
+    (3072, 30, 48, 14336, False): "wan2.2_ti2v_5b",
+    # 36 = 16 noise + 4 mask + 16 image-latent channels; of the 14B image-to-video models only Wan 2.1's reads CLIP.
+    (5120, 40, 36, 13824, True): "wan2.1_i2v_14b",
+    (5120, 40, 36, 13824, False): "wan2.2_i2v_a14b_expert",
 }
 A14B_NAME_HINTS = ("high_noise", "low_noise", "a14b", "wan2.2_t2v")
 
@@ -44,15 +47,25 @@ def transformer_config_from_weights(weights: dict) -> dict:
         "ffn_dim": weights["blocks.0.ffn.net.0.proj.weight"].shape[0], "num_layers": layers,
         "cross_attn_norm": "blocks.0.norm2.weight" in weights,
         "qk_norm": "rms_norm_across_heads" if "blocks.0.attn1.norm_q.weight" in weights else None,
-        "eps": 1e-6,
+        "eps": 1e-6, **_image_config(weights),
     }
 
 
+def _image_config(weights: dict) -> dict:
+    """Wan 2.1 I2V's CLIP-feature path: the embedder's input width (1280 for clip_vision_h) and the width its
+    per-block k_img / v_img projections read (the model width)."""
+    if "condition_embedder.image_embedder.norm1.weight" not in weights:
+        return {}
+    return {"image_dim": weights["condition_embedder.image_embedder.norm1.weight"].shape[0],
+            "added_kv_proj_dim": weights["blocks.0.attn2.add_k_proj.weight"].shape[1]}
+
+
 def transformer_arch(config: dict, file_name: str = "") -> str | None:
-    """The shipped config name for a derived config, None for sizes Wan-AI did not release. Wan 2.1 14B and each
-    Wan 2.2 A14B expert share every shape, so only the file name can tell them apart."""
+    """The shipped config name for a derived config, None for sizes Wan-AI did not release. Wan 2.1 T2V 14B and each
+    Wan 2.2 T2V A14B expert share every shape, so only the file name can tell them apart (the I2V ones differ: only
+    Wan 2.1's reads CLIP features)."""
     key = (config["num_attention_heads"] * config["attention_head_dim"], config["num_layers"],
-           config["in_channels"], config["ffn_dim"])
+           config["in_channels"], config["ffn_dim"], bool(config.get("image_dim")))
     arch = KNOWN_TRANSFORMERS.get(key)
     if arch == "wan2.1_t2v_14b" and any(hint in file_name.lower() for hint in A14B_NAME_HINTS):
         arch = "wan2.2_t2v_a14b_expert"

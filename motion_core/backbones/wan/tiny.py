@@ -115,6 +115,38 @@ def save_tiny_wan_diffusers_folder(path, seed: int = 0, *, shift: float = 3.0) -
     return path
 
 
+def save_tiny_wan_i2v_diffusers_folder(path, seed: int = 0, *, kind: str = "concat", two_experts: bool = False,
+                                       shift: float = 3.0) -> Path:
+    """Write a tiny image-to-video Wan as the folder diffusers saves: "clip" and "concat" as a WanImageToVideoPipeline
+    (image_encoder/ and image_processor/ for "clip", null for "concat" as in Wan 2.2 I2V A14B, which with
+    ``two_experts`` also gets transformer_2/ from the next seed and boundary_ratio 0.9), "first_frame" as a
+    WanPipeline with expand_timesteps, as Wan 2.2 TI2V 5B. The same seed gives ``tiny_wan_i2v_parts``' weights."""
+    from .releases import I2V_BOUNDARY
+
+    path = save_tiny_wan_diffusers_folder(path, seed, shift=shift)
+    index = json.loads((path / "model_index.json").read_text())
+    if kind == "first_frame":
+        index["expand_timesteps"] = True
+        (path / "model_index.json").write_text(json.dumps(index, indent=2))
+        return path
+    parts = tiny_wan_i2v_parts(seed, kind=kind, shift=shift)
+    parts["denoiser"].save_pretrained(path / "transformer")
+    index.update(_class_name="WanImageToVideoPipeline", image_encoder=[None, None], image_processor=[None, None],
+                 transformer_2=[None, None], boundary_ratio=None, expand_timesteps=False)
+    if kind == "clip":
+        from transformers import CLIPImageProcessor
+
+        parts["image_encoder"].save_pretrained(path / "image_encoder")
+        CLIPImageProcessor(size={"shortest_edge": 224}, crop_size=224).save_pretrained(path / "image_processor")
+        index.update(image_encoder=["transformers", "CLIPVisionModel"],
+                     image_processor=["transformers", "CLIPImageProcessor"])
+    if two_experts:
+        tiny_wan_i2v_parts(seed + 1, kind=kind, shift=shift)["denoiser"].save_pretrained(path / "transformer_2")
+        index.update(transformer_2=["diffusers", "WanTransformer3DModel"], boundary_ratio=I2V_BOUNDARY)
+    (path / "model_index.json").write_text(json.dumps(index, indent=2))
+    return path
+
+
 def tiny_wan_tokenizer(model_max_length: int = TINY_WAN_MAX_TOKENS):
     """A T5Tokenizer (UMT5's class) over a character vocabulary built in memory."""
     from transformers import T5Tokenizer
@@ -140,12 +172,15 @@ def _tiny_transformer(freq_dim: int = 32, *, i2v: bool = False, image: bool = Fa
 
 
 def _tiny_clip_vision():
-    """A one-layer CLIPVisionModel of the real width (1280, as clip_vision_h) and token count (257: 224 px in 14 px
-    patches plus the class token), which Wan 2.1 I2V's image embedder and core's I2V attention assume."""
+    """A two-layer CLIPVisionModel of the real width (1280, as clip_vision_h) and token count (257: 224 px in 14 px
+    patches plus the class token), which Wan 2.1 I2V's image embedder and core's I2V attention assume. Its heads
+    (16 of 80 channels) and GELU are ViT-H/14's, what a 1280-wide CLIP vision file means to the loader (a file's
+    shapes do not record them), so the tiny model written as a file loads back as itself."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     config = CLIPVisionConfig(hidden_size=CLIP_VISION_DIM, intermediate_size=64, num_hidden_layers=2,
-                              num_attention_heads=2, image_size=224, patch_size=14, projection_dim=64)
+                              num_attention_heads=16, image_size=224, patch_size=14, projection_dim=64,
+                              hidden_act="gelu")
     return CLIPVisionModel(config).eval()
 
 
