@@ -133,9 +133,9 @@ def test_the_shipped_folder_loads_in_diffusers_with_nine_input_channels():
 def test_the_engine_conditions_the_shipped_model_exactly_as_its_pretraining_did():
     """The pack's WanBackbone (backbones/wan/image_condition.py) and the pretraining (toy/i2v_condition.py) build
     the start-image condition separately; the model only works in the pack if they agree."""
-    from motion_core.toy.i2v_backbone import load_i2v_backbone
+    from motion_core.backbones import load_backbone
 
-    backbone = load_i2v_backbone(SHAPES_WAN_I2V_DIR)
+    backbone = load_backbone(SHAPES_WAN_I2V_DIR)
     assert backbone.start_image == "required" and backbone.image_mode == "concat"
     image = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(4))
     engine = backbone.encode_start_image(image[None], 9, 64, 64)

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import torch
 
+from ..backbones import load_backbone
 from ..clips import ClipSet
 from ..lora.stack import LoraStack
 from ..sampling import SampleRequest, sample_video
 from ..toy.builtin import SHAPES_WAN_I2V_DIR, clip_frames, resolve_builtin
 from ..toy.captions import caption
-from ..toy.i2v_backbone import load_i2v_backbone
 from ..toy.metrics import random_path_chance, score_sample, summarize
 from ..toy.motions import HELD_OUT_MOTIONS, MotionParams
 from ..toy.palette import BACKGROUNDS
@@ -153,7 +153,7 @@ def run(argv=None) -> dict:
     p.add_argument("--json-out", default="", help="also write every row (with each sample's fidelity) here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    backbone = load_i2v_backbone(resolve_builtin(args.model), device=args.device)
+    backbone = load_backbone(resolve_builtin(args.model), device=args.device)
     rows = []
     for motion in args.motions.split(","):
         for recipe, recolour in variants(args):

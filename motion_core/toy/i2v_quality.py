@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..backbones import load_backbone
 from ..sampling import SampleRequest, sample_video
 from ..sampling.schedulers import SCHEDULER_NAMES
 from .base_quality import classify_motion
 from .builtin import resolve_builtin
 from .captions import caption
-from .i2v_backbone import load_i2v_backbone
 from .motions import BASIC_MOTIONS, MOTIONS, MotionParams
 from .palette import BACKGROUNDS, COLOURS
 from .pretrain.architecture import FPS, FRAME_SIZE
@@ -171,8 +171,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     folder = resolve_builtin(args.model)
-    result = evaluate(load_i2v_backbone(folder, device=args.device), args.images, args.seeds, args.seed, args.steps, args.cfg,
-                      args.scheduler)
+    result = evaluate(load_backbone(folder, device=args.device), args.images, args.seeds, args.seed, args.steps,
+                      args.cfg, args.scheduler)
     print(json.dumps(result["summary"]))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=1))
