@@ -68,7 +68,7 @@ WanImageToVideoPipeline and ComfyUI's WanImageToVideo (concat latent, no CLIP im
 - From ShapesWan: VAE, text encoder, tokenizer and scheduler copied unchanged; the transformer initialised from
   ShapesWan's, its patch embedding widened with zero weights on the 5 new channels (step 0 predicts what ShapesWan
   predicts), then fine-tuned with ShapesWan's loss (rectified flow, shift 2.0, frame-difference term) on every latent
-  frame; the text encoder frozen; captions dropped in {float(args.get('caption_dropout', I2V_CAPTION_DROPOUT)):.0%} of the steps, so the image alone can carry the look.
+  frame, the patch embedding at {float(args.get('patch_lr_scale', 1.0)):g}x the learning rate; the text encoder frozen; captions dropped in {float(args.get('caption_dropout', I2V_CAPTION_DROPOUT)):.0%} of the steps, so the image alone can carry the look.
 - Training clips: the pretraining world (motions {', '.join(BASIC_MOTIONS)};
   random colours, shapes, sizes, positions, backgrounds), each clip's own first frame as its start image.
 - Command: `python -m motion_core.toy.pretrain.wan_i2v` with {json.dumps(shown)}
@@ -86,12 +86,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model folder to write (replaced atomically)")
     p.add_argument("--clips", type=int, default=2000, help="rendered training clips (basic motions only)")
     p.add_argument("--steps", type=int, default=1500,
-                   help="sized to the time cap at ~1.4 s a step of 16 clips, one thread, bf16")
-    p.add_argument("--minutes", type=float, default=36.0,
+                   help="~1.4 s a step of 16 clips at one thread in bf16 on an idle machine; the time cap ends it "
+                   "first when the machine is shared")
+    p.add_argument("--minutes", type=float, default=48.0,
                    help="cap on the training stage's wall time: with rendering and encoding the run stays well "
                    "within 60 min at one thread")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--patch-lr-scale", type=float, default=10.0,
+                   help="learning-rate multiple for the patch embedding, where the zero-started condition channels "
+                   "are (FINDINGS.md, ShapesWan-I2V: at 1x they stayed ~20x smaller than the latent channels)")
     p.add_argument("--frame-diff-weight", type=float, default=2.0, help="as in ShapesWan's stage; 0 = off")
     p.add_argument("--caption-dropout", type=float, default=I2V_CAPTION_DROPOUT)
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -126,7 +130,8 @@ def main(argv=None) -> int:
     transformer, steps, loss = train_wan_i2v(
         transformer, latents, conditions, states, empty, steps=args.steps, max_minutes=args.minutes,
         batch=args.batch, lr=args.lr, frame_diff_weight=args.frame_diff_weight, caption_dropout=args.caption_dropout,
-        shift=_scheduler_shift(args.base), precision=precision, seed=args.seed, device=args.device, log=log)
+        shift=_scheduler_shift(args.base), precision=precision, patch_lr_scale=args.patch_lr_scale, seed=args.seed,
+        device=args.device, log=log)
     shown = {**vars(args), "base": _shown_path(args.base), "out": _shown_path(args.out),
              "precision": f"{args.precision} ({precision})"}
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in transformer.config.items()

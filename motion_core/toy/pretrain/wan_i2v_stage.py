@@ -6,6 +6,11 @@ what ShapesWan predicts and training only has to learn what the image adds. The 
 flow through the scheduler's shift, plus the frame-difference term) on every latent frame, frame 0 included: the
 pipeline denoises all of them, the first too.
 
+The new channels learn slowly. Our reading, not proven: besides frame 0's image they see the same grey-frame latent
+on every later frame, whose gradient acts like a bias's (its sign changes from batch to batch), and Adam's
+normalisation lets that noise set the step size. In the first full run (lr 5e-4) their weights ended ~20x smaller than the latent channels' and samples
+often ignored the image; the patch embedding therefore trains at a multiple of the learning rate (`patch_lr_scale`).
+
 The text encoder stays ShapesWan's, frozen (the folder shares it unchanged), so its states are computed once per
 clip. Captions are dropped more often than in the text-to-video stage: the image now carries the look, and a model
 that has seen steps without words still draws the image's object when the prompt says nothing of it.
@@ -55,13 +60,15 @@ def caption_states(text_encoder, tokenizer, captions, batch: int = 64) -> torch.
 def train_wan_i2v(transformer, latents, conditions, states, empty_state, *, steps: int, max_minutes: float,
                   batch: int = 16, lr: float = 5e-4, warmup: int = 50, ema_decay: float = 0.999,
                   frame_diff_weight: float = 2.0, caption_dropout: float = I2V_CAPTION_DROPOUT, shift: float = 2.0,
-                  precision: str = "fp32", seed: int = 0, device="cpu", log=print):
+                  precision: str = "fp32", patch_lr_scale: float = 1.0, seed: int = 0, device="cpu", log=print):
     """transformer: already widened (`widen_patch_embedding`); latents [N, C, F, h, w] and conditions
     [N, T + C, F, h, w] normalised, states [N, L, D] and empty_state [1, L, D] from `caption_states`. Returns
     (EMA transformer in eval mode, steps done, final running loss). Every random draw comes from a CPU generator
     seeded with `seed`, so a seed picks the same batches, noise, σ and dropped captions on any device.
     `precision`: "bf16" runs the forward under bfloat16 autocast (`precision.py`: 1.85 -> 1.35 s a step of 16 clips
-    at one thread on the reference CPU); weights, optimiser, EMA and loss stay float32."""
+    at one thread on the reference CPU); weights, optimiser, EMA and loss stay float32.
+    `patch_lr_scale`: the patch embedding (where the new, zero-started condition channels are) trains at this
+    multiple of `lr`."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
     transformer = transformer.float().to(device).train().requires_grad_(True)
@@ -70,7 +77,10 @@ def train_wan_i2v(transformer, latents, conditions, states, empty_state, *, step
     log(f"wan i2v: transformer {sum(p.numel() for p in params) / 1e6:.2f}M parameters, "
         f"in_channels {transformer.config.in_channels}, batch {batch}, lr {lr}, caption dropout {caption_dropout}, "
         f"{precision} arithmetic")
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    patch = [transformer.patch_embedding.weight]
+    rest = [q for q in params if q is not patch[0]]
+    opt = torch.optim.AdamW([{"params": rest}, {"params": patch, "lr": lr * patch_lr_scale}], lr=lr,
+                            weight_decay=1e-2)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup))
     ema = EMA([transformer], ema_decay)
     started, running, done = time.monotonic(), None, 0
