@@ -21,7 +21,14 @@ from .types import CATEGORY, ModelType
 MOTION_MODULE_FIX = ("Pick a motion module from the list (press R after adding one to models/animatediff_models/), "
                      "or choose none.")
 FOLDER_OTHER_EXPERT = "the folder's other expert"
-DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+FP8_AS_STORED = "fp8 as stored"
+DTYPES = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, FP8_AS_STORED: None}
+DTYPE_TOOLTIP = (
+    "Weight precision. auto: bf16/fp16 on GPU, fp32 on CPU; a Wan file stored in fp8 keeps its fp8 weights on GPU "
+    "(as ComfyUI does). fp32/fp16/bf16: every weight in that precision (an fp8 file is widened: twice its size in "
+    "bf16). fp8 as stored: on any device, the Linear weights a Wan diffusion-model file stores in fp8 stay fp8 with "
+    "their scales and each layer computes in auto's precision (memory about the file's size; norms, embeddings and "
+    "the head are widened; other files and folders load as auto).")
 
 
 def _device(choice: str) -> torch.device:
@@ -29,6 +36,11 @@ def _device(choice: str) -> torch.device:
     if choice == "auto":
         return comfy.model_management.get_torch_device()
     return resolve_device(choice, "Load Video Model: device", also=("auto",))
+
+
+def _keep_fp8(choice: str) -> bool | None:
+    """auto lets the loader decide by device (fp8 kept on CUDA); a named precision widens; fp8 as stored keeps."""
+    return {"auto": None, FP8_AS_STORED: True}.get(choice, False)
 
 
 def _dtype(choice: str, device: torch.device) -> torch.dtype:
@@ -62,7 +74,8 @@ class LoadVideoModel(io.ComfyNode):
                     options=paths.model_choices(),
                     tooltip="diffusers folders from models/diffusers, SD1.5 checkpoints from "
                     "models/checkpoints (need a motion module), Wan files from models/diffusion_models (need a VAE "
-                    "and a text encoder), or a built-in model: ShapesT2V (8 frames) or ShapesWan (Wan, 9 frames).",
+                    "and a text encoder), or a built-in model: ShapesT2V (8 frames), ShapesWan / ShapesWan v2 (Wan, 9 "
+                    "frames) or ShapesWan-I2V (image-to-video).",
                 ),
                 io.Combo.Input(
                     "motion_module",
@@ -100,7 +113,7 @@ class LoadVideoModel(io.ComfyNode):
                     "dtype",
                     options=list(DTYPES),
                     default="auto",
-                    tooltip="Weight precision. auto: bf16/fp16 on GPU, fp32 on CPU.",
+                    tooltip=DTYPE_TOOLTIP,
                 ),
                 io.Combo.Input(
                     "device", options=["auto", "cpu", "cuda"], default="auto", tooltip="auto: the device ComfyUI uses."
@@ -165,6 +178,7 @@ class LoadVideoModel(io.ComfyNode):
                 motion_module=module,
                 tokenizer_dir=paths.comfy_tokenizer_dir() if clip_fallback else None,
                 expert=wan_expert,
+                keep_fp8=_keep_fp8(dtype),
                 **files,
             )
             if wan_second_expert != "none":

@@ -15,11 +15,11 @@ import comfy.lora
 import comfy.model_management
 import comfy.patcher_extension
 import comfy.sample
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..motion_core.errors import CancelledError, InvalidInputError, LoraMismatchError
-from ..motion_core.native import (NativeLora, ReferenceNoisePlan, check_native_fit, native_loras, range_keyframes,
-                                  reference_inversion, reference_start)
+from ..motion_core.native import (NativeLora, ReferenceNoisePlan, check_native_fit, native_loras, native_report,
+                                  range_keyframes, reference_inversion, reference_start)
 from ..motion_core.sampling import NOISE_PRIOR_MODES, SamplingCallbacks
 from .progress import interrupted
 from .types import CATEGORY, ClipsType, LoraStackType, LoraType, ModelType
@@ -27,8 +27,10 @@ from .types import CATEGORY, ClipsType, LoraStackType, LoraType, ModelType
 HOOKS_KEY = "motion_customization.lora_step_ranges"
 
 
-def _native_patches(model, entry: NativeLora) -> dict:
-    """The LoRA as core's patch dict for this MODEL; every layer must find its weight, none silently dropped."""
+def _native_patches(model, entry: NativeLora) -> tuple[dict, list[str]]:
+    """The LoRA as core's patch dict for this MODEL, and the report of what it applies; every layer must find its
+    weight, none silently dropped (a text-to-video LoRA's patch embedding on image-to-video Wan is left out, and
+    said)."""
     key_map = comfy.lora.model_lora_keys_unet(model.model, {})
     patches = comfy.lora.load_lora(entry.state_dict, key_map, log_missing=False)
     if len(patches) != entry.modules:
@@ -36,9 +38,11 @@ def _native_patches(model, entry: NativeLora) -> dict:
             f"LoRA '{entry.name}': {entry.modules - len(patches)} of its {entry.modules} layers have no weight in "
             f"this MODEL ({type(model.model).__name__}). It is a Wan LoRA: connect a Wan diffusion model (UNETLoader) "
             "of the size it was trained on.")
-    check_native_fit(entry.name, _factor_shapes(patches), _weight_shapes(model, patches),
-                     type(model.model).__name__)
-    return patches
+    left_out = check_native_fit(entry.name, _factor_shapes(patches), _weight_shapes(model, patches),
+                                type(model.model).__name__)
+    for key in left_out:
+        patches.pop(key)
+    return patches, native_report(entry.name, len(patches), left_out)
 
 
 def _factor_shapes(patches: dict) -> dict:
@@ -90,10 +94,10 @@ def _add_ranged(model, entry: NativeLora, patches: dict) -> set:
     return set(placed)
 
 
-def apply_native_lora(model, entry: NativeLora) -> None:
+def apply_native_lora(model, entry: NativeLora) -> list[str]:
     """Patch ``model`` (a clone) in place: a full range is a plain weight patch, as LoraLoaderModelOnly's; a step
-    range is a weight hook with keyframes."""
-    patches = _native_patches(model, entry)
+    range is a weight hook with keyframes. Returns what was applied and left out, in words."""
+    patches, report = _native_patches(model, entry)
     if range_keyframes(entry.start_percent, entry.end_percent):
         placed = _add_ranged(model, entry, patches)
     else:
@@ -101,6 +105,7 @@ def apply_native_lora(model, entry: NativeLora) -> None:
     if len(placed) != len(patches):
         raise LoraMismatchError(f"LoRA '{entry.name}': {len(patches) - len(placed)} layers found no weight to patch "
                                 "in this MODEL; connect the Wan model the LoRA was trained for.")
+    return report
 
 
 class ApplyMotionLoRANative(io.ComfyNode):
@@ -141,9 +146,8 @@ class ApplyMotionLoRANative(io.ComfyNode):
             if source is not None:
                 entries += native_loras(source, strength, start_percent, end_percent)
         patched = model.clone()
-        for entry in entries:
-            apply_native_lora(patched, entry)
-        return io.NodeOutput(patched)
+        report = [line for entry in entries for line in apply_native_lora(patched, entry)]
+        return io.NodeOutput(patched, ui=ui.PreviewText("\n".join(report or ["no LoRA acts in this range"])))
 
 
 class ReferenceNoise:

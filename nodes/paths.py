@@ -30,7 +30,9 @@ BUILTIN_SHAPES_T2V = "built-in: ShapesT2V"
 BUILTIN_SHAPES_WAN = "built-in: ShapesWan"
 SHAPES_T2V_DIR = Path(__file__).resolve().parents[1] / "motion_core" / "toy" / "shapes_t2v"
 SHAPES_WAN_DIR = SHAPES_T2V_DIR.with_name("shapes_wan")
-BUILTIN_MODELS = {BUILTIN_SHAPES_T2V: SHAPES_T2V_DIR, BUILTIN_SHAPES_WAN: SHAPES_WAN_DIR}
+BUILTIN_MODELS = {BUILTIN_SHAPES_T2V: SHAPES_T2V_DIR, BUILTIN_SHAPES_WAN: SHAPES_WAN_DIR,
+                  "built-in: ShapesWan v2": SHAPES_T2V_DIR.with_name("shapes_wan_v2"),
+                  "built-in: ShapesWan-I2V": SHAPES_T2V_DIR.with_name("shapes_wan_i2v")}
 MODEL_FIX = (
     "Pick a model from the list (press R after adding one): diffusers folders (with model_index.json) go in "
     "models/diffusers/, single-file SD1.5 checkpoints in models/checkpoints/, Wan 2.1 / 2.2 diffusion-model files "

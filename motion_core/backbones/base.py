@@ -50,7 +50,9 @@ from torch import nn
 
 from ..errors import InvalidInputError
 from .conditioning import StartImageSupport
+from .memory import holds_fp8, is_fp8
 from .objectives import DiffusionObjective, Objective
+from .related import RelatedBase
 
 SHARED_TARGET_SETS = (
     "spatial_self_attn",
@@ -251,6 +253,10 @@ class Backbone(StartImageSupport, ABC):
         can be checked against the model it is applied to. Stable across runs, devices and dtypes."""
         return architecture_fingerprint(self.family, self.denoiser)
 
+    def related_bases(self) -> tuple[RelatedBase, ...]:
+        """Other base models whose LoRAs apply to this one on the layers the two share (none by default)."""
+        return ()
+
 
 def as_batched_frames(frames: torch.Tensor) -> torch.Tensor:
     """ComfyUI IMAGE frames [F, H, W, 3|4] or a batch [B, F, H, W, 3|4], float 0..1 -> [B, F, H, W, 3]; what every
@@ -347,8 +353,14 @@ def architecture_fingerprint(family: str, denoiser: nn.Module) -> str:
     config = getattr(denoiser, "config", None)
     if config is None:
         raise InvalidInputError(f"The {family} denoiser has no config to fingerprint.")
-    public = {k: _jsonable(v) for k, v in dict(config).items() if not k.startswith("_")}
-    blob = json.dumps({"family": family, "class": type(denoiser).__name__, "config": public}, sort_keys=True)
+    return config_fingerprint(family, type(denoiser).__name__, dict(config))
+
+
+def config_fingerprint(family: str, class_name: str, config: dict) -> str:
+    """``architecture_fingerprint`` of a denoiser of ``class_name`` with ``config``, without building it (e.g. the
+    text-to-video form of an image-to-video model, whose LoRAs apply there too)."""
+    public = {k: _jsonable(v) for k, v in config.items() if not k.startswith("_")}
+    blob = json.dumps({"family": family, "class": class_name, "config": public}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -364,8 +376,26 @@ def _jsonable(value: Any) -> Any:
 
 def move(module: nn.Module, device=None, dtype: torch.dtype | None = None) -> nn.Module:
     """module.to(device, dtype) through torch's own Module.to: diffusers' override logs a misleading "should be kept
-    in float32: []" warning on every dtype cast of a model that keeps nothing in float32."""
-    return nn.Module.to(module, device=device, dtype=dtype)
+    in float32: []" warning on every dtype cast of a model that keeps nothing in float32.
+
+    A module holding fp8 weights (loaded as its file stores them, or under fp8 storage) keeps them: Module.to(dtype)
+    would widen each fp8 weight without its scale, i.e. to a different model. Its other floating tensors take
+    ``dtype``; the fp8 scales stay float32."""
+    if dtype is None or not holds_fp8(module):
+        return nn.Module.to(module, device=device, dtype=dtype)
+    fp8_layers = [m for m in module.modules() if m._buffers.get("fp8_scale") is not None]
+    scales = {id(m._buffers["fp8_scale"]) for m in fp8_layers}
+
+    def convert(tensor: torch.Tensor) -> torch.Tensor:
+        keep = not tensor.is_floating_point() or is_fp8(tensor) or id(tensor) in scales
+        return tensor.to(device=device, dtype=None if keep else dtype)
+
+    module._apply(convert)
+    for layer in fp8_layers:  # they compute in the model's dtype, as the layers around them now do
+        layer.compute_dtype = dtype
+        if hasattr(layer.__dict__.get("forward"), "compute_dtype"):
+            layer.forward.compute_dtype = dtype
+    return module
 
 
 def ready(cls, unet, vae, text_encoder, tokenizer, scheduler, dtype, device, source):

@@ -33,6 +33,9 @@ class LoadRequest:
     """Wan 2.2 A14B: which expert becomes the denoiser."""
     clip_vision: object = None
     """Wan 2.1 image-to-video single files (or to replace a folder's own): the CLIP vision file (models/clip_vision)."""
+    keep_fp8: bool | None = None
+    """Wan single files: keep the Linear weights an fp8 file stores in fp8 (True), widen them to ``dtype`` (False), or
+    keep them when ``device`` is CUDA (None), as ComfyUI keeps fp8 files in fp8."""
 
 
 @dataclass(frozen=True)

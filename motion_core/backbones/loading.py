@@ -31,7 +31,7 @@ __all__ = ["FAMILIES", "detect_family", "load_backbone"]
 
 def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", motion_module=None,
                   tokenizer_dir=None, vae=None, text_encoder=None, expert: str = "high_noise",
-                  clip_vision=None) -> Backbone:
+                  clip_vision=None, keep_fp8: bool | None = None) -> Backbone:
     """Load a model from disk and return its Backbone, on ``device`` in ``dtype``, all weights frozen.
 
     path: a diffusers folder (ModelScope/ZeroScope TextToVideoSDPipeline, AnimateDiffPipeline, or an SD1.5
@@ -42,7 +42,9 @@ def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", mot
     Wan 2.1 / 2.2: a WanPipeline or WanImageToVideoPipeline folder, or a models/diffusion_models file with ``vae``
     and ``text_encoder`` files from models/vae and models/text_encoders (and for Wan 2.1 image-to-video the
     ``clip_vision`` file from models/clip_vision); ``expert`` picks a Wan 2.2 A14B expert ("high_noise", where motion
-    forms, or "low_noise"), each trained only on its own side of the boundary.
+    forms, or "low_noise"), each trained only on its own side of the boundary. ``keep_fp8``: a Wan file stored in
+    fp8 keeps its Linear weights in fp8 (with their scales; each layer computes in ``dtype``), which halves the
+    memory of a bf16 copy; None (the default) keeps them on CUDA and widens them to ``dtype`` elsewhere.
     """
     path = Path(path)
     kind = _kind_on_disk(path)
@@ -52,7 +54,8 @@ def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", mot
         raise ModelLoadError(f"{path.name} is not a regular file (a pipe, socket or device): {NOT_A_MODEL}.")
     family = _recognising_family(path)
     request = LoadRequest(path, dtype=dtype, device=device, motion_module=motion_module, tokenizer_dir=tokenizer_dir,
-                          vae=vae, text_encoder=text_encoder, expert=expert, clip_vision=clip_vision)
+                          vae=vae, text_encoder=text_encoder, expert=expert, clip_vision=clip_vision,
+                          keep_fp8=keep_fp8)
     return family.load(request)
 
 

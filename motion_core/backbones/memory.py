@@ -12,8 +12,10 @@ after it, because the loaded base model is cached between queued prompts and mus
   only error is the rounding of the weights (3 mantissa bits: at most 2^-4 relative per weight, RMS about 2^-4/sqrt3).
   The backward keeps the fp8 tensor, not the upcast one, so gradient memory holds fp8 weights too. The original weights
   are kept (moved to the CPU when they were on an accelerator) and put back by ``restore``: CPU RAM pays what the
-  accelerator saves. LoRA layers injected afterwards stay in the original dtype (peft reads ``compute_dtype`` from the
-  base layer, as it does for bitsandbytes layers) and remain the only trainable tensors.
+  accelerator saves. A model loaded in fp8 as its file stores it (wan/single_file.py, ``keep_fp8``) has its layers in
+  the same state from the start (``adopt_fp8_weight``), for good; fp8 storage finds nothing left to convert there.
+  LoRA layers injected afterwards stay in the original dtype (peft reads ``compute_dtype`` from the base layer, as it
+  does for bitsandbytes layers) and remain the only trainable tensors.
 - ``block_offload=True``: the base tensors of every transformer block live on the CPU; each block's tensors are copied
   to the accelerator when the block runs and dropped after it. Adapter tensors (peft's ``lora_*``) are moved to the
   accelerator and stay there, so the optimizer, its state and the gradients never leave it. This saves memory only
@@ -42,6 +44,8 @@ from ..errors import InvalidInputError
 
 BASE_STORAGES = ("native", "fp8")
 FP8_STORAGE_DTYPE = torch.float8_e4m3fn
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+"""The fp8 formats weight files come in (ComfyUI's *_fp8_e4m3fn / *_fp8_e5m2 / *_fp8_scaled files)."""
 DIFFUSERS_SKIP_PATTERNS = ("pos_embed", "patch_embed", "norm", "^proj_in$", "^proj_out$")
 """diffusers.hooks.layerwise_casting.DEFAULT_SKIP_MODULES_PATTERN; the model class adds its own (Wan: the patch
 embedding, condition embedder, norms, time embedder and modulation tables)."""
@@ -136,6 +140,31 @@ def fp8_linear_names(model: nn.Module) -> list[str]:
     return names
 
 
+def is_fp8(tensor: torch.Tensor) -> bool:
+    return tensor.dtype in FP8_DTYPES
+
+
+def holds_fp8(module: nn.Module) -> bool:
+    """Whether any parameter of ``module`` is stored in fp8 (a model loaded from an fp8 file as stored, or one
+    under Fp8Storage)."""
+    return any(is_fp8(p) for p in module.parameters())
+
+
+def adopt_fp8_weight(layer: nn.Linear, scale: torch.Tensor, compute_dtype: torch.dtype,
+                     weight: torch.Tensor | None = None) -> None:
+    """Make ``layer`` compute ``x (scale W8)^T + b`` from its fp8 weight (``weight``, or the one it holds): the
+    state Fp8Storage gives a layer, shared with models whose file stores them in fp8 (loaded as stored). The scale is
+    a float32 buffer, so it travels with the layer; ``compute_dtype`` is what peft casts adapters to."""
+    if weight is not None:
+        layer._parameters["weight"] = nn.Parameter(weight, requires_grad=False)
+    if not is_fp8(layer.weight):
+        raise TypeError(f"adopt_fp8_weight needs an fp8 weight, got {layer.weight.dtype}")
+    scale = scale.detach().to(device=layer.weight.device, dtype=torch.float32).reshape(())
+    layer.register_buffer("fp8_scale", scale, persistent=False)
+    layer.forward = Fp8Forward(layer, compute_dtype)
+    layer.compute_dtype = compute_dtype
+
+
 class Fp8Storage:
     """Base Linear weights of ``model`` stored in fp8 until ``restore``; see the module docstring."""
 
@@ -147,14 +176,11 @@ class Fp8Storage:
             weight = layer.weight
             if weight.requires_grad:
                 raise InvalidInputError(f"{name}.weight is trainable; fp8 storage is only for a frozen base model.")
-            if weight.dtype == FP8_STORAGE_DTYPE:
-                continue  # a checkpoint already stored in fp8 and upcast elsewhere is left alone
+            if is_fp8(weight):
+                continue  # a model loaded in fp8 as its file stores it (or converted by another Fp8Storage)
             stored, scale = _quantize(weight)
             self.layers.append((layer, weight, weight.device))
-            layer._parameters["weight"] = nn.Parameter(stored, requires_grad=False)
-            layer.register_buffer("fp8_scale", scale, persistent=False)  # a buffer, so it travels with the layer
-            layer.forward = Fp8Forward(layer, weight.dtype)
-            layer.compute_dtype = weight.dtype  # what peft casts adapters to instead of the fp8 weight's dtype
+            adopt_fp8_weight(layer, scale, weight.dtype, stored)
             if weight.device.type not in ("cpu", "meta"):
                 weight.data = weight.data.to("cpu")  # park the original off the accelerator (same Parameter object)
 

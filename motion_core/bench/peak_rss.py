@@ -93,3 +93,64 @@ class SampledPeakRss:
         time.sleep(self._interval * 10)  # one more reading after the work's last allocation
         self._running = False
         self._watcher.join()
+
+
+class SampledStatus:
+    """``with SampledStatus() as peaks: work()`` then ``peaks.growth["RssAnon"]``: for each /proc/self/status field
+    (VmRSS: all resident memory; RssAnon: the private part, what the process allocated; RssFile: mapped file pages),
+    the highest value a watcher thread saw every millisecond, minus its value at entry, in bytes. For loading a model
+    file, where a map of the file (RssFile) and the tensors made from it (RssAnon) must be told apart."""
+
+    FIELDS = ("VmRSS", "RssAnon", "RssFile")
+
+    def __init__(self, interval_s: float = 0.001) -> None:
+        self._interval = interval_s
+        self.baseline: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.end: dict[str, int] = {}
+        self._running = False
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+
+    @staticmethod
+    def read() -> dict[str, int]:
+        text = _STATUS.read_text()
+        out = {}
+        for field in SampledStatus.FIELDS:
+            match = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
+            if match is None:
+                raise OSError(f"{field} is not in {_STATUS}")
+            out[field] = int(match.group(1)) * 1024
+        return out
+
+    @property
+    def growth(self) -> dict[str, int]:
+        return {field: self.peak[field] - self.baseline[field] for field in self.FIELDS}
+
+    @property
+    def kept(self) -> dict[str, int]:
+        """Growth at exit: what the work left resident."""
+        return {field: self.end[field] - self.baseline[field] for field in self.FIELDS}
+
+    def _sample(self) -> None:
+        now = self.read()
+        self.peak = {field: max(self.peak.get(field, 0), now[field]) for field in self.FIELDS}
+
+    def _watch(self) -> None:
+        while self._running:
+            self._sample()
+            time.sleep(self._interval)
+
+    def __enter__(self) -> Self:
+        _trim_heap()
+        self.baseline = self.read()
+        self.peak = dict(self.baseline)
+        self._running = True
+        self._watcher.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        time.sleep(self._interval * 10)
+        self._running = False
+        self._watcher.join()
+        self._sample()
+        self.end = self.read()

@@ -108,6 +108,8 @@ def run(args) -> int:
         result = sample_video(backbone, request, callbacks)
     finally:
         signal.signal(signal.SIGINT, previous)
+    for note in result.not_applied:  # e.g. a text-to-video LoRA's layers this image-to-video model lacks
+        print(f"note: {note}")
     written = write_or_recover(result.frames, out, result.fps, overwrite=args.overwrite, fallbacks=fallback_dirs())
     print(f"video: {written}")
     return 0

@@ -101,8 +101,12 @@ def add_model_file_options(p: argparse.ArgumentParser) -> None:
                    help="Wan 2.1 I2V files: the CLIP vision file (models/clip_vision, clip_vision_h.safetensors)")
     p.add_argument("--expert", choices=("high_noise", "low_noise"), default="high_noise",
                    help="Wan 2.2 A14B: which expert to load (motion forms at high noise)")
-    p.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="weight precision; auto: bf16 on CUDA, fp32 on the CPU")
+    p.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16", "fp8-stored"), default="auto",
+                   help="weight precision; auto: bf16 on CUDA (a Wan file stored in fp8 keeps its fp8 weights there, "
+                        "as ComfyUI does), fp32 on the CPU. fp32/bf16/fp16: every weight in that precision (an fp8 "
+                        "file widened: twice its size in bf16). fp8-stored: on any device, the Linear weights a Wan "
+                        "diffusion-model file stores in fp8 stay fp8 with their scales, each layer computing in "
+                        "auto's precision (memory about the file's size; norms, embeddings and head widened)")
 
 
 def model_file_options(args) -> dict:
@@ -110,10 +114,14 @@ def model_file_options(args) -> dict:
     import torch
 
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    dtype = dtypes.get(args.dtype) or (torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32)
+    on_cuda = str(args.device).startswith("cuda")
+    dtype = dtypes.get(args.dtype) or (torch.bfloat16 if on_cuda else torch.float32)
+    # Decided here from --device: train loads onto the CPU first when memory options may apply.
+    sharded = getattr(args, "shard_base", False)  # FSDP shards one dtype per unit: widened, as before
+    keep_fp8 = args.dtype == "fp8-stored" or (args.dtype == "auto" and on_cuda and not sharded)
     given = (("vae", args.vae), ("text_encoder", args.text_encoder), ("clip_vision", getattr(args, "clip_vision", None)))
     files = {k: v for k, v in given if v}
-    return {"dtype": dtype, "expert": args.expert, **files}
+    return {"dtype": dtype, "expert": args.expert, "keep_fp8": keep_fp8, **files}
 
 
 def _clips(videos, captions, label):
@@ -197,9 +205,9 @@ def run(args) -> int:
         _refuse_existing(out, overwrite)
     resolve_device(args.device, "--device")  # before the clips and the model are read
     # Under accelerate launch: join the processes; each trains on its own device, process 0 prints and writes.
-    if args.shard_base and (args.block_offload or args.base_storage == "fp8"):
+    if args.shard_base and (args.block_offload or args.base_storage == "fp8" or args.dtype == "fp8-stored"):
         raise InvalidInputError("--shard-base already splits the base over the processes; use it without "
-                                "--block-offload and --base-storage fp8.")
+                                "--block-offload, --base-storage fp8 and --dtype fp8-stored.")
     processes = current_processes(args.device, shard_base=args.shard_base)
     device = processes.device(args.device)
     config = TrainingConfig(

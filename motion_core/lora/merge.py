@@ -14,15 +14,21 @@ the original before casting to the weight's dtype once. Convolutions follow peft
 B is 1x1), so B @ A over flattened shapes reshaped to the kernel gives peft's delta (and ComfyUI's, whose conv
 factors come flattened). A LoRA's full-weight patches (``.diff`` on a weight, ``.diff_b`` on a bias) add
 strength · patch to their parameter, as ComfyUI applies them; biases are kept and restored like weights.
+
+A weight stored in fp8 (a model loaded as its fp8 file stores it, memory.adopt_fp8_weight) is merged as
+W8 · scale + Δ and stored back in fp8 with the same scale (round_to_fp8); its saved original is the fp8 tensor, so
+restoring gives the same bytes back.
 """
 
 from __future__ import annotations
 
+import zlib
 from typing import Iterable, Sequence
 
 import torch
 import torch.nn as nn
 
+from ..backbones.memory import is_fp8
 from ..errors import LoraMismatchError
 from .inject import base_layer
 from .motion_lora import MotionLora
@@ -60,6 +66,43 @@ def entry_delta(lora: MotionLora, target: tuple[str, str], tensor: torch.Tensor,
             )
         delta = delta + float(strength) * patch.to(tensor.device, torch.float32).reshape(tensor.shape)
     return delta
+
+
+_ROUNDING_CHUNK = 1 << 24  # elements rounded at a time: bounds the float32 temporaries (a 14B layer has 70M)
+
+
+def round_to_fp8(values: torch.Tensor, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    """float32 ``values`` in fp8 ``dtype``, clamped to its range and rounded stochastically: to the farther of the
+    two neighbouring fp8 values with probability (distance to the nearer) / (their spacing), from a generator seeded
+    with ``seed`` (the same merge gives the same weights every time).
+
+    Why not round to nearest: a merged weight is an fp8 value plus a LoRA's delta, and a delta smaller than half an
+    fp8 step (3 mantissa bits: 6-12% of the weight) rounds back to the same fp8 value. Measured on the tiny Wan (the
+    LoRA's effect on the denoiser's output projected on that of a float32 merge): with deltas of 1% of each weight
+    (rms), round-to-nearest kept 27% of the effect, stochastic rounding 122% (100% in expectation; 100% and 94% at
+    deltas of 3% and 10%, where round-to-nearest kept 80% and 98%); the noise it adds (0.24% of the output) is a tenth
+    of fp8 storage's own (2.6%). ComfyUI patches fp8 weights with stochastic rounding too."""
+    flat = values.detach().reshape(-1)
+    out = torch.empty(flat.shape, dtype=dtype, device=flat.device)
+    generator = torch.Generator(device=flat.device).manual_seed(int(seed))
+    for start in range(0, flat.numel(), _ROUNDING_CHUNK):
+        out[start:start + _ROUNDING_CHUNK] = _round_chunk(flat[start:start + _ROUNDING_CHUNK], dtype, generator)
+    return out.reshape(values.shape)
+
+
+def _round_chunk(values: torch.Tensor, dtype: torch.dtype, generator: torch.Generator) -> torch.Tensor:
+    limit = torch.finfo(dtype).max
+    values = values.float().clamp(-limit, limit)
+    nearest = values.to(dtype)
+    near = nearest.float()
+    magnitude = nearest.view(torch.uint8).to(torch.int16) & 0x7F
+    away = values.abs() > near.abs()  # the other neighbour is one step farther from zero, else one step nearer
+    other_bits = ((values < 0).to(torch.int16) << 7) | (magnitude + torch.where(away, 1, -1)).clamp(min=0)
+    other = other_bits.to(torch.uint8).view(dtype).float()
+    spacing = (other - near).abs()
+    chance = torch.where(spacing > 0, (values - near).abs() / spacing.clamp(min=torch.finfo(torch.float32).tiny), 0.0)
+    draw = torch.rand(values.shape, generator=generator, device=values.device)
+    return torch.where(draw < chance, other, near).to(dtype)
 
 
 class StackMerger:
@@ -130,14 +173,25 @@ class StackMerger:
                 continue
             tensor = self._parameter(target)
             original = self._originals.setdefault(target, tensor.detach().clone())
-            merged = original.to(torch.float32)
+            scale = self._fp8_scale(target, tensor)
+            merged = original.to(torch.float32) if scale is None else original.to(torch.float32) * scale
             for entry in entries:
                 merged = merged + entry_delta(entry.lora, target, tensor, entry.strength)
-            tensor.copy_(merged.to(tensor.dtype))
+            if scale is None:
+                tensor.copy_(merged.to(tensor.dtype))
+            else:
+                tensor.copy_(round_to_fp8(merged / scale, tensor.dtype, seed=zlib.crc32(".".join(target).encode())))
         for target in before.keys() - after.keys():
             self._parameter(target).copy_(self._originals[target])
         self.active = active
         self.merge_count += 1
+
+    def _fp8_scale(self, target: tuple[str, str], tensor: torch.Tensor) -> torch.Tensor | None:
+        """The float32 scale of an fp8 weight (W = W8 * scale; 1 for a layer without one), None for other tensors."""
+        if not is_fp8(tensor):
+            return None
+        scale = getattr(self._layers[target[0]], "fp8_scale", None)
+        return torch.ones((), device=tensor.device) if scale is None else scale.to(tensor.device, torch.float32)
 
     @torch.no_grad()
     def restore(self) -> None:

@@ -10,11 +10,11 @@ from typing import Any
 
 import torch
 
-from ..clips import Clip
 from ..backbones.conditioning import single_image
+from ..clips import Clip
 from ..errors import InvalidInputError, LoraMismatchError
-from ..lora import check_lora_fits
-from ..lora.stack import LoraStack
+from ..lora.fit import fit_lora
+from ..lora.stack import LoraStack, LoraStackEntry
 from ..numbers import positive_fps
 from .noise_prior import check_noise_prior_mode
 from .schedulers import check_scheduler
@@ -69,7 +69,8 @@ class SampleResult:
     merge_count: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     not_applied: tuple[str, ...] = ()
-    """Parts of the stack's LoRA files that were read but not applied (e.g. a text-encoder part), in words."""
+    """What of the stack's LoRA files was left out, in words: a text-encoder part, or the layers a text-to-video
+    LoRA has that its image-to-video model lacks (with a line saying what it applied there)."""
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -133,11 +134,24 @@ def check_start_image(backbone, image) -> None:
 
 
 def validate_stack(backbone, stack: LoraStack, *, strict_base: bool = True) -> None:
-    """Every LoRA in ``stack`` must fit ``backbone`` (family, base model, module names and shapes)."""
+    """Every LoRA in ``stack`` must fit ``backbone`` (family, base model, module names and shapes), or be a related
+    base's LoRA with layers in common (see fitted_stack)."""
+    fitted_stack(backbone, stack, strict_base=strict_base)
+
+
+def fitted_stack(backbone, stack: LoraStack, *, strict_base: bool = True) -> tuple[LoraStack, tuple[str, ...]]:
+    """(the stack as it applies to ``backbone``, notes on what was cut). Each LoRA applies whole, or, when it was
+    trained on a base the model's family declares related (a text-to-video Wan's LoRA on its image-to-video form),
+    on the layers the two models share; the notes name what applied and what did not."""
     fingerprint = backbone.fingerprint()
+    related = backbone.related_bases()
+    entries, notes = [], []
     for position, entry in enumerate(stack, start=1):
         try:
-            check_lora_fits(backbone.denoiser, entry.lora, family=backbone.family, fingerprint=fingerprint,
-                            strict_base=strict_base)
+            lora, said = fit_lora(backbone.denoiser, entry.lora, family=backbone.family, fingerprint=fingerprint,
+                                  strict_base=strict_base, related=related)
         except LoraMismatchError as err:
             raise LoraMismatchError(f"LoRA stack entry {position} of {len(stack)}: {err}") from None
+        entries.append(LoraStackEntry(lora, entry.strength, entry.start_percent, entry.end_percent))
+        notes += said
+    return LoraStack(tuple(entries)), tuple(notes)

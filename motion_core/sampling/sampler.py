@@ -23,7 +23,7 @@ from ..lora.report import stack_left_out
 from .callbacks import SamplingCallbacks
 from .noise_prior import blend_prior, invert, prepare_reference
 from .preview import latent_preview
-from .request import SampleRequest, SampleResult, validate_request
+from .request import SampleRequest, SampleResult, fitted_stack, validate_request
 from .routing import DenoiserRouting
 from .schedulers import make_scheduler
 
@@ -70,7 +70,8 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
     prompts = [request.negative_prompt, request.prompt] if guided else [request.prompt]
     text_states = backbone.encode_prompt(prompts)
     start = noise
-    stack = request.lora_stack
+    # a related base's LoRA (text-to-video on image-to-video) is cut to the layers this model shares
+    stack, fitted = fitted_stack(backbone, request.lora_stack, strict_base=request.strict_base)
     routing = DenoiserRouting(backbone, stack)
     if use_prior:
         reference = prepare_reference(request.noise_prior_clip, request.frames, request.height, request.width)
@@ -124,7 +125,7 @@ def _run(backbone, request: SampleRequest, callbacks: SamplingCallbacks) -> Samp
     return SampleResult(frames=frames, latents=latents.float().cpu(), fps=float(request.fps), merge_count=merge_count,
                         seconds={"prepare": prepare_seconds, "denoise": denoise_seconds,
                                  "decode": time.perf_counter() - clock},
-                        not_applied=stack_left_out(stack))
+                        not_applied=(*fitted, *stack_left_out(stack)))
 
 
 def _nonfinite(backbone, request: SampleRequest, where: str, active: tuple[int, ...] = ()) -> MotionCoreError:

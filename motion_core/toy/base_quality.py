@@ -33,25 +33,37 @@ def classify_motion(track, motions=BASIC_MOTIONS) -> tuple[str, float]:
     return best, scores[best]
 
 
-def evaluate(backbone, samples_per_motion: int = 4, seed: int = 0, steps: int = 25, cfg: float = 5.0,
-             scheduler: str = "auto", log=print) -> dict:
+def base_requests(frames: int, samples_per_motion: int, seed: int, steps: int, cfg: float, scheduler: str):
+    """The measured samples, in order: (motion, colour, shape, SampleRequest) with seeded random looks. One place,
+    so base_stability reads exactly the clips this measure reads."""
     rng = random.Random(seed)
-    frames = clip_frames(backbone)
-    rows, started = [], time.monotonic()
     for motion in BASIC_MOTIONS:
-        for k in range(samples_per_motion):
+        for _ in range(samples_per_motion):
             colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
             prompt = caption(colour, shape, motion)
-            request = SampleRequest(prompt=prompt, seed=rng.randrange(2**31), steps=steps, cfg=cfg,
-                                    frames=frames, width=FRAME_SIZE, height=FRAME_SIZE, fps=FPS,
-                                    scheduler=scheduler)
-            track = track_object(sample_video(backbone, request).frames)
-            predicted, fidelity = classify_motion(track)
-            rows.append({"motion": motion, "prompt": prompt, "colour_ok": track.colour == colour,
-                         "shape_ok": track.shape == shape, "motion_ok": predicted == motion,
-                         "predicted": predicted, "fidelity": fidelity, "found": track.found_fraction})
-        log(f"{motion}: {sum(r['motion_ok'] for r in rows if r['motion'] == motion)}/{samples_per_motion} follow "
-            f"the motion ({time.monotonic() - started:.0f}s)")
+            yield motion, colour, shape, SampleRequest(prompt=prompt, seed=rng.randrange(2**31), steps=steps,
+                                                       cfg=cfg, frames=frames, width=FRAME_SIZE,
+                                                       height=FRAME_SIZE, fps=FPS, scheduler=scheduler)
+
+
+def quality_row(track, motion: str, colour: str, shape: str) -> dict:
+    predicted, fidelity = classify_motion(track)
+    return {"motion": motion, "colour_ok": track.colour == colour, "shape_ok": track.shape == shape,
+            "motion_ok": predicted == motion, "predicted": predicted, "fidelity": fidelity,
+            "found": track.found_fraction}
+
+
+def evaluate(backbone, samples_per_motion: int = 4, seed: int = 0, steps: int = 25, cfg: float = 5.0,
+             scheduler: str = "auto", log=print) -> dict:
+    frames = clip_frames(backbone)
+    rows, started = [], time.monotonic()
+    for motion, colour, shape, request in base_requests(frames, samples_per_motion, seed, steps, cfg, scheduler):
+        track = track_object(sample_video(backbone, request).frames)
+        rows.append({"prompt": request.prompt, **quality_row(track, motion, colour, shape)})
+        done = [r for r in rows if r["motion"] == motion]
+        if len(done) == samples_per_motion:
+            log(f"{motion}: {sum(r['motion_ok'] for r in done)}/{samples_per_motion} follow "
+                f"the motion ({time.monotonic() - started:.0f}s)")
     n = len(rows)
     summary = {
         "samples": n,

@@ -7,6 +7,8 @@ Order of preference (cheapest first), each tried only if everything before it do
 3. + fp8 storage of the frozen base (lossy: the weights the LoRA trains against are rounded to 3 mantissa bits, so
    it comes after the exact option although its time cost is smaller);
 4. + block offload of the fewest blocks that fit (Wan; each offloaded block is copied to the device twice a step).
+A base loaded as its fp8 file stores it is in fp8 already (the plan reads its bytes): 3 is skipped, nothing is
+converted twice.
 On the CPU fp8 storage and offload save nothing (the originals stay in the same memory; "offloaded" blocks are
 already there), so only 1 and 2 are candidates. Options the user set explicitly are kept and only the others chosen.
 When nothing fits, ``MemoryPlanError`` says what is needed, what is free and what would fit.
@@ -113,8 +115,11 @@ def candidates(predictor: Predictor, fixed: dict) -> list[MemorySettings]:
     blocks = predictor.blocks
     out = [MemorySettings(False), MemorySettings(True)]
     if not on_cpu:
-        out.append(MemorySettings(True, "fp8"))
-        out += [MemorySettings(True, "fp8", k) for k in range(1, blocks + 1)]
+        # A base already in fp8 (loaded as its file stores it) has nothing left to convert: offload is the next lever.
+        storage = "fp8" if predictor.weights.fp8_saving_elements else "native"
+        if storage == "fp8":
+            out.append(MemorySettings(True, "fp8"))
+        out += [MemorySettings(True, storage, k) for k in range(1, blocks + 1)]
     if "base_storage" in fixed or "block_offload" in fixed:
         # What the user fixed replaces the matching dimension; offload set by hand means every block.
         storage = fixed.get("base_storage")

@@ -4,8 +4,9 @@ What a run holds at its peak, and where each figure comes from:
 
 - weights: the denoiser's parameters and buffers, by dtype, read from the loaded model (exact). fp8 storage turns
   each base Linear weight (memory.fp8_linear_names) into one byte per element plus a scale, the original parked on
-  the CPU (on a CPU run it stays where it is, so fp8 costs memory there instead of saving it); block offload keeps
-  the offloaded blocks' tensors on the host and copies one block at a time to the accelerator.
+  the CPU (on a CPU run it stays where it is, so fp8 costs memory there instead of saving it); a model loaded as its
+  fp8 file stores it already counts one byte per such weight, and fp8 storage has nothing left to convert; block
+  offload keeps the offloaded blocks' tensors on the host and copies one block at a time to the accelerator.
 - adapters: the recipe's LoRA tensors (injected into a meta-device copy of the denoiser, so their count and dtype are
   exactly what the run will have), their gradients and AdamW's two moments.
 - activations: one training step's forward and backward (all the recipe's adapters on, the clip's latents and text
@@ -31,7 +32,7 @@ import torch
 import torch.nn as nn
 
 from ..backbones.base import PlanningShapes
-from ..backbones.memory import FP8_STORAGE_DTYPE, fp8_linear_names
+from ..backbones.memory import fp8_linear_names, is_fp8
 from .step_trace import StepTrace, tensor_bytes, trace_step
 
 GIB = 2**30
@@ -93,6 +94,9 @@ class WeightFacts:
     """How many layers it converts (one float32 scale each)."""
     largest_linear: int
     """Bytes of the largest such weight in its compute dtype (fp8's per-layer upcast copy)."""
+    stored_fp8_largest: int
+    """The same for the Linear weights already in fp8 (a model loaded as its fp8 file stores it): their upcast copy
+    is made per layer whatever the settings, and fp8 storage has nothing left to convert there."""
     block_bytes: tuple[int, ...]
     """Bytes of each offloadable block (empty: the family has no block list)."""
     block_fp8_bytes: tuple[int, ...]
@@ -110,11 +114,14 @@ class WeightFacts:
         for p in [*base_params.values(), *denoiser.buffers()]:
             key = str(p.dtype).replace("torch.", "")
             by_dtype[key] = by_dtype.get(key, 0) + p.numel() * p.element_size()
-        elements = original = largest = 0
+        elements = original = largest = stored_largest = 0
         fp8_weight_ids = set()
         for name in fp8_names:
-            weight = denoiser.get_submodule(name).weight
-            if weight.dtype == FP8_STORAGE_DTYPE:
+            layer = denoiser.get_submodule(name)
+            weight = layer.weight
+            if is_fp8(weight):
+                compute = getattr(layer, "compute_dtype", backbone.dtype)
+                stored_largest = max(stored_largest, weight.numel() * compute.itemsize)
                 continue
             fp8_weight_ids.add(id(weight))
             elements += weight.numel()
@@ -128,7 +135,7 @@ class WeightFacts:
             blocks.append(plain)
             blocks_fp8.append(plain - converted)
         encoders = sum(module_bytes(part) for part in backbone.encoders())
-        return cls(total, by_dtype, elements, original, len(fp8_weight_ids), largest, tuple(blocks),
+        return cls(total, by_dtype, elements, original, len(fp8_weight_ids), largest, stored_largest, tuple(blocks),
                    tuple(blocks_fp8), encoders)
 
 
@@ -234,7 +241,7 @@ class Predictor:
         # Weights on the device: fp8 replaces the converted weights by one byte each; on the CPU the originals stay.
         weights = w.total - (w.fp8_original_bytes if fp8 and not on_cpu else 0) + fp8_bytes
         host_parked = w.fp8_original_bytes if fp8 and not on_cpu else 0
-        transient = w.largest_linear if fp8 else 0
+        transient = max(w.largest_linear if fp8 else 0, w.stored_fp8_largest)
         offloaded = settings.offloaded_blocks
         if offloaded and not on_cpu:
             sizes = (w.block_fp8_bytes if fp8 else w.block_bytes)[:offloaded]

@@ -22,7 +22,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ..backbones.base import PlanningShapes
-from ..backbones.memory import FP8_STORAGE_DTYPE
+from ..backbones.memory import is_fp8
 
 
 # ---- the architecture's facts -----------------------------------------------------------------------------------
@@ -110,15 +110,19 @@ _TRACE_CACHE_SIZE = 64
 
 def planning_denoiser(backbone) -> nn.Module:
     """The backbone's denoiser architecture on the meta device, with each tensor in the dtype it has in the loaded
-    model (the family builds it; see Backbone.planning_denoiser)."""
+    model (the family builds it; see Backbone.planning_denoiser). A weight stored in fp8 takes the dtype its layer
+    computes in (the trace runs plain layers; the plan adds the per-layer upcast copy itself)."""
     meta = backbone.planning_denoiser()
     real = dict(backbone.denoiser.named_parameters())
     real.update(dict(backbone.denoiser.named_buffers()))
     with torch.no_grad():
         for name, tensor in [*meta.named_parameters(), *meta.named_buffers()]:
             source = real.get(name)
-            if source is not None and source.dtype != tensor.dtype and source.dtype != FP8_STORAGE_DTYPE:
-                tensor.data = tensor.data.to(source.dtype)
+            if source is None:
+                continue
+            dtype = backbone.dtype if is_fp8(source) else source.dtype
+            if dtype != tensor.dtype:
+                tensor.data = tensor.data.to(dtype)
     return meta.requires_grad_(False).train()
 
 

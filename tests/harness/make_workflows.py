@@ -340,15 +340,23 @@ WORKFLOWS = {
 }
 
 
+def all_workflows() -> dict:
+    """WORKFLOWS and the image-to-video ones (make_i2v_workflows.py builds on the helpers here)."""
+    from .make_i2v_workflows import I2V_WORKFLOWS
+
+    return {**WORKFLOWS, **I2V_WORKFLOWS}
+
+
 def main(names: list[str] | None = None) -> None:
-    """Write every workflow, or only ``names`` (file names as in WORKFLOWS), so adding one does not rewrite the
-    others."""
-    unknown = set(names or ()) - set(WORKFLOWS)
+    """Write every workflow, or only ``names`` (file names as in all_workflows()), so adding one does not rewrite
+    the others."""
+    workflows = all_workflows()
+    unknown = set(names or ()) - set(workflows)
     if unknown:
-        raise SystemExit(f"unknown workflow(s) {sorted(unknown)}; known: {', '.join(WORKFLOWS)}")
+        raise SystemExit(f"unknown workflow(s) {sorted(unknown)}; known: {', '.join(workflows)}")
     with ComfyServer() as server:
         info = server.object_info()
-    for name, build in WORKFLOWS.items():
+    for name, build in workflows.items():
         if names and name not in names:
             continue
         (OUT / name).write_text(json.dumps(build(info), indent=1) + "\n")

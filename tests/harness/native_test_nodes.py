@@ -4,8 +4,8 @@ config and cannot load the tiny one), its VAE decoding a core LATENT, and an IMA
 import os
 
 import folder_paths
+import torch
 from safetensors.torch import save_file
-
 
 
 class MDTestNativeTextStates:
@@ -15,10 +15,15 @@ class MDTestNativeTextStates:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"video_model": ("MD_MODEL",), "text": ("STRING", {"default": ""})}}
+        return {"required": {"video_model": ("MD_MODEL",), "text": ("STRING", {"default": ""})},
+                "optional": {"tokens": ("INT", {"default": 0, "min": 0, "max": 512})}}
 
-    def encode(self, video_model, text):
-        return ([[video_model.encode_prompt([text]).float().cpu(), {}]],)
+    def encode(self, video_model, text, tokens=0):
+        """``tokens``: zero-padded to this length, as Wan 2.1 I2V's attention assumes 512 text tokens."""
+        states = video_model.encode_prompt([text]).float().cpu()
+        if tokens > states.shape[1]:
+            states = torch.nn.functional.pad(states, (0, 0, 0, tokens - states.shape[1]))
+        return ([[states, {}]],)
 
 
 class MDTestNativeDecode:

@@ -22,7 +22,7 @@ def _recognises(path: Path) -> bool:
 def _load(request: LoadRequest):
     return load_wan_backbone(request.path, vae_path=request.vae, text_encoder_path=request.text_encoder,
                              tokenizer_dir=request.tokenizer_dir, expert=request.expert, dtype=request.dtype,
-                             device=request.device, clip_vision_path=request.clip_vision)
+                             device=request.device, clip_vision_path=request.clip_vision, keep_fp8=request.keep_fp8)
 
 
 FAMILY = Family("wan", "Wan 2.1 / 2.2 text- and image-to-video (a WanPipeline or WanImageToVideoPipeline folder, "

@@ -31,8 +31,10 @@ import torch.nn.functional as F
 
 from ...errors import InvalidInputError
 from .. import checkpointing
-from ..base import ATTN_ALL, ATTN_QKV, VAE_FRAMES_PER_CALL, Backbone, PlanningShapes, as_batched_frames, denoise_inputs
+from ..base import (ATTN_ALL, ATTN_QKV, VAE_FRAMES_PER_CALL, Backbone, PlanningShapes, as_batched_frames,
+                    config_fingerprint, denoise_inputs)
 from ..objectives import FlowMatchObjective
+from ..related import RelatedBase
 from . import image_condition
 
 WAN_BLOCK = r"^blocks\.\d+\."
@@ -195,6 +197,15 @@ class WanBackbone(Backbone):
         if mode is None:
             return super().encode_start_image(image, frames, width, height)
         return image_condition.encode_condition(self, image, frames, width, height, mode)
+
+    def related_bases(self):
+        """An image-to-video Wan ("concat") shares every block layer with the text-to-video Wan of its size; only the
+        patch embedding reads more channels (noise + mask + image latents). That model's LoRAs apply here."""
+        config = image_condition.text_to_video_config(self.denoiser.config)
+        if config is None:
+            return ()
+        fingerprint = config_fingerprint(self.family, type(self.denoiser).__name__, config)
+        return (RelatedBase(fingerprint, "the text-to-video Wan of this size", (image_condition.IMAGE_INPUT_LAYER,)),)
 
     def blank_condition(self, latents):
         return image_condition.blank_condition(self.denoiser.config, latents, self.image_mode)

@@ -120,7 +120,8 @@ def attach_experts(backbone, other: nn.Module) -> WanExperts:
 
 def load_other_expert(backbone, file=None) -> WanExperts:
     """Load the expert the backbone lacks and attach it: from ``file`` (a models/diffusion_models file, its name
-    saying the other expert or nothing), or for a diffusers folder from its other transformer subfolder."""
+    saying the other expert or nothing; its fp8 weights kept as stored if the backbone's were, model_info
+    ``keep_fp8``), or for a diffusers folder from its other transformer subfolder."""
     primary, _ = _expert_and_boundary(backbone)  # refused before anything is read
     wanted = _other(primary)
     if file is not None:
@@ -130,7 +131,8 @@ def load_other_expert(backbone, file=None) -> WanExperts:
                 f"Pick the {wanted.replace('_', '-')} file (its name has '{wanted}') as the second expert.")
         from .single_file import load_transformer_file
 
-        other, _arch = load_transformer_file(file, backbone.dtype)
+        keep_fp8 = bool((getattr(backbone, "model_info", None) or {}).get("keep_fp8"))
+        other, _arch = load_transformer_file(file, backbone.dtype, keep_fp8=keep_fp8)
         return attach_experts(backbone, other)
     source = Path(backbone.source)
     if not source.is_dir():

@@ -1,15 +1,15 @@
 """Reading the Wan files ComfyUI users have (models/diffusion_models, models/vae, models/text_encoders) as they are.
 
-Each file is read tensor by tensor and cast to the requested dtype on the way in, so a 14B fp8 file never sits in
-memory twice at full width. ComfyUI's "scaled" fp8 files store ``weight / scale`` in float8_e4m3fn next to a
-per-tensor ``<module>.scale_weight`` (and a ``scaled_fp8`` marker); the product is restored here, so the model sees
-the same weights ComfyUI computes with. What a file is comes from its keys, never from its name, and a file of the
-wrong kind is refused with the folder it belongs in.
+Each file is read tensor by tensor with plain reads (never a map of the whole file) and cast to the requested dtype
+on the way in; or, when asked, its fp8 matrices are kept as stored with their scales, so a 14B fp8 file costs its own
+size in memory instead of twice that as a bf16 copy. ComfyUI's "scaled" fp8 files store ``weight / scale`` in
+float8_e4m3fn next to a per-tensor ``<module>.scale_weight`` (and a ``scaled_fp8`` marker); the product is restored
+here (or computed per layer, when kept), so the model sees the same weights ComfyUI computes with. What a file is
+comes from its keys, never from its name, and a file of the wrong kind is refused with the folder it belongs in.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
@@ -17,9 +17,9 @@ import torch
 
 from ...errors import ModelLoadError
 from ..files import all_finite, check_finite, read_state_dict, safetensors_header
+from ..memory import FP8_DTYPES
+from ..stream_read import SafetensorsStream
 from .keys import strip_original_prefix
-
-log = logging.getLogger(__name__)
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 """Shipped configs of the released Wan parts (see configs/README.md): single files carry no config of their own."""
@@ -99,50 +99,117 @@ def header_shape(path, name: str) -> tuple[int, ...] | None:
     return None
 
 
-def read_weights(path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def read_weights(path, dtype: torch.dtype, fp8_scales: dict | None = None) -> dict[str, torch.Tensor]:
     """Every tensor of ``path`` with ComfyUI's prefix kept, floats cast to ``dtype`` (fp8 upcast, scaled fp8
     multiplied back by its scale); integer tensors (the embedded tokenizer) are kept as they are. Each tensor and
-    each scale factor is checked for NaN/inf as it is read (no second pass over a 14B model)."""
+    each scale factor is checked for NaN/inf as it is read (no second pass over a 14B model).
+
+    ``fp8_scales``: given a dict, fp8 matrices (2-D ``.weight`` tensors with one scale, or none) are KEPT in fp8 and
+    their scale (float32, 1.0 for an unscaled file) goes into the dict under the weight's key, so a 14B fp8 file
+    costs its own size in memory instead of twice that in bf16. A .safetensors file is read tensor by tensor with
+    plain reads (stream_read.py), so memory holds the tensors kept and never the file's pages besides."""
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
-        raw = read_state_dict(path)  # already checked tensor by tensor
-        return _dequantize(list(raw), raw.__getitem__, dtype, path.name)
-    from safetensors import SafetensorError, safe_open
-
-    safetensors_header(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return _dequantize(list(handle.keys()), handle.get_tensor, dtype, path.name)
-    except (SafetensorError, OSError, RuntimeError, ValueError, TypeError) as error:
-        log.warning("safetensors could not read %s: %s", path, error)
-        raise ModelLoadError(f"{path.name} could not be read (its tensor data is damaged or of an unknown type); "
-                             "re-download it.") from error
+        return _convert(_InMemory(read_state_dict(path)), dtype, path.name, fp8_scales)  # checked as it was read
+    with SafetensorsStream(path) as stream:
+        return _convert(stream, dtype, path.name, fp8_scales)
 
 
-def _dequantize(keys: list[str], get, dtype: torch.dtype, file_name: str = "the file") -> dict[str, torch.Tensor]:
+class _InMemory:
+    """Tensors already read (a .ckpt) behind the reading interface of SafetensorsStream (read_as may hand out the
+    tensor itself: _convert owns them)."""
+
+    def __init__(self, tensors: dict):
+        self.tensors = tensors
+
+    def keys(self) -> list[str]:
+        return list(self.tensors)
+
+    def spec(self, key: str):
+        return self.tensors[key].dtype, tuple(self.tensors[key].shape)
+
+    def read(self, key: str) -> torch.Tensor:
+        return self.tensors[key]
+
+    def read_as(self, key: str, dtype: torch.dtype) -> torch.Tensor:
+        return self.tensors[key].to(dtype)
+
+
+def _convert(source, dtype: torch.dtype, file_name: str, fp8_scales: dict | None) -> dict:
+    """What read_weights returns, from a SafetensorsStream or _InMemory: each tensor kept, read as stored, or read
+    already widened (see widen)."""
+    keys = source.keys()
     names = set(keys)
     out = {}
     for key in keys:
         tail = key.rsplit(".", 1)[-1]
         if tail in _SKIPPED or tail in _SCALE_SUFFIXES:
             continue
-        tensor = get(key)
-        if tensor.is_floating_point():
-            scale = next((key[: -len("weight")] + s for s in _SCALE_SUFFIXES
+        stored, shape = source.spec(key)
+        if not stored.is_floating_point:
+            out[key] = source.read(key)
+            continue
+        scale_key = next((key[: -len("weight")] + s for s in _SCALE_SUFFIXES
                           if key.endswith("weight") and key[: -len("weight")] + s in names), None)
-            if scale is not None:
-                factor = get(scale)
-                check_finite(factor, file_name, scale)
-                tensor = tensor.to(torch.float32) * factor.to(torch.float32)
-            wide = tensor
-            tensor = tensor.to(dtype)
-            if not all_finite(tensor):  # checked once, after the cast; the cause is looked for only on failure
-                check_finite(wide, file_name, key)
-                raise ModelLoadError(f"{file_name}: tensor {key!r} does not fit {str(dtype).removeprefix('torch.')} "
-                                     "(its values overflow to infinity); load the model in bf16 or fp32.")
-            del wide
-        out[key] = tensor
+        factor = None
+        if scale_key is not None:
+            factor = source.read(scale_key)
+            check_finite(factor, file_name, scale_key)
+        if fp8_scales is not None and _keepable(key, stored, shape, factor):
+            tensor = source.read(key)
+            scale = torch.ones((), dtype=torch.float32) if factor is None else factor.float().reshape(())
+            fp8_scales[key] = check_fp8_fits(key, tensor, scale, dtype, file_name)
+            out[key] = tensor
+        elif factor is None or factor.numel() == 1:
+            out[key] = widen(key, source.read_as(key, dtype), factor, dtype, file_name, lambda k=key: source.read(k))
+        else:  # a scale per row or column: widened whole (broadcast)
+            out[key] = widen(key, source.read(key), factor, dtype, file_name)
     return out
+
+
+def _keepable(key: str, stored: torch.dtype, shape: tuple, factor: torch.Tensor | None) -> bool:
+    """An fp8 matrix with one scale (or none) can stay fp8 as a Linear weight (memory.adopt_fp8_weight)."""
+    return (key.endswith(".weight") and len(shape) == 2 and stored in FP8_DTYPES
+            and (factor is None or factor.numel() == 1))
+
+
+def widen(key: str, tensor: torch.Tensor, factor: torch.Tensor | None, dtype: torch.dtype,
+          file_name: str = "the file", stored=None) -> torch.Tensor:
+    """``tensor`` (times its scale ``factor``, if any) in ``dtype``, refused if that holds NaN/inf: checked once,
+    after the cast; the cause (a damaged file or an overflow of ``dtype``) is looked for only on failure, in the
+    tensor as stored. ``stored``: for a tensor converted on the way in (read_as, so this call owns it and scales it
+    in place), how to read it as stored for that diagnosis.
+
+    A one-number scale multiplies the tensor in ``dtype`` in place, as a Python float: torch computes a bf16/fp16
+    product in float32 and rounds once, which gave the same bits as widening to float32 first (checked on 45M values
+    in each dtype) without a float32 copy of the tensor (600 MB for the largest matrix of a 14B model)."""
+    if factor is None:
+        wide = tensor.to(dtype)
+    elif factor.numel() == 1:
+        wide, scale = tensor.to(dtype), float(factor.to(torch.float32))
+        wide = wide.mul_(scale) if wide is not tensor or stored is not None else wide * scale
+    else:  # a scale per row or column (broadcast)
+        wide = (tensor.to(torch.float32) * factor.to(torch.float32)).to(dtype)
+    if not all_finite(wide):
+        check_finite(stored() if stored is not None else tensor, file_name, key)
+        raise _overflow(key, dtype, file_name)
+    return wide
+
+
+def check_fp8_fits(key: str, tensor: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype,
+                   file_name: str = "the file") -> torch.Tensor:
+    """``scale`` after checking the kept fp8 ``tensor`` for NaN and its largest possible product with the scale
+    against ``dtype``, in which each layer computes (a bound, without widening the tensor: scaled files map their
+    largest weight to fp8's largest value, so it is tight there)."""
+    check_finite(tensor, file_name, key)
+    if torch.finfo(tensor.dtype).max * float(scale.abs()) > torch.finfo(dtype).max:
+        raise _overflow(key, dtype, file_name)
+    return scale
+
+
+def _overflow(key: str, dtype: torch.dtype, file_name: str) -> ModelLoadError:
+    return ModelLoadError(f"{file_name}: tensor {key!r} does not fit {str(dtype).removeprefix('torch.')} (its values "
+                          "overflow to infinity); load the model in bf16 or fp32.")
 
 
 _OTHER_TASKS = ("vace_", "motion_encoder.", "face_adapter.", "pose_patch_embedding", "img_emb.emb_pos",

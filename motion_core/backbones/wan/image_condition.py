@@ -62,6 +62,22 @@ def image_mode(config, first_frame: bool) -> str | None:
     return "first_frame" if first_frame else None
 
 
+IMAGE_INPUT_LAYER = "patch_embedding"
+"""The one layer a "concat" image-to-video Wan shapes differently from its text-to-video form (same name in the
+original and the diffusers layout): its input is noise, mask and image latents instead of the noise alone."""
+IMAGE_ONLY_CONFIG = {"image_dim": None, "added_kv_proj_dim": None, "pos_embed_seq_len": None}
+"""What a "concat" image-to-video Wan's config has beyond its text-to-video form: the CLIP image embedder and its
+cross-attention keys (Wan 2.1 I2V), the first/last-frame position table (FLF2V)."""
+
+
+def text_to_video_config(config) -> dict | None:
+    """The config of the text-to-video Wan a "concat" image-to-video one extends: the same blocks, read from the
+    noise alone, without the image layers. None for every other Wan."""
+    if int(config.in_channels) <= int(config.out_channels):
+        return None
+    return {**dict(config), "in_channels": int(config.out_channels), **IMAGE_ONLY_CONFIG}
+
+
 def fit_image(picture: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """float [H, W, 3] -> float [height, width, 3]: scaled to cover the frame, centre-cropped (as the clips are).
     Kept in float, so an image that already has the size passes unchanged (core's graph then sees the same pixels)."""

@@ -57,11 +57,13 @@ def is_wan_file(path) -> bool:
 
 
 def load_wan_components(model_path, *, vae_path=None, text_encoder_path=None, tokenizer_dir=None,
-                        expert: str = "high_noise", dtype: torch.dtype = torch.float32, clip_vision_path=None) -> dict:
+                        expert: str = "high_noise", dtype: torch.dtype = torch.float32, clip_vision_path=None,
+                        keep_fp8: bool = False) -> dict:
     """denoiser, vae, text_encoder, tokenizer, scheduler, image_encoder (None unless the model reads CLIP features;
-    on the CPU, in ``dtype``) and ``model_info`` (arch, expert, boundary_ratio, first_frame, files) from a Wan folder
-    or single file; ``vae_path`` / ``text_encoder_path`` / ``tokenizer_dir`` are needed for a single file and
-    override a folder's own parts, as ``clip_vision_path`` (models/clip_vision) does for Wan 2.1 I2V."""
+    on the CPU, in ``dtype``) and ``model_info`` (arch, expert, boundary_ratio, first_frame, files, keep_fp8) from a
+    Wan folder or single file; ``vae_path`` / ``text_encoder_path`` / ``tokenizer_dir`` are needed for a single file
+    and override a folder's own parts, as ``clip_vision_path`` (models/clip_vision) does for Wan 2.1 I2V.
+    ``keep_fp8``: a single file's fp8 Linear weights stay fp8 (single_file.load_transformer_file)."""
     if expert not in EXPERTS:
         raise ModelLoadError(f"expert must be one of {EXPERTS}, got {expert!r}.")
     model_path = Path(model_path)
@@ -71,7 +73,8 @@ def load_wan_components(model_path, *, vae_path=None, text_encoder_path=None, to
     if model_path.is_dir():
         parts = _folder_parts(model_path, expert, dtype, clip_vision_path)
     else:
-        parts = _single_file_parts(model_path, vae_path, text_encoder_path, expert, dtype, clip_vision_path)
+        parts = _single_file_parts(model_path, vae_path, text_encoder_path, expert, dtype, clip_vision_path,
+                                   keep_fp8)
     if vae_path is not None and model_path.is_dir():
         from .single_file import load_vae_file
 
@@ -89,23 +92,28 @@ def load_wan_components(model_path, *, vae_path=None, text_encoder_path=None, to
     _check_fit(parts, model_path)
     parts["model_info"]["files"] = [str(p) for p in (model_path, vae_path, text_encoder_path, clip_vision_path)
                                     if p is not None]
+    parts["model_info"]["keep_fp8"] = bool(keep_fp8)  # the second A14B expert follows this choice (experts.py)
     return parts
 
 
 def load_wan_backbone(model_path, *, vae_path=None, text_encoder_path=None, tokenizer_dir=None,
                       expert: str = "high_noise", dtype: torch.dtype = torch.float32, device="cpu",
-                      load_both_experts: bool = False, other_expert_file=None, clip_vision_path=None):
+                      load_both_experts: bool = False, other_expert_file=None, clip_vision_path=None,
+                      keep_fp8: bool | None = None):
     """A WanBackbone, frozen, on ``device`` in ``dtype``; ``backbone.model_info`` says which model and expert.
     ``load_both_experts``: also load the A14B expert that is not ``denoiser`` (a folder's other transformer, or
     ``other_expert_file``; giving that file implies it), so sampling switches experts at the boundary.
-    ``clip_vision_path``: the models/clip_vision file Wan 2.1 image-to-video needs (``backbone.image_encoder``)."""
+    ``clip_vision_path``: the models/clip_vision file Wan 2.1 image-to-video needs (``backbone.image_encoder``).
+    ``keep_fp8``: an fp8 file's Linear weights stay fp8 (True), are widened to ``dtype`` (False), or stay fp8 when
+    ``device`` is CUDA (None: ComfyUI keeps fp8 files in fp8 there; on the CPU the widened model is the default)."""
     from ..base import move, ready
     from ..objectives import FlowMatchObjective
     from .backbone import WanBackbone
 
     parts = load_wan_components(model_path, vae_path=vae_path, text_encoder_path=text_encoder_path,
                                 tokenizer_dir=tokenizer_dir, expert=expert, dtype=dtype,
-                                clip_vision_path=clip_vision_path)
+                                clip_vision_path=clip_vision_path,
+                                keep_fp8=torch.device(device).type == "cuda" if keep_fp8 is None else keep_fp8)
     info = parts.pop("model_info")
     backbone = ready(WanBackbone, parts["denoiser"], parts["vae"], parts["text_encoder"], parts["tokenizer"],
                      parts["scheduler"], dtype, device, str(model_path))
@@ -126,7 +134,7 @@ def load_wan_backbone(model_path, *, vae_path=None, text_encoder_path=None, toke
     return backbone
 
 
-def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype, clip_vision_path) -> dict:
+def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype, clip_vision_path, keep_fp8) -> dict:
     from ..folders import load_scheduler
     from .experts import expert_from_name
     from .files import FOLDERS, expect_kind, file_keys
@@ -143,7 +151,7 @@ def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype, c
         if not Path(given).is_file():
             raise ModelLoadError(f"{given} not found: choose the {part.replace('_', ' ')} from {FOLDERS[part]}.")
     clip_config = _check_clip_vision_file(path, kind, clip_vision_path)
-    denoiser, arch = load_transformer_file(path, dtype)
+    denoiser, arch = load_transformer_file(path, dtype, keep_fp8=keep_fp8)
     vae = load_vae_file(vae_path, dtype)
     text_encoder, spiece = load_text_encoder_file(text_encoder_path, dtype)
     image_encoder = _clip_vision_part(path.name, denoiser.config, clip_vision_path, dtype, clip_config)

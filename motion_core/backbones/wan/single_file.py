@@ -19,7 +19,8 @@ import torch
 
 from ...errors import ModelLoadError
 from ..files import load_weights_into
-from .files import CONFIGS_DIR, block_count, check_weight_tensors, expect_kind, read_weights
+from ..memory import adopt_fp8_weight, fp8_linear_names, is_fp8
+from .files import CONFIGS_DIR, block_count, check_weight_tensors, expect_kind, read_weights, widen
 from .keys import original_to_diffusers, strip_original_prefix
 
 HEAD_DIM = 128  # every released Wan (and ComfyUI's loader) uses 128-channel heads
@@ -72,8 +73,12 @@ def transformer_arch(config: dict, file_name: str = "") -> str | None:
     return arch
 
 
-def build_transformer(weights: dict, name: str, dtype: torch.dtype, file_name: str = ""):
-    """(WanTransformer3DModel, arch name or None) from diffusers-named weights, without a random-init pass."""
+def build_transformer(weights: dict, name: str, dtype: torch.dtype, file_name: str = "",
+                      fp8_scales: dict | None = None):
+    """(WanTransformer3DModel, arch name or None) from diffusers-named weights, without a random-init pass.
+    ``fp8_scales``: the scales of weights kept in fp8 (read_weights); those of Linear layers stay fp8 and compute
+    through memory.adopt_fp8_weight, the rest are widened to ``dtype`` here, in ``weights`` itself (each narrow
+    original is freed as soon as it is replaced)."""
     from diffusers import WanTransformer3DModel
     from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 
@@ -89,26 +94,48 @@ def build_transformer(weights: dict, name: str, dtype: torch.dtype, file_name: s
     with torch.device("meta"):
         model = WanTransformer3DModel.from_config(config)
     what = f"Wan transformer ({arch or 'size derived from the weights'})"
-    load_weights_into(model, {k: v.to(dtype) for k, v in weights.items()}, name, what)
+    kept = _kept_fp8(model, weights, fp8_scales or {})
+    for key in [k for k in weights if k not in kept]:  # in place: each narrow original is freed once widened
+        weights[key] = _widened(key, weights[key], fp8_scales, dtype, name)
+    load_weights_into(model, weights, name, what)
+    for key, scale in kept.items():
+        adopt_fp8_weight(model.get_submodule(key.removesuffix(".weight")), scale, dtype)
     c = model.config
     # The RoPE tables are non-persistent buffers (in no file); recompute them on the CPU, in float64 as diffusers does.
     model.rope = WanRotaryPosEmbed(c.attention_head_dim, c.patch_size, c.rope_max_seq_len)
     return model, arch
 
 
-def load_transformer_file(path, dtype: torch.dtype = torch.float32):
+def _kept_fp8(model, weights: dict, fp8_scales: dict) -> dict:
+    """Weight key -> scale for the fp8 weights that stay fp8: those of the Linear layers fp8 storage would convert.
+    The others (the condition embedder, the head: diffusers reads the time embedder's dtype to cast the timestep)
+    are widened, as fp8 storage leaves them in full precision too."""
+    linears = {f"{layer}.weight" for layer in fp8_linear_names(model)}
+    return {k: s for k, s in fp8_scales.items() if k in linears and k in weights and is_fp8(weights[k])}
+
+
+def _widened(key: str, tensor: torch.Tensor, fp8_scales: dict | None, dtype: torch.dtype, name: str):
+    if fp8_scales and key in fp8_scales:
+        return widen(key, tensor, fp8_scales[key], dtype, name)
+    return tensor.to(dtype)
+
+
+def load_transformer_file(path, dtype: torch.dtype = torch.float32, keep_fp8: bool = False):
     """(model, arch) from a models/diffusion_models file: bf16/fp16/fp8/scaled-fp8, with or without ComfyUI's
-    ``model.diffusion_model.`` prefix."""
+    ``model.diffusion_model.`` prefix. ``keep_fp8``: the Linear weights an fp8 file stores stay fp8 (with their
+    scales), each layer computing in ``dtype``; host memory while loading is then about the file's size."""
     from .files import file_keys
 
     path = Path(path)
     keys = file_keys(path)
     expect_kind(path, keys, "transformer")
     block_count([strip_original_prefix(k) for k in keys], "blocks.", path.name, "Wan transformer")  # before reading
-    weights = read_weights(path, dtype)
+    scales = {} if keep_fp8 else None
+    weights = read_weights(path, dtype, scales)
     check_weight_tensors(weights, path.name, "Wan transformer")  # named as in the file, before renaming
     weights = original_to_diffusers(weights, path.name)
-    return build_transformer(weights, path.name, dtype, path.name)
+    scales = original_to_diffusers(scales, path.name) if scales else None
+    return build_transformer(weights, path.name, dtype, path.name, fp8_scales=scales)
 
 
 # ---- VAE ------------------------------------------------------------------------------------------------------------
@@ -204,7 +231,10 @@ def vae_config_from_weights(state: dict) -> dict:
               "temperal_downsample": temporal, "is_residual": residual, "in_channels": in_channels,
               "out_channels": state["decoder.head.2.weight"].shape[0], "patch_size": patch if patch > 1 else None,
               "scale_factor_temporal": 2 ** sum(temporal), "scale_factor_spatial": 2 ** len(temporal) * patch}
-    if z_dim != 16:  # diffusers' default statistics are Wan 2.1's 16 channels; others get identity statistics
+    if z_dim == 48:  # ComfyUI normalises every 48-channel Wan latent with Wan 2.2's statistics (latent_formats.Wan22)
+        wan22 = json.loads((CONFIGS_DIR / "wan_vae" / "wan2.2" / "config.json").read_text())
+        config.update(latents_mean=wan22["latents_mean"], latents_std=wan22["latents_std"])
+    elif z_dim != 16:  # diffusers' default statistics are Wan 2.1's 16 channels; others get identity statistics
         config.update(latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
     return config
 

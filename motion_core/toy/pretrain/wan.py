@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def save_wan_folder(out: Path, *, transformer, vae, text_encoder, tokenizer, sch
 
 
 def wan_model_card(*, args: dict, t2v_steps: int, vae_errors, minutes: float, decoder_note: str = "") -> str:
-    shown = {k: str(v) for k, v in args.items()}
+    shown = {k: str(v) for k, v in args.items() if k != "command_line"}
     return f"""# ShapesWan
 
 A small Wan-family text-to-video model of the same procedural world of coloured shapes as ShapesT2V, built from the
@@ -104,6 +105,47 @@ def refine_folder(folder: Path, args, log) -> int:
     return 0
 
 
+def _load_wan_folder(folder: Path):
+    """(vae, transformer, text_encoder, tokenizer) of a finished ShapesWan folder, in float32."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae").float().eval().requires_grad_(False)
+    return (vae, WanTransformer3DModel.from_pretrained(folder, subfolder="transformer"),
+            UMT5EncoderModel.from_pretrained(folder, subfolder="text_encoder"),
+            AutoTokenizer.from_pretrained(folder / "tokenizer"))
+
+
+def continue_training(folder: Path, args, log, started: float) -> int:
+    """Keep training the text-to-video model of a finished ShapesWan folder on the same clips (same --clips and
+    --seed), its VAE and latent statistics unchanged, and write the result to --out (never over `folder` unless
+    asked). Why a continuation: on the shared 2-core machine a step costs 3-5x what it did for the shipped run, so a
+    fresh run in the same hour would train less, not more (FINDINGS.md, "ShapesWan v2")."""
+    frames, captions, _ = _render(args.clips, args.seed, log)
+    vae, transformer, text_encoder, tokenizer = _load_wan_folder(folder)
+    raw = encode_wan_clips(vae, frames)
+    shape = (1, -1, 1, 1, 1)
+    mean, std = torch.tensor(vae.config.latents_mean).view(shape), torch.tensor(vae.config.latents_std).view(shape)
+    latents = (raw - mean) / std
+    del frames, raw
+    log(f"continuing from {folder}: encoded latents {tuple(latents.shape)}")
+    transformer, text_encoder, steps = train_wan_t2v(
+        latents, captions, tokenizer, steps=args.t2v_steps, max_minutes=args.minutes, batch=args.batch, lr=args.lr,
+        frame_diff_weight=args.frame_diff_weight, terminal_mean_share=args.terminal_mean_share, seed=args.seed,
+        device=args.device, init=(transformer, text_encoder), log=log)
+    previous = (folder / "README.md").read_text().split("## Measured")[0].rstrip()
+    previous = previous.replace("# ShapesWan\n", f"# ShapesWan ({Path(args.out).name})\n", 1)
+    shown = {k: str(v) for k, v in vars(args).items() if k != "command_line"}
+    command = " ".join(["python -m motion_core.toy.pretrain.wan", *args.command_line])
+    card = (previous + f"\n\n## Continued\n\n`{command}`, that is {json.dumps(shown)}: "
+            f"{steps} more text-to-video steps on the same clips and latents, the VAE unchanged; wall time "
+            f"{(time.monotonic() - started) / 60:.1f} min on {_where(vars(args))}.\n")
+    out = save_wan_folder(args.out, transformer=transformer.cpu(), vae=vae, text_encoder=text_encoder.cpu(),
+                          tokenizer=tokenizer, scheduler=build_wan_scheduler(), card=card)
+    log(f"saved {out}")
+    return 0
+
+
 def _decoder_note(steps: int, before, after, refined: bool = False) -> str:
     if steps <= 0:
         return ""
@@ -122,6 +164,8 @@ def main(argv=None) -> int:
                    help="refine the VAE decoder on the frozen encoder's means, object pixels weighted; 0 = off")
     p.add_argument("--refine-decoder", type=Path, default=None,
                    help="only run the decoder stage on this finished ShapesWan folder and rewrite it")
+    p.add_argument("--continue-from", type=Path, default=None,
+                   help="a finished ShapesWan folder whose text-to-video model keeps training (its VAE is reused)")
     p.add_argument("--t2v-steps", type=int, default=2000,
                    help="sized to the 40-min cap at ~1.2 s a step of 16 clips on the 2-core reference machine")
     p.add_argument("--minutes", type=float, default=40.0,
@@ -137,6 +181,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    args.command_line = list(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     started = time.monotonic()
 
@@ -145,6 +190,10 @@ def main(argv=None) -> int:
 
     if args.refine_decoder is not None:
         return refine_folder(args.refine_decoder, args, log)
+    if args.continue_from is not None:
+        if args.out.resolve() == DEFAULT_OUT.resolve():
+            p.error("--continue-from needs an --out other than the shipped ShapesWan folder")
+        return continue_training(args.continue_from, args, log, started)
     frames, captions, objects = _render(args.clips, args.seed, log)
     vae = train_wan_vae(frames, objects, args.vae_steps, seed=args.seed, device=args.device, log=log)
     before = _log_errors(vae, frames, objects, log, "after the joint stage")

@@ -35,16 +35,19 @@ def text_states(text_encoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Te
 
 def train_wan_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, batch: int = 16, lr: float = 1e-3,
                   warmup: int = 100, ema_decay: float = 0.999, frame_diff_weight: float = 2.0,
-                  terminal_mean_share: float = 0.0, seed: int = 0, device="cpu", log=print):
+                  terminal_mean_share: float = 0.0, seed: int = 0, device="cpu", init=None, log=print):
     """latents: normalised [N, C, F, h, w]. Returns (transformer, text_encoder, steps_done): the EMA weights, in eval
     mode. Every random draw comes from CPU generators, so a seed picks the same batches, noise and σ on any device.
 
     `terminal_mean_share`: share of each batch trained at σ = 1 (timestep 1000, pure noise) against its caption's
     mean latent (`terminal_means`; there the flow target noise − clean has the same minimiser, noise − the caption's
-    mean). 0 = off, the same random draws as before."""
+    mean). 0 = off, the same random draws as before. `init`: (transformer, text_encoder) of an earlier run to keep
+    training (`--continue-from`) instead of fresh ones; the random draws are the same either way."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
-    transformer, text_encoder = build_wan_transformer().to(device), build_wan_text_encoder(tokenizer).to(device)
+    transformer, text_encoder = init if init is not None else (build_wan_transformer(),
+                                                                build_wan_text_encoder(tokenizer))
+    transformer, text_encoder = transformer.float().to(device), text_encoder.float().to(device)
     transformer.train(), text_encoder.train()
     objective = FlowMatchObjective(shift=WAN_FLOW_SHIFT)
     ids, mask = wan_tokenize(tokenizer, captions)
