@@ -50,13 +50,14 @@ NEW_SIZES = (0.16, 0.18, 0.30, 0.32)  # object sides outside the pretraining ran
 START_TOLERANCE_PX = 2.0
 
 
-def new_start_images(count: int, seed: int) -> list[dict]:
-    """`count` seeded start images ([H, W, 3] in 0..1, through 8 bits like a user's file) with their look."""
+def new_start_images(count: int, seed: int, sizes=NEW_SIZES) -> list[dict]:
+    """`count` seeded start images ([H, W, 3] in 0..1, through 8 bits like a user's file) with their look; object
+    sizes cycle through `sizes`."""
     rng = random.Random(f"i2v-start-images:{seed}")
     images = []
     for i in range(count):
         colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
-        size, background = NEW_SIZES[i % len(NEW_SIZES)], rng.choice(list(BACKGROUNDS))
+        size, background = sizes[i % len(sizes)], rng.choice(list(BACKGROUNDS))
         # Anchors anywhere the object (and a fast move out of it) can stay on the canvas.
         x, y = (rng.uniform(size / 2 + 0.04, 1 - size / 2 - 0.04) for _ in range(2))
         spec = ClipSpec(colour, shape, "still", MotionParams(x, y), background, FRAME_SIZE, 1, FPS,
@@ -79,11 +80,11 @@ def score_track(track, start, motion: str) -> dict:
 
 
 def evaluate(backbone, images: int = 12, seeds: int = 3, seed: int = 0, steps: int = 25, cfg: float = 5.0,
-             scheduler: str = "auto", log=print) -> dict:
+             scheduler: str = "auto", sizes=NEW_SIZES, log=print) -> dict:
     """Sampled with the pack's sampler (`sample_video` with a start image), as a user's graph samples."""
     rng = random.Random(f"i2v-prompts:{seed}")
     rows, started = [], time.monotonic()
-    for i, start in enumerate(new_start_images(images, seed)):
+    for i, start in enumerate(new_start_images(images, seed, sizes)):
         start_track = track_object(start["image"][None], colour=start["colour"])
         for s in range(seeds):
             motion = rng.choice(BASIC_MOTIONS)
@@ -126,13 +127,13 @@ def summarize(rows: list[dict], fastest: float) -> dict:
 CARD_HEADING = "## Measured base quality"
 
 
-def write_to_card(model_dir: Path, summary: dict, command: str) -> None:
+def write_to_card(model_dir: Path, summary: dict, command: str, sizes=NEW_SIZES) -> None:
     """Replace the card's base-quality section (atomically) with this measurement."""
     card = Path(model_dir) / "README.md"
     text = card.read_text().split(CARD_HEADING)[0].rstrip() + "\n\n"
     s = summary
     text += (f"{CARD_HEADING}\n\n`{command}`: {s['samples']} samples from new start images (object sizes "
-             f"{', '.join(f'{v:.0%}' for v in NEW_SIZES)} of the canvas, outside the pretraining range of 20-28%; "
+             f"{', '.join(f'{v:.0%}' for v in sizes)} of the canvas; the pretraining range is 20-28%; "
              "random colours, shapes, places, backgrounds), each prompted with its own look and a random basic "
              "motion. Stability as `base_stability` reads ShapesWan's text-to-video samples.\n\n"
              f"- Start image's colour kept: {s['colour_kept']:.0%}; shape kept: {s['shape_kept']:.0%}; both, and "
@@ -160,6 +161,9 @@ def main(argv=None) -> int:
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--scheduler", default="auto", choices=SCHEDULER_NAMES, help="auto: UniPC, as for ShapesWan")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sizes", default=",".join(map(str, NEW_SIZES)),
+                   help="object sizes of the start images (fractions of the canvas); e.g. 0.22,0.26 for the "
+                   "pretraining range as a control")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json-out", default="", help="also write the summary and every row to this JSON file")
@@ -167,15 +171,17 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     folder = resolve_builtin(args.model)
+    sizes = tuple(float(v) for v in args.sizes.split(","))
     result = evaluate(load_backbone(folder, device=args.device), args.images, args.seeds, args.seed, args.steps,
-                      args.cfg, args.scheduler)
+                      args.cfg, args.scheduler, sizes)
     print(json.dumps(result["summary"]))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=1))
     if args.write_card:
         command = (f"python -m motion_core.toy.i2v_quality --model {args.model} --images {args.images} --seeds "
-                   f"{args.seeds} --steps {args.steps} --cfg {args.cfg} --scheduler {args.scheduler} --seed {args.seed}")
-        write_to_card(folder, result["summary"], command)
+                   f"{args.seeds} --steps {args.steps} --cfg {args.cfg} --scheduler {args.scheduler} --seed {args.seed}"
+                   f" --sizes {args.sizes}")
+        write_to_card(folder, result["summary"], command, sizes)
     return 0
 
 
