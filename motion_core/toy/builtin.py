@@ -17,7 +17,9 @@ SHAPES_WAN_DIR = TOY_DIR / "shapes_wan"
 # ShapesWan v2 (issue #36): ShapesWan's text-to-video model trained 600 steps more; its samples keep their shape
 # more often (docs/shapes_wan.md). ShapesWan stays the default: the demos and quality floors were measured on it.
 SHAPES_WAN_V2_DIR = TOY_DIR / "shapes_wan_v2"
-BUILTIN_MODELS = {"shapes_t2v": SHAPES_T2V_DIR, "shapes_wan": SHAPES_WAN_DIR, "shapes_wan_v2": SHAPES_WAN_V2_DIR}
+SHAPES_WAN_I2V_DIR = TOY_DIR / "shapes_wan_i2v"  # ShapesWan's image-to-video form (WanImageToVideoPipeline)
+BUILTIN_MODELS = {"shapes_t2v": SHAPES_T2V_DIR, "shapes_wan": SHAPES_WAN_DIR, "shapes_wan_v2": SHAPES_WAN_V2_DIR,
+                  "shapes_wan_i2v": SHAPES_WAN_I2V_DIR}
 
 
 def clip_frames(backbone, at_least: int = NUM_FRAMES) -> int:
@@ -32,5 +34,6 @@ def clip_frames(backbone, at_least: int = NUM_FRAMES) -> int:
 
 
 def resolve_builtin(model: str | Path) -> Path:
-    """A built-in model's short name ("shapes_t2v", "shapes_wan") becomes its folder; any other value is a path."""
+    """A built-in model's short name ("shapes_t2v", "shapes_wan", "shapes_wan_i2v") becomes its folder; any other
+    value is a path."""
     return BUILTIN_MODELS.get(str(model), Path(model))

@@ -1,0 +1,47 @@
+"""bench i2v: the start images it samples from are new looks placed where the reference's path fits, and one short
+run on the shipped ShapesWan-I2V gives every row its figures."""
+
+import math
+
+import torch
+
+from motion_core.bench.i2v import new_start_images, run, same_image, table
+from motion_core.bench.quality import REFERENCE_COLOUR, REFERENCE_SHAPE, reference_clips
+from motion_core.toy.tracking import track_object
+
+torch.set_num_threads(1)
+
+
+def _reference(motion):
+    clip = reference_clips(motion, 1, 0, 9).clips[0]
+    return clip, track_object(clip.frames)
+
+
+def test_new_start_images_differ_from_the_reference_in_colour_and_shape_and_leave_room_for_its_path():
+    for motion in ("circle", "zigzag", "grow_shrink"):
+        clip, reference = _reference(motion)
+        images = new_start_images(reference, motion, 3, seed=0)
+        assert len(images) == 3
+        path_x = reference.x - reference.x[0]
+        path_y = reference.y - reference.y[0]
+        for start in images:
+            assert start["colour"] != REFERENCE_COLOUR and start["shape"] != REFERENCE_SHAPE and start["new"]
+            track = track_object(start["image"][None], colour=start["colour"])
+            assert track.colour == start["colour"] and track.shape == start["shape"]
+            # The reference's displacements, applied from this start, keep the centre on the canvas.
+            xs, ys = track.x[0] + path_x, track.y[0] + path_y
+            assert bool(((xs > 0.05) & (xs < 0.95) & (ys > 0.05) & (ys < 0.95)).all()), motion
+        again = new_start_images(reference, motion, 3, seed=0)
+        assert all(torch.equal(a["image"], b["image"]) for a, b in zip(images, again))
+        assert same_image(clip, motion)["image"].shape == images[0]["image"].shape
+
+
+def test_a_short_run_reports_new_image_same_image_and_base_figures_for_every_row():
+    rows = run(["--model", "shapes_wan_i2v", "--recipes", "base,naive", "--recolour", "1", "--train-steps", "2",
+                "--images", "1", "--seeds", "1", "--sample-steps", "2"])["rows"]
+    assert [(r["recipe"], r["recolour"]) for r in rows] == [("base", 0), ("naive", 1)]
+    for r in rows:
+        assert r["samples"] == 2 and r["base"] == rows[0]["fidelity"]
+        assert 0.0 <= r["fidelity"] <= 1.0 and 0.0 <= r["kept"] <= 1.0 and r["chance_random"] < 0.2
+        assert math.isclose(r["gap"], r["same_image"] - r["fidelity"])
+    assert rows[1]["train_s"] > 0 and "| circle | naive +1 recoloured |" in table(rows)
