@@ -38,8 +38,6 @@ and ``text_states`` may be a dict (tokens plus masks) rather than one tensor: re
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -50,6 +48,7 @@ from torch import nn
 
 from ..errors import InvalidInputError
 from .conditioning import StartImageSupport
+from .fingerprint import architecture_fingerprint, config_fingerprint  # noqa: F401 (re-exported)
 from .memory import holds_fp8, is_fp8
 from .objectives import DiffusionObjective, Objective
 from .related import RelatedBase
@@ -345,33 +344,6 @@ def find_target_modules(module: nn.Module, patterns: dict[str, Sequence[str]], s
 
 
 _LEAF_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-def architecture_fingerprint(family: str, denoiser: nn.Module) -> str:
-    """sha256 over the family and the denoiser's public config entries (keys starting with '_' hold versions and
-    paths, which do not change the architecture), first 16 hex digits."""
-    config = getattr(denoiser, "config", None)
-    if config is None:
-        raise InvalidInputError(f"The {family} denoiser has no config to fingerprint.")
-    return config_fingerprint(family, type(denoiser).__name__, dict(config))
-
-
-def config_fingerprint(family: str, class_name: str, config: dict) -> str:
-    """``architecture_fingerprint`` of a denoiser of ``class_name`` with ``config``, without building it (e.g. the
-    text-to-video form of an image-to-video model, whose LoRAs apply there too)."""
-    public = {k: _jsonable(v) for k, v in config.items() if not k.startswith("_")}
-    blob = json.dumps({"family": family, "class": class_name, "config": public}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 def move(module: nn.Module, device=None, dtype: torch.dtype | None = None) -> nn.Module:

@@ -80,3 +80,17 @@ def cache_samples(backbone, recipe, clips: ClipSet, *, frames: int, width: int, 
                                           caption=caption, regularisation=regularisation, image_latents=images,
                                           extra_text={k: texts[p] for k, p in extra.items()}, condition=condition))
     return samples
+
+
+def add_clip_extras(backbone, recipe, clips: ClipSet, samples: list[TrainingSample], *, frames: int, width: int,
+                    height: int) -> None:
+    """The recipe's per-clip data (DeT's trajectories), once per reference clip; hue-rotated copies of a clip share
+    it (its geometry is theirs)."""
+    if not recipe.uses_clip_extras:
+        return
+    done: dict[int, dict] = {}
+    for sample in samples:
+        if sample.clip_index not in done:
+            video = prepare_frames(clips.clips[sample.clip_index], frames, width, height)
+            done[sample.clip_index] = recipe.clip_extras(backbone, video, sample.latents)
+        sample.extras.update(done[sample.clip_index])

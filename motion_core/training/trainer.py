@@ -31,7 +31,7 @@ from .auto_memory import plan_run
 from .callbacks import ProgressInfo, TrainingCallbacks
 from .config import TrainingConfig
 from .context import StepContext
-from .data import cache_samples, prepare_frames
+from .data import add_clip_extras, cache_samples
 from .distributed import GradientSum
 from .distributed import current as current_processes
 from .optim import build_optimizer, build_scheduler, stage_at
@@ -103,8 +103,7 @@ class _Run:
             finally:
                 self.memory.restore()
                 if self.memory.options.active:
-                    # The options put back what they changed where it was (offloaded blocks, parked fp8 originals);
-                    # the rest follows, so the model is not left split between two devices.
+                    # The options put back what they changed (offloaded blocks, fp8 originals); the rest follows.
                     self._use_device(home)
                 if device.type == "cuda" and self.memory.options.active:
                     torch.cuda.empty_cache()  # the fp8 copies and onloaded blocks just freed
@@ -142,7 +141,8 @@ class _Run:
                                      training_caption=self.training_caption, **cache)
         self.regularisation = cache_samples(self.backbone, self.recipe, self.regularisation_clips,
                                             regularisation=True, **cache)
-        self._add_clip_extras()
+        add_clip_extras(self.backbone, self.recipe, self.clips, self.samples, frames=self.config.frames,
+                        width=self.config.width, height=self.config.height)
         self._offload_encoders(True)
         denoiser = self.backbone.denoiser
         had_checkpointing = bool(getattr(self.backbone, "gradient_checkpointing", False))
@@ -176,19 +176,6 @@ class _Run:
             self._offload_encoders(False)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-
-    def _add_clip_extras(self) -> None:
-        """The recipe's per-clip data (DeT's trajectories), once per reference clip; hue-rotated copies of a clip
-        share it (its geometry is theirs)."""
-        if not self.recipe.uses_clip_extras:
-            return
-        done: dict[int, dict] = {}
-        for sample in self.samples:
-            if sample.clip_index not in done:
-                video = prepare_frames(self.clips.clips[sample.clip_index], self.config.frames, self.config.width,
-                                       self.config.height)
-                done[sample.clip_index] = self.recipe.clip_extras(self.backbone, video, sample.latents)
-            sample.extras.update(done[sample.clip_index])
 
     def _use_device(self, device: torch.device) -> None:
         if device != self.backbone.device:
@@ -370,18 +357,16 @@ class _Run:
         return sums
 
     def _fail(self, step: int, what: str, terms: dict) -> None:
-        kept = f"The last good checkpoint is kept: {self.last_checkpoint}." if self.last_checkpoint else (
-            "No checkpoint was written yet (set checkpoint_every to keep one).")
+        kept = (f"The last good checkpoint is kept: {self.last_checkpoint}." if self.last_checkpoint
+                else "No checkpoint was written yet (set checkpoint_every to keep one).")
         detail = ", ".join(f"{k}={v}" for k, v in terms.items())
         raise TrainingError(f"Training stopped at step {step + 1}: {what} ({detail}). Lower the learning rate "
                             f"(now {self.settings.lr:g}, try {self.settings.lr / 10:g}) or the resolution and train "
                             f"again. {kept}")
 
     def _sample_generators(self, batch: int):
-        """The generator each sample of this process draws from. One sample a step: the run's own generator (the
-        draws of every single-sample run ever made). Several: each sample its own seed, all drawn first from the run's
-        generator, and the global RNG (LoRA dropout) seeded with it too, so a sample draws the same whichever process
-        runs it and a batch split over processes (distributed.py) trains what one process trains."""
+        """Each sample's generator: one sample a step, the run's own; several, a seed each drawn from it (the global RNG
+        too, for LoRA dropout), so a batch split over processes (distributed.py) trains what one process trains."""
         if batch == 1 and not self.dist.active:
             yield self.generator
             return
