@@ -15,8 +15,9 @@ that shows the motion under more than one look). Per row and motion:
 - leakage: the reference's colour or shape shows up where the start image has another (the object's vote), and the
   per-pixel share of the reference's colour on the object (toy/pixel_leakage.py);
 - found: share of frames with the object found; train s.
-The defaults (circle; MotionDirector plain and with 2 recoloured copies; 3 new images x 2 seeds) take ~15 minutes at
-one thread; the figures in docs/benchmarks.md add ``--motions zigzag,circle,bounce,grow_shrink`` and the naive LoRA.
+The defaults (circle; MotionDirector plain and with 2 recoloured copies, 800 steps each; 3 new images x 2 seeds)
+take ~15 minutes at one thread alone; the whole table adds ``--motions zigzag,circle,bounce,grow_shrink --recipes
+base,motion_director,naive`` (docs/benchmarks.md, "Image-to-video").
 """
 
 from __future__ import annotations
