@@ -8,8 +8,14 @@ import pytest
 import torch
 
 from motion_core.toy.builtin import SHAPES_WAN_DIR, SHAPES_WAN_I2V_DIR, resolve_builtin
-from motion_core.toy.i2v_condition import (GREY, condition_clip, first_frame_mask, image_condition, model_input,
-                                           temporal_compression)
+from motion_core.toy.i2v_condition import (
+    GREY,
+    condition_clip,
+    first_frame_mask,
+    image_condition,
+    model_input,
+    temporal_compression,
+)
 from motion_core.toy.pretrain.wan_i2v import main as pretrain_i2v
 from motion_core.toy.pretrain.wan_i2v_stage import widen_patch_embedding
 
