@@ -120,6 +120,8 @@ def test_det_options_are_checked():
         get_recipe("det", tracking_share=0.0)
     with pytest.raises(InvalidInputError, match="tracking_weight"):
         get_recipe("det", tracking_weight=-1.0)
+    with pytest.raises(InvalidInputError, match="odd number"):
+        get_recipe("det", kernel_size=2)
 
 
 def test_motion_director_carries_the_kernel_on_its_temporal_lora_only_when_asked():

@@ -18,6 +18,8 @@ Columns (motion_core/toy/metrics.py says why each is defined as it is):
   reference's colour, per frame (toy/pixel_leakage.py: what a viewer sees, patches included);
 - train time and the process's peak memory growth.
 ``--quick`` (one family, one shot, short training) runs in a few minutes on a CPU; tests assert floors on it.
+A recipe may carry options for an ablation (``det:temporal_kernel=false``); ``--lora-part`` adds, for a LoRA with a
+DeT temporal kernel, the row of its LoRA part alone (what core's LoraLoaderModelOnly applies of it).
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ class DeTConfig(RecipeConfig):
             raise InvalidInputError(f"DeT's tracking_weight must be >= 0; got {self.tracking_weight}.")
         if not 0.0 < self.tracking_share <= 1.0:
             raise InvalidInputError(f"DeT's tracking_share must be in (0, 1]; got {self.tracking_share}.")
+        KernelSpec(self.kernel_rank, self.kernel_size)  # refuses an even size or an empty rank now, not mid-run
 
     @property
     def kernel(self) -> KernelSpec | None:
