@@ -27,7 +27,9 @@ RECIPE_HELP = (
     "a motion-vector loss (Jeong et al. 2023); customize_a_video: appearance absorber then temporal LoRA "
     "(Ren et al. 2024); motion_crafter: parallel LoRAs with frozen-base appearance normalisation (Zhang "
     "et al. 2023, our reading); newmove: trigger word, high-noise timesteps, regularisation clips "
-    "(Materzynska et al. 2023, our reading); naive: one LoRA on all attention (baseline)."
+    "(Materzynska et al. 2023, our reading); det: a temporal kernel in every Wan block + a self-attention "
+    "LoRA with a dense tracking loss (Shi et al. 2025; the kernel needs this pack's Sample Video or Apply "
+    "Motion LoRA; on UNets a temporal LoRA with the tracking loss); naive: one LoRA on all attention (baseline)."
 )
 
 

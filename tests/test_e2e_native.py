@@ -312,3 +312,50 @@ def test_native_workflow_runs_to_completion_on_the_tiny_wan(server, backbone, na
     assert result.videos, result.outputs
     log = server.log()[log_start:]
     assert "lora key not loaded" not in log and "NOT LOADED" not in log, log[-3000:]
+
+
+def test_a_det_lora_applies_its_kernel_on_a_native_model_and_core_alone_only_the_lora_part(server, backbone):
+    """A DeT LoRA (LoRA part + temporal kernel): Apply Motion LoRA (native MODEL) puts both on core's Wan for
+    KSampler; core's LoraLoaderModelOnly with its `comfyui` export applies the LoRA part (every key) and not the
+    kernel, so the two samples differ by the kernel's effect; afterwards core's model is its base again."""
+    from motion_core.lora import AdapterSpec, add_adapter, lora_from_adapter, remove_adapter, save_lora
+    from motion_core.lora.temporal_kernel import KernelSpec
+
+    denoiser = backbone.denoiser
+    targets = backbone.target_modules("temporal_attn")
+    add_adapter(denoiser, AdapterSpec("det_e2e", targets, rank=2, alpha=4.0, temporal_kernel=KernelSpec(rank=8)))
+    try:
+        g = torch.Generator().manual_seed(5)
+        with torch.no_grad():
+            for name, param in denoiser.named_parameters():
+                if "det_e2e" in name:
+                    param.copy_(torch.randn(param.shape, generator=g) * 0.2)
+        det = lora_from_adapter(denoiser, "det_e2e", family="wan", name="det_e2e", recipe="det",
+                                base_fingerprint=backbone.fingerprint())
+    finally:
+        remove_adapter(denoiser, "det_e2e")
+    assert det.kernel
+    save_lora(det, server.models_dir / "motion_loras" / "det_e2e.safetensors")
+    with pytest.warns(UserWarning, match="LoRA part only"):
+        save_lora(det, server.models_dir / "loras" / "native" / "det_e2e.safetensors", format="comfyui")
+
+    prompt = {**{k: v for k, v in COMMON.items() if k not in ("core_lora", "our_lora")},
+              "our_lora": {"class_type": "MDLoadMotionLoRA", "inputs": {
+                  "lora_name": "det_e2e.safetensors", "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}},
+              "core_lora": {"class_type": "LoraLoaderModelOnly", "inputs": {
+                  "model": ["unet", 0], "lora_name": "native/det_e2e.safetensors", "strength_model": 1.0}},
+              **_ksampler("det_base", ["unet", 0]), **_ksampler("det_part", ["core_lora", 0]),
+              **_applied("det_whole", 0.0, 1.0)}
+    log_start = len(server.log())
+    result = server.run(prompt, timeout=900)
+    assert result.status == "success", result.error_text
+    log = server.log()[log_start:]
+    assert "lora key not loaded" not in log and "NOT LOADED" not in log, log[-3000:]
+    base, part, whole = (_read_latent(server, result, f"{n}_save") for n in ("det_base", "det_part", "det_whole"))
+    print(f"DeT: LoRA part vs base {_diff(part, base):.3g}, whole vs LoRA part {_diff(whole, part):.3g}")
+    assert _diff(part, base) > 1000 * TOLERANCE  # core applies the LoRA part
+    assert _diff(whole, part) > 1000 * TOLERANCE  # and the pack's node adds the kernel on top
+
+    again = server.run({k: v for k, v in prompt.items() if k in COMMON or k.startswith("det_base")}, timeout=900)
+    assert again.status == "success", again.error_text
+    assert _diff(_read_latent(server, again, "det_base_save"), base) == 0.0  # the kernel left core's model

@@ -43,7 +43,7 @@ def test_load_video_model_lists_the_wan_files_and_their_vae_and_text_encoder(com
 
 
 @pytest.mark.parametrize("recipe", ["motion_director", "vmc", "customize_a_video", "motion_crafter", "newmove",
-                                    "naive"])
+                                    "det", "naive"])
 def test_train_a_wan_motion_lora_then_save_and_sample_with_it(comfy, recipe):
     from motion_core.lora import load_lora
 
@@ -69,6 +69,8 @@ def test_train_a_wan_motion_lora_then_save_and_sample_with_it(comfy, recipe):
     lora = load_lora(comfy.models_dir / "motion_loras" / "wan" / f"{recipe}_00001.safetensors")
     assert (lora.family, lora.recipe, lora.kind, lora.frames) == ("wan", recipe, "motion", 5)
     assert len(result.outputs["7"]["images"]) == 5
+    if recipe == "det":  # the temporal kernel is saved beside the LoRA, so Sample Video can apply it
+        assert lora.kernel and all(t.isfinite().all() for t in lora.kernel.values())
 
 
 def test_a_wan_frame_count_the_vae_cannot_take_is_a_node_error_naming_the_fix(comfy):
