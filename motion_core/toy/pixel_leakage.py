@@ -1,10 +1,16 @@
 """Leakage as a user sees it: the share of a sample's pixels that carry the reference clip's colour.
 
 The clip-level leakage in metrics.py counts a sample only when the reference's colour wins the object's majority
-vote, so a yellow square with red patches in several frames counts as clean. Here every frame is measured: the object
-is the largest 8-connected region of palette-coloured pixels (whatever their colours, so patches of another colour on
-it belong to it), the background is everything else. Per frame: the share of the object's pixels, and of the
-background's, that are nearest the reference's colour; the clip's figure is the mean over frames (frames without an
+vote, so a yellow square with red patches in several frames counts as clean. Here every frame is measured.
+
+What a viewer calls "the reference's red" is a hue, not an RGB point: generated patches are often dim or brownish
+(e.g. (0.6, 0.3, 0.15), 0.35 or more from the palette's red in RGB, which the tracker's nearest-colour rule leaves
+unlabelled) yet plainly red-orange on a green triangle. So a pixel is *tinted* when its chroma (max - min channel)
+is at least MIN_CHROMA (the backgrounds are greys), and a tinted pixel takes the palette colour of the nearest hue;
+it is in the reference's colour when that is the reference's (for an achromatic reference, white, the tracker's
+RGB rule alone). The object is the largest 8-connected region of palette-labelled or tinted pixels (patches of
+another colour on it belong to it), the background is everything else. Per frame: the share of the object's pixels,
+and of the background's, in the reference's colour; the clip's figure is the mean over frames (frames without an
 object count for the background only). Undefined (NaN) where the prompt asks for the reference's own colour.
 """
 
@@ -13,8 +19,38 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
 from .palette import COLOURS
 from .tracking import COLOUR_NAMES, _as_float_frames, classify_pixels, largest_component
+
+MIN_CHROMA = 0.15
+"""Chroma (max - min channel, 0..1) from which a pixel is seen as coloured: the backgrounds are greys (texture noise
+±0.09 around a grey keeps chroma near 0); the dimmest red patches in generated samples sit at 0.2-0.3."""
+
+
+def _hue_and_chroma(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hue in degrees [0, 360) and chroma of RGB values in 0..1 ([..., 3])."""
+    high, _ = rgb.max(-1)
+    low, _ = rgb.min(-1)
+    chroma = high - low
+    r, g, b = rgb.unbind(-1)
+    safe = chroma.clamp(min=1e-6)
+    sector = torch.where(high == r, ((g - b) / safe) % 6,
+                         torch.where(high == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    return (sector * 60.0) % 360.0, chroma
+
+
+def _in_colour_by_hue(frames: torch.Tensor, colour: str) -> torch.Tensor | None:
+    """[F, H, W] bool: tinted pixels whose nearest palette hue is ``colour``'s; None for an achromatic colour."""
+    names = [n for n, rgb in COLOURS.items() if _hue_and_chroma(torch.tensor(rgb))[1] >= 0.3]
+    if colour not in names:
+        return None
+    palette_hues = torch.stack([_hue_and_chroma(torch.tensor(COLOURS[n]))[0] for n in names])
+    hue, chroma = _hue_and_chroma(frames)
+    gap = (hue[..., None] - palette_hues).abs()
+    nearest = torch.minimum(gap, 360.0 - gap).argmin(-1)
+    return (chroma >= MIN_CHROMA) & (nearest == names.index(colour))
 
 
 @dataclass(frozen=True)
@@ -33,9 +69,13 @@ def pixel_leakage(frames, reference_colour: str, prompt_colour: str, max_distanc
         raise ValueError(f"colours must be among {', '.join(COLOURS)}; got {reference_colour!r}, {prompt_colour!r}")
     if reference_colour == prompt_colour:
         return PixelLeakage(math.nan, math.nan, math.nan)
-    labels = classify_pixels(_as_float_frames(frames), max_distance)
+    frames = _as_float_frames(frames)
+    labels = classify_pixels(frames, max_distance)
     reference = labels == COLOUR_NAMES.index(reference_colour)
-    body = largest_component(labels >= 0)
+    by_hue = _in_colour_by_hue(frames, reference_colour)
+    if by_hue is not None:
+        reference = reference | by_hue
+    body = largest_component((labels >= 0) | (_hue_and_chroma(frames)[1] >= MIN_CHROMA))
     object_pixels = body.flatten(1).sum(1).float()
     background_pixels = (~body).flatten(1).sum(1).float()
     in_object = (reference & body).flatten(1).sum(1).float()
