@@ -108,3 +108,38 @@ def test_motion_crafter_prior_captions_in_the_bench_stay_inside_the_built_in_voc
     # The recipe's general defaults ("a green person, ...") are what the bench must not feed a toy model.
     default_prompts = [p for r in references for p in get_recipe("motion_crafter").extra_prompts(r).values()]
     assert any(_out_of_world(tokenizer, p, limit) for p in default_prompts)
+
+
+def test_from_loras_scores_the_saved_lora_instead_of_training_and_names_a_missing_file(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    from motion_core.bench import quality
+    from motion_core.errors import InvalidInputError
+    from motion_core.lora import MotionLora, save_lora
+    from motion_core.sampling import SampleResult
+
+    seen = []
+
+    def fake_sample(backbone, request):
+        seen.append(request)
+        blank = torch.zeros(request.frames, request.height, request.width, 3)
+        return SampleResult(frames=blank, latents=torch.zeros(1), fps=request.fps, merge_count=0, seconds={})
+
+    def no_training(*a, **k):
+        raise AssertionError("--from-loras must not train")
+
+    monkeypatch.setattr(quality, "sample_video", fake_sample)
+    monkeypatch.setattr(quality, "train_motion_lora", no_training)
+    saved = MotionLora({"unet.a.lora_A.weight": torch.ones(2, 4), "unet.a.lora_B.weight": torch.ones(4, 2)},
+                       {"name": "kept", "family": "unet3d"})
+    save_lora(saved, tmp_path / "det_tracking_weight_0_zigzag_1.safetensors")
+    args = SimpleNamespace(prompts=1, seeds=1, sample_steps=2, cfg=5.0, seed=0, train_steps=1, noise_prior=0.0,
+                           noise_prior_mode="full", from_loras=str(tmp_path), save_loras="", lora_part=False)
+    backbone = SimpleNamespace(check_video_frames=lambda n: None)
+    (row,) = quality.evaluate(backbone, "det:tracking_weight=0", "zigzag", 1, args)
+    (entry,) = seen[0].lora_stack
+    assert entry.lora.metadata["name"] == "kept" and row["train_s"] == 0.0
+    with pytest.raises(InvalidInputError, match="det_bounce_1.safetensors is missing.*det_tracking_weight_0_zigzag"):
+        quality.evaluate(backbone, "det", "bounce", 1, args)

@@ -35,15 +35,16 @@ import torch
 
 from ..backbones import load_backbone
 from ..clips import ClipSet
-from ..lora.files import save_lora
+from ..errors import InvalidInputError
+from ..lora.files import load_lora, save_lora
 from ..lora.stack import LoraStack
 from ..recipes import get_recipe, parse_options, recipe_names
 from ..sampling import NOISE_PRIOR_MODES, SampleRequest, sample_video
+from ..toy.builtin import SHAPES_T2V_DIR, clip_frames, resolve_builtin
 from ..toy.captions import caption
 from ..toy.metrics import random_path_chance, score_sample, summarize
 from ..toy.motions import HELD_OUT_MOTIONS, sample_params
 from ..toy.palette import COLOURS
-from ..toy.builtin import SHAPES_T2V_DIR, clip_frames, resolve_builtin
 from ..toy.pretrain.architecture import FPS, FRAME_SIZE, NUM_FRAMES
 from ..toy.render import ClipSpec, render_clip
 from ..toy.shapes import SHAPES
@@ -97,7 +98,14 @@ def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> list[dict]
     frames = clip_frames(backbone)
     clips = reference_clips(motion, shots, args.seed, frames)
     lora, train_s, memory = None, 0.0, 0.0
-    if recipe != BASE:
+    saved = Path(args.from_loras) / f"{_file_stem(recipe)}_{motion}_{shots}.safetensors" \
+        if recipe != BASE and getattr(args, "from_loras", "") else None
+    if saved is not None:  # a LoRA an earlier run saved: scored again (e.g. with a newer metric), not trained
+        if not saved.is_file():
+            raise InvalidInputError(f"--from-loras: {saved} is missing; the folder holds what --save-loras wrote "
+                                    f"({', '.join(sorted(f.name for f in saved.parent.glob('*.safetensors'))) or 'nothing'}).")
+        lora = load_lora(saved)
+    elif recipe != BASE:
         reset_peak(backbone.device)
         config = TrainingConfig(steps=args.train_steps or None, lr=args.lr or None, width=FRAME_SIZE,
                                 height=FRAME_SIZE, frames=frames, seed=args.seed, name=f"{recipe}_{motion}",
@@ -192,6 +200,8 @@ def run(argv=None) -> dict:
                    help="a LoRA with a DeT temporal kernel also gets a row sampled with its LoRA part alone (what "
                    "core's LoraLoaderModelOnly applies of it), from the same training")
     p.add_argument("--save-loras", default="", help="also save every trained motion LoRA (canonical) in this folder")
+    p.add_argument("--from-loras", default="", help="score the LoRAs an earlier --save-loras wrote to this folder "
+                   "instead of training them (same names: recipe_motion_shots); train_s and memory read 0")
     p.add_argument("--json-out", default="", help="also write figures and every row (with each sample's fidelity) "
                    "to this JSON file")
     p.add_argument("--device", default="cpu", help="cpu or cuda. Memory: on the CPU the peak RSS growth during "
