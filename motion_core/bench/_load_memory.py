@@ -114,8 +114,9 @@ def measure(path, keep_fp8: bool, threads: int = 1) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_case(variant: str, blocks: int | None, folder) -> list[dict]:
-    """Write the file of ``variant`` (``blocks`` of its blocks; None: all) into ``folder``, load it both ways,
+def run_case(variant: str, blocks: int | None, folder, modes: tuple[bool, ...] = (True, False)) -> list[dict]:
+    """Write the file of ``variant`` (``blocks`` of its blocks; None: all) into ``folder``, load it each way of
+    ``modes`` (True: fp8 as stored, False: widened to bf16; the 14B widened needs ~2x its 14 GiB file in RAM),
     delete it; one row per way."""
     path = Path(folder) / f"{variant}_bench_fp8_scaled.safetensors"
     began = time.perf_counter()
@@ -123,7 +124,7 @@ def run_case(variant: str, blocks: int | None, folder) -> list[dict]:
     written = time.perf_counter() - began
     rows = []
     try:
-        for keep in (True, False):
+        for keep in modes:
             figures = measure(path, keep)
             growth = figures["growth"]
             rows.append({"variant": variant, "blocks": blocks or "all", "file_bytes": size,

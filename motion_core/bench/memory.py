@@ -168,12 +168,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--loading-blocks", type=int, default=0,
                         help="blocks of the loading case's model (0: all; e.g. 8 of the 14B's 40 where RAM is short)")
     parser.add_argument("--loading-dir", default=None, help="where the file is written (default: the temp folder)")
+    parser.add_argument("--loading-modes", default="fp8,bf16", help="fp8 (kept as stored), bf16 (widened) or both; "
+                        "the full 14B widened needs about 30 GiB of RAM")
     args = parser.parse_args(argv)
     unknown = [c for c in args.cases.split(",") if c not in CASES and c != "none"]
     unknown += [v for v in args.loading.split(",") if v not in LOAD_VARIANTS and v != "none"]
+    unknown += [m for m in args.loading_modes.split(",") if m not in ("fp8", "bf16")]
     if unknown:
         raise InvalidInputError(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)} (--cases) "
-                                f"and {', '.join(LOAD_VARIANTS)} (--loading), or none.")
+                                f"and {', '.join(LOAD_VARIANTS)} (--loading), or none; loading modes: fp8, bf16.")
     return args
 
 
@@ -212,9 +215,10 @@ def main(argv=None) -> int:
         print(f"worst |error| {worst:.1%} (goal <= {GOAL:.0%}); Wan cut to the blocks shown, real width; CPU, bf16, "
               f"recipe {args.recipe}, rank {args.rank}, one thread")
     loading = []
+    modes = tuple({"fp8": True, "bf16": False}[m] for m in args.loading_modes.split(","))
     for variant in [v for v in args.loading.split(",") if v != "none"]:
         with tempfile.TemporaryDirectory(dir=args.loading_dir) as folder:
-            for row in load_case(variant, args.loading_blocks or None, folder):
+            for row in load_case(variant, args.loading_blocks or None, folder, modes):
                 loading.append(row)
                 print(describe_load(row), flush=True)
     if loading:
