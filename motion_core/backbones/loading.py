@@ -26,7 +26,7 @@ from .wan import FAMILY as WAN
 FAMILIES: tuple[Family, ...] = (WAN, UNET3D, ANIMATEDIFF)
 """Asked in this order; AnimateDiff last, since it takes any checkpoint file and names what is wrong with it."""
 
-__all__ = ["FAMILIES", "detect_family", "load_backbone"]
+__all__ = ["FAMILIES", "detect_family", "load_backbone", "plan_backbone"]
 
 
 def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", motion_module=None,
@@ -57,6 +57,29 @@ def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", mot
                           vae=vae, text_encoder=text_encoder, expert=expert, clip_vision=clip_vision,
                           keep_fp8=keep_fp8)
     return family.load(request)
+
+
+def plan_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", motion_module=None, tokenizer_dir=None,
+                  vae=None, text_encoder=None, expert: str = "high_noise", clip_vision=None,
+                  keep_fp8: bool | None = None):
+    """What ``load_backbone`` with the same arguments would give, on the meta device and without reading a weight
+    (preload.PlannedModel: the backbone and the host memory its loading takes). NoPlanBeforeLoading where the
+    family (or a file) can only be planned once loaded; the refusals loading would make are made here too."""
+    from .preload import NoPlanBeforeLoading
+
+    path = Path(path)
+    kind = _kind_on_disk(path)
+    if kind is None:
+        raise ModelLoadError(f"{path} does not exist: {NOT_A_MODEL}.")
+    if kind == "other":
+        raise ModelLoadError(f"{path.name} is not a regular file (a pipe, socket or device): {NOT_A_MODEL}.")
+    family = _recognising_family(path)
+    if family.plan is None:
+        raise NoPlanBeforeLoading(f"{family.summary} models are planned once loaded")
+    request = LoadRequest(path, dtype=dtype, device=device, motion_module=motion_module, tokenizer_dir=tokenizer_dir,
+                          vae=vae, text_encoder=text_encoder, expert=expert, clip_vision=clip_vision,
+                          keep_fp8=keep_fp8)
+    return family.plan(request)
 
 
 def detect_family(folder) -> str:
