@@ -75,7 +75,7 @@ def plan_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", mot
         raise ModelLoadError(f"{path.name} is not a regular file (a pipe, socket or device): {NOT_A_MODEL}.")
     family = _recognising_family(path)
     if family.plan is None:
-        raise NoPlanBeforeLoading(f"{family.summary} models are planned once loaded")
+        raise NoPlanBeforeLoading(f"{family.name} models ({family.summary}) can only be planned once loaded")
     request = LoadRequest(path, dtype=dtype, device=device, motion_module=motion_module, tokenizer_dir=tokenizer_dir,
                           vae=vae, text_encoder=text_encoder, expert=expert, clip_vision=clip_vision,
                           keep_fp8=keep_fp8)

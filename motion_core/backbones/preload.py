@@ -11,7 +11,7 @@ Host memory while loading (``loading_host``), what each reader holds at its peak
 - a .safetensors file read by stream_read.SafetensorsStream: the tensors kept, in their loaded dtypes, plus the one
   16 MiB buffer widened tensors are read through; the pages of the file stay in the kernel's page cache, which is
   not the process's. ``bench memory --cases none`` measured 1.03x the file for a Wan 2.1 1.3B fp8 file kept in fp8
-  and 2.01x widened to bf16 (docs/benchmarks.md), where this count gives 1.01x and 2.01x (tests/test_preload_plan.py).
+  and 2.01x widened to bf16 (docs/benchmarks.md), where this count gives 1.03x and 2.01x (tests/test_preload_plan.py).
 - a diffusers folder read by diffusers / transformers ``from_pretrained``: they map each weights file and copy its
   tensors out, so the largest file's pages may be resident beside the model at once; counted as a bound (not
   measured).
