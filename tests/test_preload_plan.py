@@ -18,8 +18,7 @@ from motion_core.backbones.preload import NoPlanBeforeLoading
 from motion_core.backbones.stream_read import CHUNK_BYTES
 from motion_core.backbones.wan.tiny import save_tiny_wan_diffusers_folder
 from motion_core.recipes import get_recipe
-from motion_core.training import MemoryPlanError, TrainingConfig, plan_run
-from motion_core.training import step_trace
+from motion_core.training import MemoryPlanError, TrainingConfig, plan_run, step_trace
 from motion_core.training.memory_plan import GIB, MIB, MemorySettings, Predictor, WeightFacts
 from motion_core.training.preload_plan import plan_before_loading
 

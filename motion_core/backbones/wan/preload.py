@@ -32,7 +32,7 @@ def plan_wan(request: LoadRequest) -> PlannedModel:
             raise NoPlanBeforeLoading(f"{Path(given).name} is not a .safetensors file, whose header alone would give "
                                       "its architecture")
     if path.is_dir():
-        parts, folders = _folder_parts(path, request, dtype), _folder_weights(path, request)
+        parts, folders = _folder_parts(path, request, dtype)
     else:
         parts, folders = _file_parts(path, request, dtype, keep_fp8), None
     if request.vae is not None and path.is_dir():
@@ -109,7 +109,8 @@ def _text_encoder_file(path) -> torch.nn.Module:
     return model
 
 
-def _folder_parts(folder: Path, request: LoadRequest, dtype) -> dict:
+def _folder_parts(folder: Path, request: LoadRequest, dtype) -> tuple[dict, list[Path]]:
+    """The parts from_pretrained would load, on the meta device, and the folders whose weights it would map."""
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -134,16 +135,10 @@ def _folder_parts(folder: Path, request: LoadRequest, dtype) -> dict:
     elif clip_source == "file":
         projection = "visual_projection.weight" in clip_vision_shapes(request.clip_vision)
         image_encoder = clip_vision_on_meta(clip_detail, projection)
-    return {"denoiser": denoiser, "vae": vae, "text_encoder": text_encoder, "tokenizer": folder_tokenizer(folder),
-            "scheduler": load_scheduler(folder / "scheduler"), "image_encoder": image_encoder,
-            "model_info": folder_info(index, config, request.expert, two_experts)}
-
-
-def _folder_weights(folder: Path, request: LoadRequest) -> list[Path]:
-    """The folders whose weights from_pretrained maps (the transformer it picks, VAE, text and image encoders)."""
-    two_experts = (folder / "transformer_2").is_dir()
-    transformer = "transformer_2" if two_experts and request.expert == "low_noise" else "transformer"
-    return [folder / name for name in (transformer, "vae", "text_encoder", "image_encoder")]
+    parts = {"denoiser": denoiser, "vae": vae, "text_encoder": text_encoder, "tokenizer": folder_tokenizer(folder),
+             "scheduler": load_scheduler(folder / "scheduler"), "image_encoder": image_encoder,
+             "model_info": folder_info(index, config, request.expert, two_experts)}
+    return parts, [folder / name for name in (subfolder, "vae", "text_encoder", "image_encoder")]
 
 
 __all__ = ["NoPlanBeforeLoading", "plan_wan"]
