@@ -9,6 +9,7 @@ ModelLoadError that says what was expected where.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
@@ -19,12 +20,14 @@ from ..errors import ModelLoadError
 from .animatediff import FAMILY as ANIMATEDIFF
 from .base import Backbone
 from .family import Family, LoadRequest
-from .folders import NOT_A_MODEL, read_json
+from .folders import LIBRARY_LOAD_ERRORS, NOT_A_MODEL, read_json
 from .unet3d import FAMILY as UNET3D
 from .wan import FAMILY as WAN
 
 FAMILIES: tuple[Family, ...] = (WAN, UNET3D, ANIMATEDIFF)
 """Asked in this order; AnimateDiff last, since it takes any checkpoint file and names what is wrong with it."""
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FAMILIES", "detect_family", "load_backbone", "plan_backbone"]
 
@@ -79,7 +82,12 @@ def plan_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", mot
     request = LoadRequest(path, dtype=dtype, device=device, motion_module=motion_module, tokenizer_dir=tokenizer_dir,
                           vae=vae, text_encoder=text_encoder, expert=expert, clip_vision=clip_vision,
                           keep_fp8=keep_fp8)
-    return family.plan(request)
+    try:
+        return family.plan(request)
+    except LIBRARY_LOAD_ERRORS as error:  # a config the library will not build: loading names what is wrong
+        log.warning("planning %s before loading failed: %s", path, error)
+        raise NoPlanBeforeLoading(f"{path.name}'s configuration could not be read before loading "
+                                  f"({type(error).__name__}); loading it says what is wrong") from error
 
 
 def detect_family(folder) -> str:
