@@ -10,13 +10,14 @@ import struct
 
 import pytest
 import torch
-from wan_samples import _vae_to_original, write_tiny_wan_files
+from wan_samples import _vae_to_original, write_tiny_wan_files, write_tiny_wan_i2v_files
 
 from motion_core.backbones import load_backbone, save_tiny_diffusers_folder
 from motion_core.backbones.loading import plan_backbone
 from motion_core.backbones.preload import NoPlanBeforeLoading
 from motion_core.backbones.stream_read import CHUNK_BYTES
-from motion_core.backbones.wan.tiny import save_tiny_wan_diffusers_folder
+from motion_core.backbones.wan.tiny import save_tiny_wan_diffusers_folder, save_tiny_wan_i2v_diffusers_folder
+from motion_core.errors import ModelLoadError
 from motion_core.recipes import get_recipe
 from motion_core.training import MemoryPlanError, TrainingConfig, plan_run, step_trace
 from motion_core.training.memory_plan import GIB, MIB, MemorySettings, Predictor, WeightFacts
@@ -87,6 +88,36 @@ def test_a_tiny_wan_single_file_plans_before_loading_what_it_plans_once_loaded(w
     assert before.loading_host == facts.total + facts.encoders + CHUNK_BYTES
 
 
+def _same_model(planned, loaded):
+    """What the plan reads of a backbone: weights by dtype (encoders included), expert, objective, layout."""
+    assert WeightFacts.of(planned) == WeightFacts.of(loaded)
+    assert planned.model_info == loaded.model_info and planned.fingerprint() == loaded.fingerprint()
+    assert planned.objective.sigma_range == loaded.objective.sigma_range
+    assert planned.objective.shift == loaded.objective.shift
+    assert planned.first_frame_conditioning == loaded.first_frame_conditioning
+    assert planned.planning_shapes(5, 16, 16) == loaded.planning_shapes(5, 16, 16)
+    assert (planned.image_encoder is None) == (loaded.image_encoder is None)
+
+
+@pytest.mark.parametrize(("kind", "expert"), [("clip", "high_noise"), ("concat", "low_noise"),
+                                              ("first_frame", "high_noise")])
+def test_image_to_video_folders_and_their_experts_plan_as_they_load(tmp_path, kind, expert):
+    folder = save_tiny_wan_i2v_diffusers_folder(tmp_path / kind, kind=kind, two_experts=kind == "concat")
+    _same_model(plan_backbone(folder, expert=expert).backbone, load_backbone(folder, expert=expert))
+
+
+def test_image_to_video_files_with_their_clip_vision_file_plan_as_they_load(tmp_path):
+    root = write_tiny_wan_i2v_files(tmp_path)["root"]
+    files = {"vae": root / "wan_tiny_vae.safetensors", "text_encoder": root / "umt5_tiny_fp16.safetensors"}
+    for name, options in (("wan2.1_i2v_480p_tiny_fp8_scaled.safetensors",
+                           {"clip_vision": root / "clip_vision_h_tiny.safetensors", "keep_fp8": True}),
+                          ("wan2.2_i2v_low_noise_tiny_fp16.safetensors", {})):
+        _same_model(plan_backbone(root / name, **files, **options).backbone,
+                    load_backbone(root / name, **files, **options))
+    with pytest.raises(ModelLoadError, match="CLIP vision"):  # the loader's refusal, made before loading
+        plan_backbone(root / "wan2.1_i2v_480p_tiny_fp16.safetensors", **files)
+
+
 def test_a_zeroscope_style_folder_plans_before_loading_too(tmp_path):
     folder = save_tiny_diffusers_folder(tmp_path / "unet3d", "unet3d")
     before, after, _ = _plans(folder, dtype=torch.float32)
@@ -97,6 +128,19 @@ def test_a_zeroscope_style_folder_plans_before_loading_too(tmp_path):
 def test_a_family_that_cannot_be_planned_before_loading_says_so(tmp_path):
     folder = save_tiny_diffusers_folder(tmp_path / "animatediff", "animatediff")
     with pytest.raises(NoPlanBeforeLoading, match="animatediff models .* can only be planned once loaded"):
+        plan_backbone(folder)
+
+
+def test_a_config_the_library_will_not_build_falls_back_to_loading_with_a_reason(tmp_path, monkeypatch):
+    from diffusers import AutoencoderKLWan
+
+    folder = save_tiny_wan_diffusers_folder(tmp_path / "wan", seed=0)
+
+    def broken(*args, **kwargs):
+        raise ValueError("an unknown option")
+
+    monkeypatch.setattr(AutoencoderKLWan, "from_config", broken)
+    with pytest.raises(NoPlanBeforeLoading, match="could not be read before loading .ValueError.; loading it says"):
         plan_backbone(folder)
 
 

@@ -44,6 +44,9 @@ def plan_wan(request: LoadRequest) -> PlannedModel:
 
         parts["tokenizer"] = load_umt5_tokenizer(None, request.tokenizer_dir)
     _check_fit(parts, path)
+    parts["model_info"]["files"] = [str(p) for p in (path, request.vae, request.text_encoder, request.clip_vision)
+                                    if p is not None]
+    parts["model_info"]["keep_fp8"] = keep_fp8
     backbone = wan_backbone_from_parts(parts, dtype, "meta", str(path))
     if folders is None:
         return PlannedModel(backbone, streamed_loading_host(backbone), "the files' headers")
