@@ -161,7 +161,7 @@ def test_train_plan_prints_the_plan_and_exits_without_training(tmp_path, capsys)
                  "--rank", "2", "--width", "16", "--height", "16", "--frames", "5", "--plan", "--out", str(out)])
     printed = capsys.readouterr()
     assert code == 0, printed.err
-    assert "Memory plan (auto)" in printed.out and "gradient checkpointing off" in printed.out
+    assert "Memory plan (auto, before loading" in printed.out and "gradient checkpointing off" in printed.out
     assert not out.exists() and "step 1" not in printed.out
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
+
 from ..errors import ModelLoadError
 from .base import ready
 from .folders import LIBRARY_LOAD_ERRORS, check_loaded_finite, check_weight_files, folder_error, from_pretrained_local
@@ -20,6 +22,28 @@ def assemble(cls, folder, unet, scheduler, dtype, device, tokenizer_dir):
     text_encoder = load_text_encoder(folder / "text_encoder", dtype)
     tokenizer = load_tokenizer(folder / "tokenizer", tokenizer_dir)
     return ready(cls, unet, vae, text_encoder, tokenizer, scheduler, dtype, device, str(folder))
+
+
+def assemble_on_meta(cls, folder, unet, scheduler, dtype, tokenizer_dir):
+    """``assemble`` before loading: the VAE and CLIP text encoder built on the meta device from their config.json
+    (from_pretrained casts every tensor to ``dtype``, as ``ready`` does here), the tokenizer read (small files)."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from .folders import read_json
+
+    folder = Path(folder)
+    vae_config = read_json(folder / "vae" / "config.json", "the VAE's config (vae/config.json)")
+    text_directory = folder / "text_encoder"
+    if not (text_directory / "config.json").is_file():
+        raise ModelLoadError(f"{text_directory} is missing or has no config.json: the model folder needs its CLIP "
+                             "text_encoder.")
+    text_config = CLIPTextConfig.from_pretrained(text_directory, local_files_only=True)
+    with torch.device("meta"):
+        vae = AutoencoderKL.from_config(vae_config)
+        text_encoder = CLIPTextModel(text_config)
+    tokenizer = load_tokenizer(folder / "tokenizer", tokenizer_dir)
+    return ready(cls, unet, vae, text_encoder, tokenizer, scheduler, dtype, "meta", str(folder))
 
 
 def load_text_encoder(directory: Path, dtype):

@@ -50,3 +50,6 @@ class Family:
     this family but of a variant it refuses (e.g. an SDXL UNet for AnimateDiff), so the user hears why."""
     load: Callable[[LoadRequest], object]
     """The Backbone, frozen, on ``request.device`` in ``request.dtype``."""
+    plan: Callable[[LoadRequest], object] | None = None
+    """The same Backbone on the meta device, from configs and headers only (preload.PlannedModel): what the memory
+    plan reads before loading. None: this family is planned after loading."""

@@ -9,6 +9,7 @@ ModelLoadError that says what was expected where.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
@@ -19,14 +20,16 @@ from ..errors import ModelLoadError
 from .animatediff import FAMILY as ANIMATEDIFF
 from .base import Backbone
 from .family import Family, LoadRequest
-from .folders import NOT_A_MODEL, read_json
+from .folders import LIBRARY_LOAD_ERRORS, NOT_A_MODEL, read_json
 from .unet3d import FAMILY as UNET3D
 from .wan import FAMILY as WAN
 
 FAMILIES: tuple[Family, ...] = (WAN, UNET3D, ANIMATEDIFF)
 """Asked in this order; AnimateDiff last, since it takes any checkpoint file and names what is wrong with it."""
 
-__all__ = ["FAMILIES", "detect_family", "load_backbone"]
+log = logging.getLogger(__name__)
+
+__all__ = ["FAMILIES", "detect_family", "load_backbone", "plan_backbone"]
 
 
 def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", motion_module=None,
@@ -57,6 +60,34 @@ def load_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", mot
                           vae=vae, text_encoder=text_encoder, expert=expert, clip_vision=clip_vision,
                           keep_fp8=keep_fp8)
     return family.load(request)
+
+
+def plan_backbone(path, *, dtype: torch.dtype = torch.float32, device="cpu", motion_module=None, tokenizer_dir=None,
+                  vae=None, text_encoder=None, expert: str = "high_noise", clip_vision=None,
+                  keep_fp8: bool | None = None):
+    """What ``load_backbone`` with the same arguments would give, on the meta device and without reading a weight
+    (preload.PlannedModel: the backbone and the host memory its loading takes). NoPlanBeforeLoading where the
+    family (or a file) can only be planned once loaded; the refusals loading would make are made here too."""
+    from .preload import NoPlanBeforeLoading
+
+    path = Path(path)
+    kind = _kind_on_disk(path)
+    if kind is None:
+        raise ModelLoadError(f"{path} does not exist: {NOT_A_MODEL}.")
+    if kind == "other":
+        raise ModelLoadError(f"{path.name} is not a regular file (a pipe, socket or device): {NOT_A_MODEL}.")
+    family = _recognising_family(path)
+    if family.plan is None:
+        raise NoPlanBeforeLoading(f"{family.name} models ({family.summary}) can only be planned once loaded")
+    request = LoadRequest(path, dtype=dtype, device=device, motion_module=motion_module, tokenizer_dir=tokenizer_dir,
+                          vae=vae, text_encoder=text_encoder, expert=expert, clip_vision=clip_vision,
+                          keep_fp8=keep_fp8)
+    try:
+        return family.plan(request)
+    except LIBRARY_LOAD_ERRORS as error:  # a config the library will not build: loading names what is wrong
+        log.warning("planning %s before loading failed: %s", path, error)
+        raise NoPlanBeforeLoading(f"{path.name}'s configuration could not be read before loading "
+                                  f"({type(error).__name__}); loading it says what is wrong") from error
 
 
 def detect_family(folder) -> str:

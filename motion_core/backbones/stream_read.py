@@ -143,6 +143,13 @@ class SafetensorsStream:
         self.close()
 
 
+def meta_tensors(path) -> dict[str, torch.Tensor]:
+    """The file's tensors as meta tensors of their stored dtype and shape, in file order: its checked header is all
+    that is read (what the memory plan builds an architecture from before loading)."""
+    with SafetensorsStream(path) as stream:
+        return {key: torch.empty(e.shape, dtype=e.dtype, device="meta") for key, e in stream.entries.items()}
+
+
 def _checked_entries(header: dict, data_size: int, name: str) -> dict[str, Entry]:
     """Every entry of ``header`` checked against the data area's size, sorted by position; a ModelLoadError naming
     the first bad one."""

@@ -192,6 +192,27 @@ def _memory_plan(backbone, args, config, clips, regularisation) -> None:
     print(plan.summary(), flush=True)
 
 
+def _memory_plan_before_loading(args, config, clips, regularisation, *, quiet: bool) -> bool:
+    """Print the run's memory plan made from the model's configs or file headers, before loading it (MemoryPlanError
+    when it cannot fit: nothing is loaded). False, having said why, where the model can only be planned once
+    loaded."""
+    from ..backbones.preload import NoPlanBeforeLoading
+    from ..training.preload_plan import plan_before_loading
+
+    recipe = _recipe(args)
+    settings = config.resolve(recipe.config.for_clip_count(len(clips)))
+    try:
+        plan = plan_before_loading(args.model, model_file_options(args), recipe, config, settings, config.device,
+                                   clips=len(clips) + len(regularisation))
+    except NoPlanBeforeLoading as reason:
+        if not quiet:
+            print(f"The memory plan is made after loading: {reason}.", flush=True)
+        return False
+    if not quiet:
+        print(plan.summary(), flush=True)
+    return True
+
+
 def _recipe(args):
     from ..recipes import get_recipe, parse_options
 
@@ -234,10 +255,14 @@ def run(args) -> int:
     # 14B model loaded straight onto a 24 GB card would not get as far as the options.
     memory_saving = (bool(args.block_offload) or args.base_storage == "fp8" or config.memory == "auto"
                      or args.shard_base)
-    backbone = load_backbone(args.model, device="cpu" if memory_saving else device, **model_file_options(args))
     if processes.active and processes.is_main:
         print(processes.describe(args.batch_size), flush=True)
-    if processes.is_main:  # every process plans again in the trainer; one prints
+    # Planned before loading where the family allows it: a run that cannot fit stops here, before a weight is read.
+    planned = _memory_plan_before_loading(args, config, clips, regularisation, quiet=not processes.is_main)
+    if only_plan and planned:
+        return 0
+    backbone = load_backbone(args.model, device="cpu" if memory_saving else device, **model_file_options(args))
+    if processes.is_main and not planned:  # every process plans again in the trainer; one prints
         _memory_plan(backbone, args, config, clips, regularisation)
     if only_plan:
         return 0

@@ -161,6 +161,10 @@ class MemoryPlan:
     margin: float = 0.1
     considered: tuple[str, ...] = field(default_factory=tuple)
     """One line per cheaper setting auto rejected, with its predicted peak."""
+    loading_host: int | None = None
+    """Predicted peak host bytes while the model loads (plans made before loading: preload_plan.py)."""
+    planned_from: str = ""
+    """Where a plan made before loading read the architecture ("the files' headers"); empty after loading."""
 
     @property
     def shared_memory(self) -> bool:
@@ -178,13 +182,17 @@ class MemoryPlan:
 
     def summary(self) -> str:
         where = "CPU memory (device and host are one)" if self.shared_memory else f"{self.device} memory"
-        lines = [f"Memory plan ({self.mode}): {self.frames} frames at {self.width}x{self.height} = {self.tokens} "
-                 f"tokens on {self.device}",
+        when = f", before loading, from {self.planned_from}" if self.planned_from else ""
+        lines = [f"Memory plan ({self.mode}{when}): {self.frames} frames at {self.width}x{self.height} = "
+                 f"{self.tokens} tokens on {self.device}",
                  f"  settings: {self.settings.describe(self.blocks)}",
                  f"  predicted peak {where}: {_gib(self.device_peak)}"
                  + ("" if self.shared_memory else f"; host: {_gib(self.host_peak)}")]
         shown = ", ".join(f"{k} {_gib(v)}" for k, v in self.parts.items() if v)
         lines.append(f"  made of: {shown}")
+        if self.loading_host is not None:
+            lines.append(f"  host memory while loading: {_gib(self.loading_host)} (the weights as loaded and the "
+                         "reader's buffers)")
         if self.available is not None:
             verdict = "fits" if self.fits else "does NOT fit"
             lines.append(f"  free: {_gib(self.available)}; needed with a {self.margin:.0%} margin: "

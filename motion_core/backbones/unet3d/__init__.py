@@ -12,6 +12,7 @@ from .tiny import tiny_unet3d_backbone
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 
-FAMILY = Family("unet3d", "UNet3DConditionModel (ModelScope/ZeroScope)", loading.recognises, loading.load)
+FAMILY = Family("unet3d", "UNet3DConditionModel (ModelScope/ZeroScope)", loading.recognises, loading.load,
+                loading.plan)
 
 __all__ = ["CONFIGS_DIR", "FAMILY", "UNet3DBackbone", "tiny_unet3d_backbone"]

@@ -25,8 +25,14 @@ def _load(request: LoadRequest):
                              device=request.device, clip_vision_path=request.clip_vision, keep_fp8=request.keep_fp8)
 
 
+def _plan(request: LoadRequest):
+    from .preload import plan_wan
+
+    return plan_wan(request)
+
+
 FAMILY = Family("wan", "Wan 2.1 / 2.2 text- and image-to-video (a WanPipeline or WanImageToVideoPipeline folder, "
-                "or ComfyUI's diffusion-model, VAE, UMT5 and CLIP vision files)", _recognises, _load)
+                "or ComfyUI's diffusion-model, VAE, UMT5 and CLIP vision files)", _recognises, _load, _plan)
 
 __all__ = ["CONFIGS_DIR", "FAMILY", "MAX_TEXT_TOKENS", "WanBackbone", "load_wan_backbone",
            "save_tiny_wan_diffusers_folder", "save_tiny_wan_i2v_diffusers_folder", "tiny_wan_backbone"]

@@ -113,17 +113,12 @@ def inspect_clip_vision_file(path) -> dict:
 def load_clip_vision_file(path, dtype: torch.dtype = torch.float32, config: dict | None = None):
     """transformers' CLIPVisionModelWithProjection (CLIPVisionModel for a file without the projection) from a
     models/clip_vision file, frozen-ready in ``dtype``; fp8 and scaled-fp8 files are widened as the Wan reader does."""
-    from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
-
     path = Path(path)
     config = dict(config or inspect_clip_vision_file(path))
     weights = read_weights(path, dtype)
     weights.pop(_POSITION_IDS, None)
     check_weight_tensors(weights, path.name, "CLIP vision encoder")
-    cls = CLIPVisionModelWithProjection if "visual_projection.weight" in weights else CLIPVisionModel
-    config.pop("architectures", None)
-    with torch.device("meta"):
-        model = cls(CLIPVisionConfig(**config))
+    model = clip_vision_on_meta(config, "visual_projection.weight" in weights)
     if not any(key.startswith(PREFIX) for key in model.state_dict()):  # transformers 5 names CLIPVisionModel bare
         weights = {key.removeprefix(PREFIX): value for key, value in weights.items()}
     load_weights_into(model, weights, path.name, "CLIP vision encoder")
@@ -132,3 +127,12 @@ def load_clip_vision_file(path, dtype: torch.dtype = torch.float32, config: dict
     embeddings.position_ids = torch.arange(embeddings.num_positions).expand((1, -1))
     return model.eval()
 
+
+
+def clip_vision_on_meta(config: dict, projection: bool):
+    """The CLIP vision model of ``config`` on the meta device (with its projection when the file has one)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
+
+    config = {k: v for k, v in config.items() if k != "architectures"}
+    with torch.device("meta"):
+        return (CLIPVisionModelWithProjection if projection else CLIPVisionModel)(CLIPVisionConfig(**config))

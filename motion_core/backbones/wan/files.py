@@ -167,6 +167,31 @@ def _convert(source, dtype: torch.dtype, file_name: str, fp8_scales: dict | None
     return out
 
 
+def read_weights_on_meta(path, dtype: torch.dtype, fp8_scales: dict | None = None) -> dict[str, torch.Tensor]:
+    """What ``read_weights`` would return, as meta tensors, from a .safetensors header alone: the same keys, each
+    float in ``dtype`` unless kept in fp8 (then its scale, a meta float32, goes into ``fp8_scales``), integers as
+    stored. Nothing is read but the header (stream_read.meta_tensors), so nothing is checked for NaN either."""
+    from ..stream_read import meta_tensors
+
+    stored = meta_tensors(path)
+    out = {}
+    for key, tensor in stored.items():
+        tail = key.rsplit(".", 1)[-1]
+        if tail in _SKIPPED or tail in _SCALE_SUFFIXES:
+            continue
+        if not tensor.is_floating_point():
+            out[key] = tensor
+            continue
+        factor = next((stored[key[: -len("weight")] + s] for s in _SCALE_SUFFIXES
+                       if key.endswith("weight") and key[: -len("weight")] + s in stored), None)
+        if fp8_scales is not None and _keepable(key, tensor.dtype, tuple(tensor.shape), factor):
+            fp8_scales[key] = torch.empty((), dtype=torch.float32, device="meta")
+            out[key] = tensor
+        else:
+            out[key] = torch.empty(tensor.shape, dtype=dtype, device="meta")
+    return out
+
+
 def _keepable(key: str, stored: torch.dtype, shape: tuple, factor: torch.Tensor | None) -> bool:
     """An fp8 matrix with one scale (or none) can stay fp8 as a Linear weight (memory.adopt_fp8_weight)."""
     return (key.endswith(".weight") and len(shape) == 2 and stored in FP8_DTYPES

@@ -106,17 +106,27 @@ def load_wan_backbone(model_path, *, vae_path=None, text_encoder_path=None, toke
     ``clip_vision_path``: the models/clip_vision file Wan 2.1 image-to-video needs (``backbone.image_encoder``).
     ``keep_fp8``: an fp8 file's Linear weights stay fp8 (True), are widened to ``dtype`` (False), or stay fp8 when
     ``device`` is CUDA (None: ComfyUI keeps fp8 files in fp8 there; on the CPU the widened model is the default)."""
-    from ..base import move, ready
-    from ..objectives import FlowMatchObjective
-    from .backbone import WanBackbone
-
     parts = load_wan_components(model_path, vae_path=vae_path, text_encoder_path=text_encoder_path,
                                 tokenizer_dir=tokenizer_dir, expert=expert, dtype=dtype,
                                 clip_vision_path=clip_vision_path,
                                 keep_fp8=torch.device(device).type == "cuda" if keep_fp8 is None else keep_fp8)
+    backbone = wan_backbone_from_parts(parts, dtype, device, str(model_path))
+    if load_both_experts or other_expert_file is not None:
+        from .experts import load_other_expert
+
+        load_other_expert(backbone, other_expert_file)
+    return backbone
+
+
+def wan_backbone_from_parts(parts: dict, dtype: torch.dtype, device, source: str):
+    """The WanBackbone around loaded parts (or the meta parts the memory plan builds before loading: preload.py)."""
+    from ..base import move, ready
+    from ..objectives import FlowMatchObjective
+    from .backbone import WanBackbone
+
     info = parts.pop("model_info")
     backbone = ready(WanBackbone, parts["denoiser"], parts["vae"], parts["text_encoder"], parts["tokenizer"],
-                     parts["scheduler"], dtype, device, str(model_path))
+                     parts["scheduler"], dtype, device, source)
     backbone.model_info = info
     backbone.first_frame_conditioning = info.get("first_frame")
     if parts.get("image_encoder") is not None:
@@ -127,16 +137,10 @@ def load_wan_backbone(model_path, *, vae_path=None, text_encoder_path=None, toke
         backbone.objective = FlowMatchObjective(
             backbone.objective.shift, backbone.objective.num_train_timesteps,
             sigma_range=(boundary, 1.0) if info["expert"] == "high_noise" else (0.0, boundary))
-    if load_both_experts or other_expert_file is not None:
-        from .experts import load_other_expert
-
-        load_other_expert(backbone, other_expert_file)
     return backbone
 
 
 def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype, clip_vision_path, keep_fp8) -> dict:
-    from ..folders import load_scheduler
-    from .experts import expert_from_name
     from .files import FOLDERS, expect_kind, file_keys
     from .single_file import load_transformer_file, load_vae_file
     from .text_encoder import load_text_encoder_file
@@ -155,16 +159,25 @@ def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype, c
     vae = load_vae_file(vae_path, dtype)
     text_encoder, spiece = load_text_encoder_file(text_encoder_path, dtype)
     image_encoder = _clip_vision_part(path.name, denoiser.config, clip_vision_path, dtype, clip_config)
+    scheduler, info = single_file_facts(path, arch, denoiser.config, expert)
+    return dict(denoiser=denoiser, vae=vae, text_encoder=text_encoder, spiece=spiece, tokenizer=None,
+                scheduler=scheduler, image_encoder=image_encoder, model_info=info)
+
+
+def single_file_facts(path: Path, arch: str | None, config, expert: str) -> tuple:
+    """(scheduler, model_info) of a diffusion-model file: what its architecture and name say (releases.py)."""
+    from ..folders import load_scheduler
+    from .experts import expert_from_name
+
     named = expert_from_name(path.name)
     # Only A14B files are named by expert; a size Wan-AI did not release (a test model, a pruned one) that is so
     # named is taken at its word.
     a14b = str(arch).endswith("_a14b_expert") or (arch is None and named is not None)
     scheduler = load_scheduler(CONFIGS_DIR / "wan_scheduler" / releases.single_file_scheduler(arch, path.name))
     info = {"arch": arch or "derived", "expert": (named or expert) if a14b else None,
-            "boundary_ratio": releases.boundary_ratio(denoiser.config) if a14b else None,
+            "boundary_ratio": releases.boundary_ratio(config) if a14b else None,
             "first_frame": releases.first_frame_conditioning(arch)}
-    return dict(denoiser=denoiser, vae=vae, text_encoder=text_encoder, spiece=spiece, tokenizer=None,
-                scheduler=scheduler, image_encoder=image_encoder, model_info=info)
+    return scheduler, info
 
 
 def _check_clip_vision_file(path: Path, kind: str, clip_vision_path) -> dict | None:
@@ -199,9 +212,33 @@ def _clip_vision_part(name: str, config, clip_vision_path, dtype, clip_config=No
 
 def _folder_parts(folder: Path, expert, dtype, clip_vision_path=None) -> dict:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
-    from transformers import AutoTokenizer, UMT5EncoderModel
+    from transformers import UMT5EncoderModel
 
-    from ..folders import from_pretrained_local, load_scheduler, read_json
+    from ..folders import from_pretrained_local, load_scheduler
+
+    index, subfolder, config, two_experts, (clip_source, clip_detail) = folder_layout(folder, expert,
+                                                                                      clip_vision_path)
+    denoiser = from_pretrained_local(WanTransformer3DModel, folder, subfolder, dtype)
+    vae = from_pretrained_local(AutoencoderKLWan, folder, "vae", dtype)
+    text_encoder = _pretrained(UMT5EncoderModel, folder / "text_encoder", "UMT5 text encoder",
+                               "config.json and its model*.safetensors", dtype=dtype)
+    tokenizer = folder_tokenizer(folder)
+    if clip_source == "folder":
+        import transformers
+
+        image_encoder = _pretrained(getattr(transformers, clip_detail), folder / "image_encoder",
+                                    "CLIP vision encoder", "config.json and its model.safetensors", dtype=dtype)
+    else:
+        image_encoder = _clip_vision_part(folder.name, denoiser.config, clip_vision_path, dtype, clip_detail)
+    return dict(denoiser=denoiser, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                scheduler=load_scheduler(folder / "scheduler"), image_encoder=image_encoder,
+                model_info=folder_info(index, config, expert, two_experts))
+
+
+def folder_layout(folder: Path, expert: str, clip_vision_path=None) -> tuple:
+    """What a folder's JSON files say before any weight is read, each refusal made here: (model_index, the
+    transformer's subfolder, its config, whether it holds two A14B experts, where its CLIP features come from)."""
+    from ..folders import read_json
 
     index = read_json(folder / "model_index.json", "model_index.json of a WanPipeline folder")
     pipeline = index.get("_class_name", "WanPipeline")
@@ -213,29 +250,26 @@ def _folder_parts(folder: Path, expert, dtype, clip_vision_path=None) -> dict:
     subfolder = "transformer_2" if two_experts and expert == "low_noise" else "transformer"
     config = read_json(folder / subfolder / "config.json", f"the Wan transformer config ({subfolder}/config.json)")
     _check_transformer_config(folder / subfolder / "config.json", config)
-    clip_source, clip_detail = _folder_clip_source(folder, index, config, clip_vision_path)
-    denoiser = from_pretrained_local(WanTransformer3DModel, folder, subfolder, dtype)
-    vae = from_pretrained_local(AutoencoderKLWan, folder, "vae", dtype)
-    text_encoder = _pretrained(UMT5EncoderModel, folder / "text_encoder", "UMT5 text encoder",
-                               "config.json and its model*.safetensors", dtype=dtype)
-    tokenizer = None
-    if (folder / "tokenizer").is_dir():
-        tokenizer = _pretrained(AutoTokenizer, folder / "tokenizer", "UMT5 tokenizer",
-                                "tokenizer_config.json with spiece.model or tokenizer.json")
-    if clip_source == "folder":
-        import transformers
+    return index, subfolder, config, two_experts, _folder_clip_source(folder, index, config, clip_vision_path)
 
-        image_encoder = _pretrained(getattr(transformers, clip_detail), folder / "image_encoder",
-                                    "CLIP vision encoder", "config.json and its model.safetensors", dtype=dtype)
-    else:
-        image_encoder = _clip_vision_part(folder.name, denoiser.config, clip_vision_path, dtype, clip_detail)
+
+def folder_tokenizer(folder: Path):
+    """The folder's UMT5 tokenizer (small files, no weights), or None when it has none."""
+    from transformers import AutoTokenizer
+
+    if not (folder / "tokenizer").is_dir():
+        return None
+    return _pretrained(AutoTokenizer, folder / "tokenizer", "UMT5 tokenizer",
+                       "tokenizer_config.json with spiece.model or tokenizer.json")
+
+
+def folder_info(index: dict, config: dict, expert: str, two_experts: bool) -> dict:
+    """A folder's model_info: which expert, where the A14B experts hand over, whether the image is the first frame."""
     boundary = index.get("boundary_ratio") or (releases.boundary_ratio(config) if two_experts else None)
     # diffusers' expand_timesteps: the first latent frame is the image, kept clean (Wan 2.2 TI2V 5B).
     first_frame = None if index.get("expand_timesteps") is None else bool(index["expand_timesteps"])
-    info = {"arch": "folder", "expert": expert if two_experts else None, "boundary_ratio": boundary,
+    return {"arch": "folder", "expert": expert if two_experts else None, "boundary_ratio": boundary,
             "first_frame": first_frame}
-    return dict(denoiser=denoiser, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                scheduler=load_scheduler(folder / "scheduler"), image_encoder=image_encoder, model_info=info)
 
 
 def _check_transformer_config(path: Path, config: dict) -> None:

@@ -73,14 +73,10 @@ def transformer_arch(config: dict, file_name: str = "") -> str | None:
     return arch
 
 
-def build_transformer(weights: dict, name: str, dtype: torch.dtype, file_name: str = "",
-                      fp8_scales: dict | None = None):
-    """(WanTransformer3DModel, arch name or None) from diffusers-named weights, without a random-init pass.
-    ``fp8_scales``: the scales of weights kept in fp8 (read_weights); those of Linear layers stay fp8 and compute
-    through memory.adopt_fp8_weight, the rest are widened to ``dtype`` here, in ``weights`` itself (each narrow
-    original is freed as soon as it is replaced)."""
+def transformer_on_meta(weights: dict, name: str, file_name: str = ""):
+    """(WanTransformer3DModel on the meta device, arch name or None) from diffusers-named weights' shapes alone:
+    ``weights`` may be meta tensors read off a header (what the memory plan builds before loading)."""
     from diffusers import WanTransformer3DModel
-    from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 
     check_weight_tensors(weights, name, "Wan transformer")
     try:
@@ -92,7 +88,18 @@ def build_transformer(weights: dict, name: str, dtype: torch.dtype, file_name: s
     if arch and shipped.is_file():
         config = json.loads(shipped.read_text())
     with torch.device("meta"):
-        model = WanTransformer3DModel.from_config(config)
+        return WanTransformer3DModel.from_config(config), arch
+
+
+def build_transformer(weights: dict, name: str, dtype: torch.dtype, file_name: str = "",
+                      fp8_scales: dict | None = None):
+    """(WanTransformer3DModel, arch name or None) from diffusers-named weights, without a random-init pass.
+    ``fp8_scales``: the scales of weights kept in fp8 (read_weights); those of Linear layers stay fp8 and compute
+    through memory.adopt_fp8_weight, the rest are widened to ``dtype`` here, in ``weights`` itself (each narrow
+    original is freed as soon as it is replaced)."""
+    from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
+
+    model, arch = transformer_on_meta(weights, name, file_name)
     what = f"Wan transformer ({arch or 'size derived from the weights'})"
     kept = _kept_fp8(model, weights, fp8_scales or {})
     for key in [k for k in weights if k not in kept]:  # in place: each narrow original is freed once widened
@@ -241,8 +248,6 @@ def vae_config_from_weights(state: dict) -> dict:
 
 def load_vae_file(path, dtype: torch.dtype = torch.float32):
     """AutoencoderKLWan from models/vae's wan_2.1_vae.safetensors or wan2.2_vae.safetensors (Wan 2.2 from shapes)."""
-    from diffusers import AutoencoderKLWan
-
     from .files import file_keys
 
     path = Path(path)
@@ -252,11 +257,17 @@ def load_vae_file(path, dtype: torch.dtype = torch.float32):
     for prefix in ("encoder.downsamples.", "decoder.upsamples."):  # the level lists, checked before reading
         block_count(bare, prefix, path.name, "Wan VAE")
     state = read_weights(path, dtype)
-    check_weight_tensors(state, path.name, "Wan VAE")
+    return load_weights_into(vae_on_meta(state, path.name), vae_to_diffusers(state), path.name, "Wan VAE")
+
+
+def vae_on_meta(state: dict, name: str):
+    """AutoencoderKLWan on the meta device from original VAE weights' shapes (meta tensors of a header will do)."""
+    from diffusers import AutoencoderKLWan
+
+    check_weight_tensors(state, name, "Wan VAE")
     try:
         config = vae_config_from_weights(state)
     except (KeyError, ValueError, IndexError, ZeroDivisionError) as error:
-        raise ModelLoadError(f"{path.name} lacks core Wan VAE weights ({error}); re-download it.") from error
+        raise ModelLoadError(f"{name} lacks core Wan VAE weights ({error}); re-download it.") from error
     with torch.device("meta"):
-        vae = AutoencoderKLWan.from_config(config)
-    return load_weights_into(vae, vae_to_diffusers(state), path.name, "Wan VAE")
+        return AutoencoderKLWan.from_config(config)

@@ -48,34 +48,42 @@ def umt5_config_from_weights(weights: dict) -> dict:
 
 def load_text_encoder_file(path, dtype: torch.dtype = torch.float32):
     """(UMT5EncoderModel, the embedded SentencePiece bytes or None) from a models/text_encoders file."""
-    from transformers import UMT5Config, UMT5EncoderModel
-
     path = Path(path)
     keys = file_keys(path)
     expect_kind(path, keys, "text_encoder")
     for prefix in ("encoder.block.", "block."):  # ComfyUI's files say either; checked before reading
         block_count(keys, prefix, path.name, "UMT5 text encoder")
     weights = read_weights(path, dtype)
-    check_weight_tensors(weights, path.name, "UMT5 text encoder", keep=("spiece_model",))
-    spiece = weights.pop("spiece_model", None)
-    weights = {("encoder." + k if k.startswith(("block.", "final_layer_norm")) else k): v for k, v in weights.items()}
-    # The input embedding is one matrix under two names (tied); files carry either.
-    shared = weights.get("shared.weight", weights.get("encoder.embed_tokens.weight"))
-    if shared is None:
-        raise ModelLoadError(f"{path.name} has no token embedding (shared.weight); re-download the text encoder.")
-    weights["shared.weight"] = weights["encoder.embed_tokens.weight"] = shared
-    try:
-        config = UMT5Config(**umt5_config_from_weights(weights))
-    except (KeyError, ValueError, IndexError, ZeroDivisionError) as error:
-        raise ModelLoadError(f"{path.name} lacks core UMT5 weights ({error}); re-download it.") from error
-    with torch.device("meta"):
-        model = UMT5EncoderModel(config)
-    if "encoder.embed_tokens.weight" not in model.state_dict():
-        del weights["encoder.embed_tokens.weight"]
+    spiece = weights.get("spiece_model")
+    model, weights = umt5_on_meta(weights, path.name)
     load_weights_into(model, weights, path.name, "UMT5 text encoder")
     model.encoder.embed_tokens = model.shared  # keep the tie after assignment replaced the parameters
     spiece_bytes = None if spiece is None else spiece.to(torch.uint8).numpy().tobytes()
     return model.eval(), spiece_bytes
+
+
+def umt5_on_meta(weights: dict, name: str):
+    """(UMT5EncoderModel on the meta device, the weights under its names) from a text encoder file's weights; their
+    shapes are all it reads, so meta tensors of a header will do (the memory plan before loading)."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    check_weight_tensors(weights, name, "UMT5 text encoder", keep=("spiece_model",))
+    weights = {("encoder." + k if k.startswith(("block.", "final_layer_norm")) else k): v for k, v in weights.items()
+               if k != "spiece_model"}
+    # The input embedding is one matrix under two names (tied); files carry either.
+    shared = weights.get("shared.weight", weights.get("encoder.embed_tokens.weight"))
+    if shared is None:
+        raise ModelLoadError(f"{name} has no token embedding (shared.weight); re-download the text encoder.")
+    weights["shared.weight"] = weights["encoder.embed_tokens.weight"] = shared
+    try:
+        config = UMT5Config(**umt5_config_from_weights(weights))
+    except (KeyError, ValueError, IndexError, ZeroDivisionError) as error:
+        raise ModelLoadError(f"{name} lacks core UMT5 weights ({error}); re-download it.") from error
+    with torch.device("meta"):
+        model = UMT5EncoderModel(config)
+    if "encoder.embed_tokens.weight" not in model.state_dict():
+        del weights["encoder.embed_tokens.weight"]
+    return model, weights
 
 
 # ---- tokenizer --------------------------------------------------------------------------------------------------
