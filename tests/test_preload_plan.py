@@ -211,6 +211,19 @@ def test_a_load_the_host_cannot_hold_is_refused_before_loading(wan_files):
                             "cpu", available=FREE, host_available=4 * MIB)
 
 
+def test_processes_loading_side_by_side_need_the_host_to_hold_every_copy(wan_files, monkeypatch):
+    """Under accelerate launch each local process loads its own copy: a load that fits once is refused for four."""
+    recipe, config, settings = _run()
+    options = {"vae": wan_files["vae"], "text_encoder": wan_files["text_encoder"], "dtype": torch.float32}
+    path = wan_files["root"] / "wan_tiny_fp16.safetensors"
+    once = plan_before_loading(path, options, recipe, config, settings, "cpu", available=FREE, host_available=FREE)
+    room = int(once.loading_host * 2)  # two loads' worth with the margin, not four
+    plan_before_loading(path, options, recipe, config, settings, "cpu", available=FREE, host_available=room)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    with pytest.raises(MemoryPlanError, match="4 processes x .*fewer processes on this machine"):
+        plan_before_loading(path, options, recipe, config, settings, "cpu", available=FREE, host_available=room)
+
+
 def test_train_falls_back_to_the_plan_after_loading_and_says_so(tmp_path, capsys):
     folder = save_tiny_diffusers_folder(tmp_path / "animatediff", "animatediff")
     code, _ = _train(tmp_path, folder, "--plan", "--frames", "4")

@@ -11,6 +11,7 @@ free memory read is the memory the run will have. Where the family cannot be pla
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import torch
 
@@ -33,23 +34,36 @@ def plan_before_loading(path, load_options: dict, recipe, config, settings, devi
         host_available = plan.available
     if host_available is None:
         host_available = free_bytes("cpu")
-    if host_available is not None and planned.loading_host * (1.0 + margin) > host_available:
-        raise MemoryPlanError(loading_refusal(plan, host_available, load_options), plan)
+    loaders = local_loaders()
+    if host_available is not None and planned.loading_host * loaders * (1.0 + margin) > host_available:
+        raise MemoryPlanError(loading_refusal(plan, host_available, load_options, loaders), plan)
     return plan
 
 
-def loading_refusal(plan: MemoryPlan, host_available: int, load_options: dict) -> str:
+def local_loaders() -> int:
+    """How many processes of this run load the model on this machine at once: under ``accelerate launch`` or
+    torchrun every process loads its own copy (LOCAL_WORLD_SIZE), so the host must hold that many loads."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def loading_refusal(plan: MemoryPlan, host_available: int, load_options: dict, loaders: int = 1) -> str:
     """The load itself does not fit the host: what it needs, what is free, and what would take less."""
-    needed = int(plan.loading_host * (1.0 + plan.margin))
+    needed = int(plan.loading_host * loaders * (1.0 + plan.margin))
     ideas = []
     if not load_options.get("keep_fp8") and plan.parts.get("weights"):
         ideas.append("an fp8 file kept as it stores its weights (--dtype fp8-stored) where the model is one")
     if load_options.get("dtype", torch.float32) == torch.float32:
         ideas.append("bf16 weights (--dtype bf16)")
+    if loaders > 1:
+        ideas.append(f"fewer processes on this machine (each of the {loaders} loads its own copy)")
     ideas += ["a smaller model", "or free host memory (close other programs)"]
-    return (f"Loading this model needs about {_gib(needed)} of host memory ({_gib(plan.loading_host)} predicted + "
+    each = f"{loaders} processes x {_gib(plan.loading_host)}" if loaders > 1 else _gib(plan.loading_host)
+    return (f"Loading this model needs about {_gib(needed)} of host memory ({each} predicted + "
             f"{plan.margin:.0%} margin: the weights as loaded and the reader's buffers), but {_gib(host_available)} "
             f"is free; nothing was loaded. What would fit: {', '.join(ideas)}.")
 
 
-__all__ = ["loading_refusal", "plan_before_loading"]
+__all__ = ["loading_refusal", "local_loaders", "plan_before_loading"]
