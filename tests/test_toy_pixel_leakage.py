@@ -80,3 +80,16 @@ def test_an_object_fading_into_a_dark_or_grey_background_is_not_leakage():
     greyed = 0.5 * yellow + 0.5 * torch.tensor([0.36, 0.36, 0.36])
     leak = pixel_leakage(greyed, "red", "yellow")
     assert leak.object_share == 0.0 and leak.background_share == 0.0
+
+
+def test_pink_where_purple_and_yellow_blend_is_not_the_references_red():
+    """The negative control: the base model (which never saw a red reference) blends a purple object with yellow
+    into pinks such as (0.79, 0.48, 0.52) and (0.77, 0.44, 0.51); close to red's hue, too pale to be read as red."""
+    frames = render_frames(ClipSpec("purple", "square", "still", MotionParams(0.5, 0.5), background="grey"))
+    purple = (frames[0] - torch.tensor(COLOURS["purple"])).norm(dim=-1) < 0.2
+    ys, xs = torch.nonzero(purple, as_tuple=True)
+    top, bottom, left, right = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    blended = frames.clone()
+    blended[:, top:(top + bottom) // 2, left:right] = torch.tensor([0.79, 0.48, 0.52])
+    blended[:, (top + bottom) // 2:bottom, left:right] = torch.tensor([0.77, 0.44, 0.51])
+    assert pixel_leakage(blended, "red", "purple").object_share == 0.0
