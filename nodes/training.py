@@ -267,8 +267,8 @@ class TrainMotionLoRA(io.ComfyNode):
                     step=0.05,
                     optional=True,
                     tooltip="Image-to-video: share of training steps on which the model is shown no start image, so "
-                    "the LoRA must carry the motion without leaning on the reference's picture "
-                    "(docs/image_to_video.md measures it). 0: never.",
+                    "the LoRA must carry the motion without leaning on the reference's picture (0.3 closed the "
+                    "same-vs-new-image gap on the built-in model; docs/image_to_video.md). 0: never.",
                 ),
                 io.Image.Input(
                     "preview_image",
