@@ -251,6 +251,27 @@ class TrainMotionLoRA(io.ComfyNode):
                     "is seen from several start images and binds less to the reference's own look (2 is a good "
                     "start; docs/benchmarks.md measures it). 0: the clips as given.",
                 ),
+                io.Int.Input(
+                    "shift_copies",
+                    default=0,
+                    min=0,
+                    max=8,
+                    optional=True,
+                    tooltip="Image-to-video: also train on this many copies of each clip moved as a whole (every "
+                    "frame by the same offset, 1/8 of the frame), so the motion is seen starting from other places "
+                    "(docs/image_to_video.md measures it). 0: none.",
+                ),
+                io.Float.Input(
+                    "start_image_dropout",
+                    default=0.0,
+                    min=0.0,
+                    max=0.95,
+                    step=0.05,
+                    optional=True,
+                    tooltip="Image-to-video: share of training steps on which the model is shown no start image, so "
+                    "the LoRA must carry the motion without leaning on the reference's picture (0.3 closed the "
+                    "same-vs-new-image gap on the built-in model; docs/image_to_video.md). 0: never.",
+                ),
                 io.Image.Input(
                     "preview_image",
                     optional=True,
@@ -302,6 +323,8 @@ class TrainMotionLoRA(io.ComfyNode):
         memory="auto",
         start_image="auto",
         recolour=0,
+        shift_copies=0,
+        start_image_dropout=0.0,
         preview_image=None,
     ) -> io.NodeOutput:
         resume = _resume_path(resume_from)
@@ -325,6 +348,8 @@ class TrainMotionLoRA(io.ComfyNode):
             memory="auto" if auto else "manual",
             start_image=start_image,
             recolour=int(recolour),
+            shift_copies=int(shift_copies),
+            start_image_dropout=float(start_image_dropout),
         )
         total = steps or 1
         preview_frames = video_model.frames_up_to(min(frames, 8))  # a short preview, in a length the VAE takes

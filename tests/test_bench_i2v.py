@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from motion_core.bench.i2v import new_start_images, run, same_image, table
+from motion_core.bench.i2v import label, new_start_images, run, same_image, table, variants
 from motion_core.bench.quality import REFERENCE_COLOUR, REFERENCE_SHAPE, reference_clips
 from motion_core.toy.tracking import track_object
 
@@ -45,3 +45,14 @@ def test_a_short_run_reports_new_image_same_image_and_base_figures_for_every_row
         assert 0.0 <= r["fidelity"] <= 1.0 and 0.0 <= r["kept"] <= 1.0 and r["chance_random"] < 0.2
         assert math.isclose(r["gap"], r["same_image"] - r["fidelity"])
     assert rows[1]["train_s"] > 0 and "| circle | naive +1 recoloured |" in table(rows)
+
+
+def test_every_combination_of_the_lever_lists_is_a_row_and_is_named():
+    from argparse import Namespace
+
+    args = Namespace(recipes="base,motion_director", recolour="0,2", shift_copies="4", start_image_dropout="0,0.3")
+    rows = variants(args)
+    assert rows[0] == ("base", {"recolour": 0, "shift_copies": 0, "start_image_dropout": 0.0}) and len(rows) == 5
+    assert ("motion_director", {"recolour": 2, "shift_copies": 4, "start_image_dropout": 0.3}) in rows
+    assert label("motion_director", rows[-1][1]) == "motion_director +2 recoloured +4 shifted start dropout 0.3"
+    assert label("motion_director", rows[1][1]) == "motion_director +4 shifted"

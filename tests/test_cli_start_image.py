@@ -58,7 +58,8 @@ def test_a_text_to_video_model_refuses_the_image(tmp_path, capsys):
 
 def test_train_and_sample_an_image_to_video_model_on_the_command_line(tmp_path, capsys):
     """A tiny WanImageToVideoPipeline folder: train conditions on the clip's first frame (and two recoloured
-    copies), sample starts from --image, and the LoRA changes that video."""
+    copies, one shifted copy, steps with no start image), sample starts from --image, and the LoRA changes that
+    video."""
     from motion_core.backbones.wan.tiny import save_tiny_wan_i2v_diffusers_folder
     from motion_core.video import load_reference_video
     from video_samples import sample_frames, write_animated_image
@@ -68,7 +69,8 @@ def test_train_and_sample_an_image_to_video_model_on_the_command_line(tmp_path, 
     lora = tmp_path / "motion.safetensors"
     size = ["--frames", "5", "--width", "16", "--height", "16"]
     assert main(["train", "--model", str(model), "--video", str(clip), "--caption", "a square", "--recipe", "naive",
-                 "--steps", "2", "--rank", "2", "--recolour", "2", *size, "--out", str(lora)]) == 0
+                 "--steps", "2", "--rank", "2", "--recolour", "2", "--shift-copies", "1", "--start-image-dropout",
+                 "0.5", *size, "--out", str(lora)]) == 0
     _png(tmp_path / "start.png", size=(16, 16))
     common = ["sample", "--model", str(model), "--prompt", "a square", "--steps", "2", "--cfg", "1", *size,
               "--image", str(tmp_path / "start.png")]

@@ -32,7 +32,7 @@ EXPECTED_NODES = {
                            "frames", "seed", "checkpoint_every", "validate_every", "name"],
                           ["training_caption", "preview_prompt", "regularisation_clips", "resume_from",
                            "base_storage", "block_offload", "high_noise_bias", "memory", "start_image",
-                           "recolour", "preview_image"],
+                           "recolour", "shift_copies", "start_image_dropout", "preview_image"],
                           ["MD_LORA", "MD_LORA", "IMAGE"]),
     "MDSampleVideo": (["video_model", "prompt", "negative_prompt", "seed", "steps", "cfg", "frames", "width",
                        "height", "scheduler", "frame_rate"], ["lora_stack", "noise_prior_clips", "noise_prior_p",

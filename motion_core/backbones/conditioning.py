@@ -45,6 +45,12 @@ class StartImageSupport:
         with; the values do not matter there). None for families without a start image."""
         return None
 
+    def without_image(self, condition: Any) -> Any:
+        """The condition of the same clip that shows no start image: what paths without the clip's own frames see
+        (a concat model's mask 0 and gray image latents), used by training's start_image_dropout. None (no
+        condition at all) for families where the image is optional or absent."""
+        return None
+
     def finish_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """The sampled latents as they are decoded: a family that keeps the given first frame clean writes it
         back here. Identity otherwise."""

@@ -4,7 +4,9 @@ shapes, sizes, places and backgrounds, and from the reference's own first frame.
 
 Rows: the base I2V model (no LoRA) and each recipe at each ``--recolour`` count (0: the reference clip alone; k: k
 hue-rotated copies of the whole clip train beside it, so every copy's start image and motion still agree: the lever
-that shows the motion under more than one look). Per row and motion:
+that shows the motion under more than one look), ``--shift-copies`` count (copies of the clip moved as a whole:
+the start image's place varies) and ``--start-image-dropout`` share (steps trained with no start image shown); a
+row for every combination of the three lists. Per row and motion:
 - fidelity (new images): `reference_fidelity` of the samples against the reference clip's own tracked path, start
   position forgiven and nothing else (toy/metrics.py), mean over new start images and seeds;
 - base (same images and seeds): the base I2V model's new-image fidelity, the level a LoRA has to beat;
@@ -78,21 +80,21 @@ def same_image(clip, motion: str) -> dict:
             "prompt": caption(REFERENCE_COLOUR, REFERENCE_SHAPE, motion), "new": False}
 
 
-def train(backbone, recipe: str, recolour: int, clips: ClipSet, motion: str, frames: int, args):
+def train(backbone, recipe: str, levers: dict, clips: ClipSet, motion: str, frames: int, args):
     config = TrainingConfig(steps=args.train_steps or None, lr=args.lr or None, width=FRAME_SIZE, height=FRAME_SIZE,
-                            frames=frames, seed=args.seed, name=f"{recipe}_{motion}_recolour{recolour}",
-                            timestep_skew=args.timestep_skew, start_image="auto", recolour=recolour)
+                            frames=frames, seed=args.seed, name=f"{recipe}_{motion}_recolour{levers['recolour']}",
+                            timestep_skew=args.timestep_skew, start_image="auto", **levers)
     started = time.monotonic()
     result = train_motion_lora(backbone, clips, world_recipe(recipe), config)
     return LoraStack().add(result.motion_lora, 1.0), time.monotonic() - started
 
 
-def evaluate(backbone, recipe: str, recolour: int, motion: str, args) -> dict:
+def evaluate(backbone, recipe: str, levers: dict, motion: str, args) -> dict:
     frames = clip_frames(backbone)
     clips = reference_clips(motion, 1, args.seed, frames)
     stack, train_s = LoraStack(), 0.0
     if recipe != BASE:
-        stack, train_s = train(backbone, recipe, recolour, clips, motion, frames, args)
+        stack, train_s = train(backbone, recipe, levers, clips, motion, frames, args)
     reference = track_object(clips.clips[0].frames)
     starts = new_start_images(reference, motion, args.images, args.seed) + [same_image(clips.clips[0], motion)]
     scores = {True: [], False: []}
@@ -123,16 +125,36 @@ def add_base(rows: list[dict]) -> None:
         r["gain_over_base"] = None if r["base"] is None else r["fidelity"] - r["base"]
 
 
-def variants(args) -> list[tuple[str, int]]:
+NO_LEVERS = {"recolour": 0, "shift_copies": 0, "start_image_dropout": 0.0}
+
+
+def variants(args) -> list[tuple[str, dict]]:
+    """(recipe, training levers) per row: the base model once, each recipe at every combination of the lists."""
     out = []
     for recipe in args.recipes.split(","):
-        counts = [0] if recipe == BASE else [int(c) for c in args.recolour.split(",")]
-        out += [(recipe, c) for c in counts]
+        if recipe == BASE:
+            out.append((recipe, dict(NO_LEVERS)))
+            continue
+        out += [(recipe, {"recolour": r, "shift_copies": s, "start_image_dropout": d})
+                for r in _numbers(args.recolour, int) for s in _numbers(args.shift_copies, int)
+                for d in _numbers(args.start_image_dropout, float)]
     return out
 
 
-def label(recipe: str, recolour: int) -> str:
-    return recipe if recipe == BASE or recolour == 0 else f"{recipe} +{recolour} recoloured"
+def _numbers(text: str, kind) -> list:
+    return [kind(v) for v in str(text).split(",")]
+
+
+def label(recipe: str, levers: dict) -> str:
+    parts = [recipe]
+    if recipe != BASE:
+        if levers.get("recolour"):
+            parts.append(f"+{levers['recolour']} recoloured")
+        if levers.get("shift_copies"):
+            parts.append(f"+{levers['shift_copies']} shifted")
+        if levers.get("start_image_dropout"):
+            parts.append(f"start dropout {levers['start_image_dropout']:g}")
+    return " ".join(parts)
 
 
 def run(argv=None) -> dict:
@@ -140,6 +162,8 @@ def run(argv=None) -> dict:
     p.add_argument("--model", default=str(SHAPES_WAN_I2V_DIR), help="an I2V model folder, or shapes_wan_i2v")
     p.add_argument("--recipes", default=f"{BASE},motion_director")
     p.add_argument("--recolour", default="0,2", help="recoloured copies of the reference clip, one row each")
+    p.add_argument("--shift-copies", default="0", help="copies of the clip moved as a whole, one row each")
+    p.add_argument("--start-image-dropout", default="0", help="shares of steps with no start image, one row each")
     p.add_argument("--motions", default="circle", help=f"held-out motions, from {','.join(HELD_OUT_MOTIONS)}")
     p.add_argument("--images", type=int, default=3, help="new start images per motion")
     p.add_argument("--seeds", type=int, default=2, help="samples per start image")
@@ -157,11 +181,10 @@ def run(argv=None) -> dict:
     backbone = load_backbone(resolve_builtin(args.model), device=args.device)
     rows = []
     for motion in args.motions.split(","):
-        for recipe, recolour in variants(args):
-            row = {"recipe": recipe, "recolour": recolour, "motion": motion,
-                   **evaluate(backbone, recipe, recolour, motion, args)}
+        for recipe, levers in variants(args):
+            row = {"recipe": recipe, **levers, "motion": motion, **evaluate(backbone, recipe, levers, motion, args)}
             rows.append(row)
-            print(f"{label(recipe, recolour):32s} {motion:12s} new {row['fidelity']:.2f}  same "
+            print(f"{label(recipe, levers):32s} {motion:12s} new {row['fidelity']:.2f}  same "
                   f"{row['same_image']:.2f}  chance {row['chance_random']:.2f}  kept {row['kept']:.2f}  leak "
                   f"{fmt_or_dash(row['leakage'], '.2f')}  train {row['train_s']:.0f}s", flush=True)
     add_base(rows)
@@ -183,7 +206,7 @@ def table(rows: list[dict]) -> str:
     lines = [head, "|" + " --- |" * (len(COLUMNS) + 2)]
     for r in rows:
         cells = [_cell(r.get(k), f) for k, _, f in COLUMNS]
-        lines.append(f"| {r['motion']} | {label(r['recipe'], r['recolour'])} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['motion']} | {label(r['recipe'], r)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

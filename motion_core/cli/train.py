@@ -87,6 +87,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "the start image; first_frame does so for Wan 2.2 TI2V 5B too; none trains text-to-video")
     p.add_argument("--recolour", type=int, default=0,
                    help="image-to-video: also train on this many hue-turned copies of each clip (e.g. 2)")
+    p.add_argument("--shift-copies", type=int, default=0,
+                   help="image-to-video: also train on this many copies of each clip moved as a whole (e.g. 4)")
+    p.add_argument("--start-image-dropout", type=float, default=0.0,
+                   help="image-to-video: share of steps trained with no start image shown (e.g. 0.3)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--out", required=True, help="output .safetensors (appearance LoRAs go next to it)")
     p.add_argument("--overwrite", action="store_true",
@@ -247,6 +251,7 @@ def run(args) -> int:
         mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing,
         device=device, name=out.stem, base_storage=args.base_storage, block_offload=args.block_offload,
         timestep_skew=args.timestep_skew, start_image=args.start_image, recolour=args.recolour,
+        shift_copies=args.shift_copies, start_image_dropout=args.start_image_dropout,
         # A sharded base is split over the processes; the plan reads one whole model on one device, so it is off.
         memory="manual" if args.shard_base else getattr(args, "memory", "auto"))
     clips = _clips(args.video, args.caption, "reference")

@@ -89,6 +89,14 @@ class TrainingConfig:
     """Image-to-video: this many hue-rotated copies of each reference clip train beside it (the whole clip turned,
     so its first frame and its motion still agree): the motion is seen from several start images and binds less to
     the reference's own look. 0: the clips as given."""
+    shift_copies: int = 0
+    """Image-to-video: this many copies of each reference clip moved as a whole (every frame by the same offset,
+    video/shift.py) train beside it, so the start image's subject sits at other places while the motion is the same.
+    Combines with recolour (each shifted copy is recoloured too). 0: none."""
+    start_image_dropout: float = 0.0
+    """Image-to-video: on this share of training steps the clip is trained with the model's "no start image"
+    condition (concat models: mask 0 and gray image latents; TI2V: no clean first frame), so the LoRA must carry the
+    motion without leaning on the reference's picture. Drawn from the run's seeded generator. 0: never."""
 
     def __post_init__(self):
         if self.memory == "manual":  # unset options mean what they meant before the plan: fixed defaults
@@ -141,6 +149,12 @@ class TrainingConfig:
              f"start_image must be one of {START_IMAGE_TRAINING}; got {self.start_image!r}."),
             (isinstance(self.recolour, int) and 0 <= self.recolour <= 8,
              f"recolour must be a whole number from 0 to 8; got {self.recolour!r}. Try 2."),
+            (isinstance(self.shift_copies, int) and not isinstance(self.shift_copies, bool)
+             and 0 <= self.shift_copies <= 8,
+             f"shift_copies must be a whole number from 0 to 8; got {self.shift_copies!r}. Try 4."),
+            (isinstance(self.start_image_dropout, (int, float)) and not isinstance(self.start_image_dropout, bool)
+             and 0 <= self.start_image_dropout < 1,
+             f"start_image_dropout must be a share of steps in [0, 1); got {self.start_image_dropout!r}. Try 0.3."),
             (0 <= self.warmup_steps < s.steps,
              f"warmup_steps must be in [0, steps); got {self.warmup_steps} for {s.steps} steps."),
             (self.frames >= 1, f"frames must be at least 1; got {self.frames}."),

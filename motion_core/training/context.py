@@ -34,6 +34,11 @@ class TrainingSample:
     very ``latents`` object where the VAE encodes frame by frame."""
     condition: Any = None
     """Image-to-video: the clip's first frame as the backbone's start-image condition (None: text-to-video)."""
+    no_image_condition: Any = None
+    """Image-to-video: the same clip's condition showing no image (``Backbone.without_image``), what the steps that
+    start_image_dropout picks train with."""
+    offset: tuple[int, int] = (0, 0)
+    """(dx, dy) pixels this copy of the clip was moved by (shift_copies); (0, 0): the clip where it is."""
     extras: dict[str, Any] = field(default_factory=dict)
     """What the recipe computed from the clip once at caching time (``Recipe.clip_extras``: DeT's trajectories)."""
 

@@ -31,7 +31,7 @@ from .auto_memory import plan_run
 from .callbacks import ProgressInfo, TrainingCallbacks
 from .config import TrainingConfig
 from .context import StepContext
-from .data import add_clip_extras, cache_samples
+from .data import add_clip_extras, cache_samples, drop_start_image
 from .distributed import GradientSum
 from .distributed import current as current_processes
 from .optim import build_optimizer, build_scheduler, stage_at
@@ -136,7 +136,8 @@ class _Run:
         self._use_device(device)
         self.precision = Precision(self.config.mixed_precision, device)
         cache = dict(frames=self.config.frames, width=self.config.width, height=self.config.height,
-                     start_image=self.config.start_image, recolour=self.config.recolour)
+                     start_image=self.config.start_image, recolour=self.config.recolour,
+                     shift_copies=self.config.shift_copies)
         self.samples = cache_samples(self.backbone, self.recipe, self.clips,
                                      training_caption=self.training_caption, **cache)
         self.regularisation = cache_samples(self.backbone, self.recipe, self.regularisation_clips,
@@ -332,7 +333,8 @@ class _Run:
         batch, sums = self.config.batch_size, {}
         gradients = GradientSum(self.params) if batch > 1 or self.dist.active else None
         for generator in self._sample_generators(batch):
-            ctx = StepContext(self.backbone, self.recipe, generator, self._pick_sample(generator), stage=stage,
+            sample = drop_start_image(self._pick_sample(generator), self.config.start_image_dropout, generator)
+            ctx = StepContext(self.backbone, self.recipe, generator, sample, stage=stage,
                               step=step, loss_scale=1.0 / batch, precision=self.precision, adapter_names=self.names)
             for key, value in self.recipe.step(ctx).items():
                 sums[key] = sums.get(key, 0.0) + float(value) / batch

@@ -210,6 +210,9 @@ class WanBackbone(Backbone):
     def blank_condition(self, latents):
         return image_condition.blank_condition(self.denoiser.config, latents, self.image_mode)
 
+    def without_image(self, condition):
+        return image_condition.without_image(condition)
+
     def finish_latents(self, latents):
         cond = self.condition
         if cond is not None and cond.mode == "first_frame" and latents.shape[2] == cond.latent_frames:

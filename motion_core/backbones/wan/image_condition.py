@@ -154,6 +154,16 @@ def blank_condition(config, latents: torch.Tensor, mode: str | None) -> WanImage
     return WanImageCondition("concat", cond, int(f), embeds, mask_channels(config))
 
 
+def without_image(condition: WanImageCondition | None) -> WanImageCondition | None:
+    """The clip's condition showing no image, as the single-frame paths see it: concat models get mask 0 and the
+    gray frames' latent on every frame (Wan 2.1 I2V keeps the image's CLIP states, as those paths do: the
+    transformer needs them and never saw any other); "first_frame" models get none, i.e. text-to-video."""
+    if condition is None or condition.mode != "concat":
+        return None
+    return WanImageCondition("concat", condition.blank(condition.latent_frames), condition.latent_frames,
+                             condition.image_embeds, condition.mask_channels)
+
+
 def model_inputs(condition: WanImageCondition | None, latents: torch.Tensor, t: torch.Tensor, clip_frames: int,
                  frame_indices, patch: tuple[int, int, int]):
     """(hidden states, timesteps, image states, first frame given) for the transformer call.
