@@ -74,11 +74,9 @@ class _Run:
         self.backbone, self.clips, self.recipe = backbone, clips, recipe
         self.config, self.settings, self.callbacks = config, settings, callbacks
         self.regularisation_clips, self.training_caption = regularisation_clips, caption
-        self.stages = recipe.stages(settings.steps)
-        self.history: list[dict] = []
+        self.stages, self.history, self.written = recipe.stages(settings.steps), [], []
         self.last_checkpoint: Path | None = None
         self.checkpoint_step = -1
-        self.written: list[Path] = []
 
     # ---- set-up and tear-down ---------------------------------------------------------------------------------
     def execute(self, resume_from) -> TrainingResult:
@@ -125,9 +123,8 @@ class _Run:
             return self.config.memory_options
         if self.config.memory == "manual":
             return self.config.memory_options
-        chosen = self.plan.settings
+        chosen, fixed_offload = self.plan.settings, self.config.block_offload is True
         self.checkpointing = chosen.gradient_checkpointing
-        fixed_offload = self.config.block_offload is True
         return MemoryOptions(base_storage=chosen.base_storage, block_offload=chosen.block_offload or fixed_offload,
                              offload_count=chosen.offloaded_blocks or None)
 
@@ -135,9 +132,9 @@ class _Run:
         """Everything between the memory options going on and coming off (execute's finally undoes them)."""
         self._use_device(device)
         self.precision = Precision(self.config.mixed_precision, device)
-        cache = dict(frames=self.config.frames, width=self.config.width, height=self.config.height,
-                     start_image=self.config.start_image, recolour=self.config.recolour,
-                     shift_copies=self.config.shift_copies)
+        c = self.config
+        cache = dict(frames=c.frames, width=c.width, height=c.height, start_image=c.start_image,
+                     recolour=c.recolour, shift_copies=c.shift_copies)
         self.samples = cache_samples(self.backbone, self.recipe, self.clips,
                                      training_caption=self.training_caption, **cache)
         self.regularisation = cache_samples(self.backbone, self.recipe, self.regularisation_clips,
@@ -333,8 +330,7 @@ class _Run:
         batch, sums = self.config.batch_size, {}
         gradients = GradientSum(self.params) if batch > 1 or self.dist.active else None
         for generator in self._sample_generators(batch):
-            sample = drop_start_image(self._pick_sample(generator), self.config.start_image_dropout, generator)
-            ctx = StepContext(self.backbone, self.recipe, generator, sample, stage=stage,
+            ctx = StepContext(self.backbone, self.recipe, generator, self._pick_sample(generator), stage=stage,
                               step=step, loss_scale=1.0 / batch, precision=self.precision, adapter_names=self.names)
             for key, value in self.recipe.step(ctx).items():
                 sums[key] = sums.get(key, 0.0) + float(value) / batch
@@ -378,12 +374,14 @@ class _Run:
             yield torch.Generator().manual_seed(seeds[index])
 
     def _pick_sample(self, generator: torch.Generator):
+        """This step's clip (a regularisation clip at the recipe's ratio), its start image dropped at the set share."""
         ratio = self.recipe.regularisation_ratio
         if self.regularisation and ratio > 0 and float(torch.rand((1,), generator=generator)) < ratio:
             pool = self.regularisation
         else:
             pool = self.samples
-        return pool[int(torch.randint(0, len(pool), (1,), generator=generator))] if len(pool) > 1 else pool[0]
+        sample = pool[int(torch.randint(0, len(pool), (1,), generator=generator))] if len(pool) > 1 else pool[0]
+        return drop_start_image(sample, self.config.start_image_dropout, generator)
 
     def _validate(self, step: int) -> None:
         denoiser = self.backbone.denoiser
