@@ -174,6 +174,7 @@ FLOAT_INPUTS = {
     ("MDSampleVideo", "cfg_low_noise"): "validate_request",
     ("MDTrainMotionLoRA", "learning_rate"): "e2e + test_training_numbers_must_be_finite",
     ("MDTrainMotionLoRA", "high_noise_bias"): "test_training_numbers_must_be_finite (timestep_skew)",
+    ("MDTrainMotionLoRA", "start_image_dropout"): "test_each_lever_refuses_a_bad_value_and_names_it (nan)",
     ("MDLoadReferenceVideo", "target_fps"): "e2e + test_video_reading_rates_must_be_finite",
     ("MDLoadReferenceVideo", "folder_fps"): "test_video_reading_rates_must_be_finite",
     ("MDImagesToClips", "fps"): "test_a_clip_refuses_a_frame_rate_that_is_not_finite_and_positive",
