@@ -23,13 +23,12 @@ from .sampling import engine_warnings
 from .types import CATEGORY, ClipsType, LoraType, ModelType
 
 RECIPE_HELP = (
-    "motion_director: dual-path spatial/temporal LoRAs (Zhao et al. 2023); vmc: temporal attention with a motion-vector "
-    "loss (Jeong et al. 2023); customize_a_video: appearance absorber then temporal LoRA (Ren et al. 2024); "
-    "motion_crafter: parallel LoRAs with frozen-base appearance normalisation (Zhang et al. 2023, our reading); "
-    "newmove: trigger word, high-noise timesteps, regularisation clips (Materzynska et al. 2023, our reading); det: a "
-    "temporal kernel in every Wan block + a self-attention LoRA with a dense tracking loss (Shi et al. 2025; the kernel "
-    "needs this pack's Sample Video or Apply Motion LoRA; on UNets a temporal LoRA with the tracking loss); naive: one "
-    "LoRA on all attention (baseline)."
+    "motion_director: dual-path spatial/temporal LoRAs (Zhao et al. 2023); vmc: temporal attention with a motion-vector"
+    " loss (Jeong et al. 2023); customize_a_video: appearance absorber then temporal LoRA (Ren et al. 2024); "
+    "motion_crafter: parallel LoRAs, frozen-base appearance normalisation (Zhang et al. 2023, our reading); newmove: "
+    "trigger word, high-noise steps, regularisation clips (Materzynska et al. 2023, our reading); det: temporal kernel "
+    "in every Wan block + self-attention LoRA, dense tracking loss (Shi et al. 2025; the kernel needs Sample Video or "
+    "Apply Motion LoRA; UNets: temporal LoRA + the loss); naive: one LoRA on all attention."
 )
 
 
