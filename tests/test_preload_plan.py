@@ -234,19 +234,14 @@ def test_train_falls_back_to_the_plan_after_loading_and_says_so(tmp_path, capsys
 
 
 # ---- real architectures, on sparse files ---------------------------------------------------------------------
-_NAMES = {torch.float8_e4m3fn: "F8_E4M3", torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32"}
 
 
 def _sparse_file(path, layout) -> int:
     """A .safetensors file of ``layout`` [(name, dtype, shape)] with a real header and no data written (a sparse
     file of the right size: a 14B model costs no disk)."""
-    header, offset = {}, 0
-    for name, dtype, shape in layout:
-        size = dtype.itemsize * (int(torch.tensor(shape).prod()) if shape else 1)
-        header[name] = {"dtype": _NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    table = json.dumps(header, separators=(",", ":")).encode()
-    table += b" " * (-len(table) % 8)
+    from motion_core.bench._load_memory import header_table
+
+    table, offset = header_table(layout)
     with open(path, "wb") as out:
         out.write(struct.pack("<Q", len(table)) + table)
         out.truncate(8 + len(table) + offset)

@@ -48,17 +48,22 @@ def _layout(variant: str, blocks: int | None) -> list[tuple[str, torch.dtype, tu
     return layout
 
 
-def write_scaled_fp8_file(path, variant: str = "wan2.1_t2v_1.3b", blocks: int | None = None, seed: int = 0) -> int:
-    """Write the file (weights N(0, 0.02), each matrix scaled so its largest |w| is e4m3's 448); returns its size.
-    Memory: one tensor at a time."""
-    layout = _layout(variant, blocks)
+def header_table(layout) -> tuple[bytes, int]:
+    """The safetensors header of ``layout`` [(name, dtype, shape)], padded to 8 bytes, and the size of its data."""
     header, offset = {}, 0
     for name, dtype, shape in layout:
         size = dtype.itemsize * (int(torch.tensor(shape).prod()) if shape else 1)
         header[name] = {"dtype": _NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
         offset += size
     table = json.dumps(header, separators=(",", ":")).encode()
-    table += b" " * (-len(table) % 8)  # safetensors pads its header to 8 bytes
+    return table + b" " * (-len(table) % 8), offset  # safetensors pads its header to 8 bytes
+
+
+def write_scaled_fp8_file(path, variant: str = "wan2.1_t2v_1.3b", blocks: int | None = None, seed: int = 0) -> int:
+    """Write the file (weights N(0, 0.02), each matrix scaled so its largest |w| is e4m3's 448); returns its size.
+    Memory: one tensor at a time."""
+    layout = _layout(variant, blocks)
+    table, _ = header_table(layout)
     generator = torch.Generator().manual_seed(seed)
     scales: dict[str, torch.Tensor] = {}
     path = Path(path)

@@ -140,12 +140,11 @@ def wan_backbone_from_parts(parts: dict, dtype: torch.dtype, device, source: str
     return backbone
 
 
-def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype, clip_vision_path, keep_fp8) -> dict:
+def transformer_file_kind(path: Path, vae_path, text_encoder_path) -> str:
+    """The kind of a Wan diffusion-model file (files.expect_kind), once its VAE and text encoder files are known to be
+    given and to exist: what loading and the plan before loading check before anything large is read."""
     from .files import FOLDERS, expect_kind, file_keys
-    from .single_file import load_transformer_file, load_vae_file
-    from .text_encoder import load_text_encoder_file
 
-    # The cheap checks first: nothing of a 14B file is read before every needed file is known to exist and to fit.
     kind = expect_kind(path, file_keys(path), "transformer")
     for given, part in ((vae_path, "vae"), (text_encoder_path, "text_encoder")):
         if given is None:
@@ -154,6 +153,15 @@ def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype, c
                                  f"from {FOLDERS[part]}.")
         if not Path(given).is_file():
             raise ModelLoadError(f"{given} not found: choose the {part.replace('_', ' ')} from {FOLDERS[part]}.")
+    return kind
+
+
+def _single_file_parts(path: Path, vae_path, text_encoder_path, expert, dtype, clip_vision_path, keep_fp8) -> dict:
+    from .single_file import load_transformer_file, load_vae_file
+    from .text_encoder import load_text_encoder_file
+
+    # The cheap checks first: nothing of a 14B file is read before every needed file is known to exist and to fit.
+    kind = transformer_file_kind(path, vae_path, text_encoder_path)
     clip_config = _check_clip_vision_file(path, kind, clip_vision_path)
     denoiser, arch = load_transformer_file(path, dtype, keep_fp8=keep_fp8)
     vae = load_vae_file(vae_path, dtype)

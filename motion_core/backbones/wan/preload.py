@@ -55,19 +55,12 @@ def plan_wan(request: LoadRequest) -> PlannedModel:
 
 def _file_parts(path: Path, request: LoadRequest, dtype, keep_fp8: bool) -> dict:
     from .clip_vision import check_pair, clip_vision_on_meta, clip_vision_shapes, inspect_clip_vision_file
-    from .files import FOLDERS, block_count, expect_kind, file_keys, read_weights_on_meta
+    from .files import block_count, read_weights_on_meta
     from .keys import original_to_diffusers, strip_original_prefix
-    from .loading import single_file_facts
+    from .loading import single_file_facts, transformer_file_kind
     from .single_file import _kept_fp8, transformer_on_meta
 
-    kind = expect_kind(path, file_keys(path), "transformer")
-    for given, part in ((request.vae, "vae"), (request.text_encoder, "text_encoder")):
-        if given is None:
-            what = {"vae": "VAE", "text_encoder": "text encoder"}[part]
-            raise ModelLoadError(f"{path.name} is a Wan diffusion model only; it also needs its {what}: choose one "
-                                 f"from {FOLDERS[part]}.")
-        if not Path(given).is_file():
-            raise ModelLoadError(f"{given} not found: choose the {part.replace('_', ' ')} from {FOLDERS[part]}.")
+    kind = transformer_file_kind(path, request.vae, request.text_encoder)
     check_pair(path.name, kind == "transformer_clip", request.clip_vision)
     scales = {} if keep_fp8 else None
     weights = read_weights_on_meta(path, dtype, scales)
