@@ -92,3 +92,26 @@ def test_built_in_names_resolve_to_the_shipped_folders():
     assert resolve_builtin("shapes_t2v").name == "shapes_t2v"
     assert resolve_builtin("shapes_wan").name == "shapes_wan"
     assert str(resolve_builtin("/some/folder")) == "/some/folder"
+
+
+def test_a_larger_training_shift_draws_higher_noise_from_the_same_indices():
+    """--train-shift moves the training σ law toward pure noise (where the samples' layout is decided) without
+    changing the random draws: the same indices, each mapped to a σ at least as high; no shift = the model's own."""
+    from motion_core.toy.pretrain.wan_architecture import build_wan_text_encoder, build_wan_transformer
+    from motion_core.toy.pretrain.wan_t2v_stage import train_wan_t2v
+
+    torch.set_num_threads(1)
+    latents = torch.randn(4, 4, WAN_NUM_FRAMES, 4, 4, generator=torch.Generator().manual_seed(0))
+    tokenizer = build_wan_tokenizer()
+    seen = {}
+    for shift in (None, 2.0, 6.0):
+        torch.manual_seed(0)
+        transformer = build_wan_transformer()
+        timesteps = []
+        transformer.register_forward_pre_hook(lambda _m, _a, kw: timesteps.append(kw["timestep"].clone()),
+                                              with_kwargs=True)
+        train_wan_t2v(latents, ["a red circle moves left"] * 4, tokenizer, steps=3, max_minutes=5, batch=2,
+                      train_shift=shift, init=(transformer, build_wan_text_encoder(tokenizer)), log=lambda _m: None)
+        seen[shift] = torch.cat(timesteps)
+    assert torch.equal(seen[None], seen[2.0])
+    assert (seen[6.0] >= seen[2.0]).all() and (seen[6.0] > seen[2.0]).any()

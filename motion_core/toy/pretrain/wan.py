@@ -131,7 +131,8 @@ def continue_training(folder: Path, args, log, started: float) -> int:
     log(f"continuing from {folder}: encoded latents {tuple(latents.shape)}")
     transformer, text_encoder, steps = train_wan_t2v(
         latents, captions, tokenizer, steps=args.t2v_steps, max_minutes=args.minutes, batch=args.batch, lr=args.lr,
-        frame_diff_weight=args.frame_diff_weight, terminal_mean_share=args.terminal_mean_share, seed=args.seed,
+        frame_diff_weight=args.frame_diff_weight, terminal_mean_share=args.terminal_mean_share,
+        train_shift=args.train_shift, seed=args.seed,
         device=args.device, init=(transformer, text_encoder), log=log)
     previous = (folder / "README.md").read_text().split("## Measured")[0].rstrip()
     previous = previous.replace("# ShapesWan\n", f"# ShapesWan ({Path(args.out).name})\n", 1)
@@ -177,6 +178,9 @@ def main(argv=None) -> int:
     p.add_argument("--terminal-mean-share", type=float, default=0.0,
                    help="share of each text-to-video batch trained at σ = 1 against the mean latent of its caption's "
                    "clips, so the first sampling step learns what the words say (terminal_means.py); 0 = off")
+    p.add_argument("--train-shift", type=float, default=None,
+                   help="shift of the law the training σ is drawn from (default: the model's 2.0); larger trains more "
+                   "at high noise, where the samples' layout is decided; the saved scheduler keeps 2.0")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -210,7 +214,8 @@ def main(argv=None) -> int:
     tokenizer = build_wan_tokenizer()
     transformer, text_encoder, steps = train_wan_t2v(
         latents, captions, tokenizer, steps=args.t2v_steps, max_minutes=args.minutes, batch=args.batch, lr=args.lr,
-        frame_diff_weight=args.frame_diff_weight, terminal_mean_share=args.terminal_mean_share, seed=args.seed,
+        frame_diff_weight=args.frame_diff_weight, terminal_mean_share=args.terminal_mean_share,
+        train_shift=args.train_shift, seed=args.seed,
         device=args.device, log=log)
     card = wan_model_card(args=vars(args), t2v_steps=steps, vae_errors=errors,
                           minutes=(time.monotonic() - started) / 60,

@@ -35,14 +35,17 @@ def text_states(text_encoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Te
 
 def train_wan_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: float, batch: int = 16, lr: float = 1e-3,
                   warmup: int = 100, ema_decay: float = 0.999, frame_diff_weight: float = 2.0,
-                  terminal_mean_share: float = 0.0, seed: int = 0, device="cpu", init=None, log=print):
+                  terminal_mean_share: float = 0.0, train_shift: float | None = None, seed: int = 0, device="cpu",
+                  init=None, log=print):
     """latents: normalised [N, C, F, h, w]. Returns (transformer, text_encoder, steps_done): the EMA weights, in eval
     mode. Every random draw comes from CPU generators, so a seed picks the same batches, noise and σ on any device.
 
     `terminal_mean_share`: share of each batch trained at σ = 1 (timestep 1000, pure noise) against its caption's
     mean latent (`terminal_means`; there the flow target noise − clean has the same minimiser, noise − the caption's
     mean). 0 = off, the same random draws as before. `init`: (transformer, text_encoder) of an earlier run to keep
-    training (`--continue-from`) instead of fresh ones; the random draws are the same either way."""
+    training (`--continue-from`) instead of fresh ones; the random draws are the same either way. `train_shift`: the
+    shift of the law σ is drawn from (None = the model's own, WAN_FLOW_SHIFT); a larger one trains more at high noise,
+    where the samples' layout is decided, while the model and its scheduler keep their shift."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
     transformer, text_encoder = init if init is not None else (build_wan_transformer(),
@@ -50,6 +53,7 @@ def train_wan_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: floa
     transformer, text_encoder = transformer.float().to(device), text_encoder.float().to(device)
     transformer.train(), text_encoder.train()
     objective = FlowMatchObjective(shift=WAN_FLOW_SHIFT)
+    draws = objective if train_shift is None else FlowMatchObjective(shift=train_shift)
     ids, mask = wan_tokenize(tokenizer, captions)
     empty_ids, empty_mask = wan_tokenize(tokenizer, [""])
     means, group = caption_means(latents.cpu(), captions) if terminal_mean_share > 0 else (None, None)
@@ -71,7 +75,7 @@ def train_wan_t2v(latents, captions, tokenizer, *, steps: int, max_minutes: floa
         idx = torch.randint(0, latents.shape[0], (batch,), generator=g)
         z0 = latents[idx].to(device)
         noise = torch.randn(z0.shape, generator=g).to(device)
-        t = objective.model_timesteps(torch.randint(0, objective.num_train_timesteps, (batch,), generator=g))
+        t = draws.model_timesteps(torch.randint(0, objective.num_train_timesteps, (batch,), generator=g))
         z0, t, terminal = to_terminal(z0, t.to(device), idx, means, group, terminal_mean_share, last_t, g)
         zt, target = objective.add_noise(z0, noise, t), objective.target(z0, noise, t)
         tok, tok_mask = ids[idx].clone(), mask[idx].clone()
