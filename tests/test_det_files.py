@@ -12,7 +12,7 @@ from motion_core.backbones.wan.tiny import tiny_wan_backbone
 from motion_core.errors import InvalidInputError, LoraMismatchError
 from motion_core.lora import (AdapterSpec, add_adapter, attach_lora, check_lora_fits, load_lora, lora_from_adapter,
                               remove_adapter, save_lora)
-from motion_core.lora.kernels import kernel_names, kernel_parameters
+from motion_core.lora.kernels import kernel_names, kernel_parameters, kernels_of
 from motion_core.lora.report import carried, left_out
 from motion_core.lora.stack import LoraStack
 from motion_core.lora.temporal_kernel import KernelSpec
@@ -85,6 +85,30 @@ def test_the_kernel_follows_its_entrys_strength_and_step_range(wan, det_lora):
         return sample_video(wan, SampleRequest(**REQUEST, lora_stack=LoraStack().add(lora, 1.0, 0.6, 1.0))).frames
     assert (last_step(det_lora) - last_step(det_lora.without_kernel())).abs().max() > 1e-4
     assert kernel_names(wan.denoiser) == []
+
+
+@pytest.mark.parametrize("start, end, acting", [(0.0, 0.5, [1, 1, 0, 0]), (0.25, 0.75, [0, 1, 1, 0])])
+def test_outside_its_step_range_the_kernel_is_off_like_the_lora_weights(wan, det_lora, start, end, acting):
+    """Step by step (4 steps, one denoise each at cfg 1): the kernel acts exactly where the entry's LoRA weights are
+    merged, i.e. motion LoRA on the early steps only leaves the late steps to the base model, kernel included."""
+    module = det_lora.modules()[0]
+    layer = dict(wan.denoiser.named_modules())[module]
+    layer = getattr(layer, "base_layer", layer)
+    original = layer.weight.detach().clone()
+    seen = []
+
+    def probe(model, args, kwargs):
+        kernels = [k for n in kernel_names(model) for _, k in kernels_of(model, n)]
+        seen.append((int(any(k.enabled and k.scale != 0.0 for k in kernels)),
+                     int(not torch.equal(layer.weight, original))))
+    handle = wan.denoiser.register_forward_pre_hook(probe, with_kwargs=True)
+    try:
+        stack = LoraStack().add(det_lora, 1.0, start, end)
+        sample_video(wan, SampleRequest(**{**REQUEST, "steps": 4}, lora_stack=stack))
+    finally:
+        handle.remove()
+    assert [k for k, _ in seen] == acting and [w for _, w in seen] == acting
+    assert kernel_names(wan.denoiser) == [] and torch.equal(layer.weight, original)
 
 
 def test_the_comfyui_export_writes_the_lora_part_only_and_says_so(det_lora, tmp_path):

@@ -143,3 +143,58 @@ def test_from_loras_scores_the_saved_lora_instead_of_training_and_names_a_missin
     assert entry.lora.metadata["name"] == "kept" and row["train_s"] == 0.0
     with pytest.raises(InvalidInputError, match="det_bounce_1.safetensors is missing.*det_tracking_weight_0_zigzag"):
         quality.evaluate(backbone, "det", "bounce", 1, args)
+
+
+def test_lora_end_gives_each_saved_lora_one_row_per_end_share_with_and_without_its_kernel(monkeypatch, tmp_path):
+    """--lora-end with --from-loras and --lora-part: one row per end share and variant, each sampled with the LoRA on
+    steps 0..end only; 1.0 keeps the plain names, the base model one row whatever the shares."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from motion_core.bench import quality
+    from motion_core.lora import MotionLora, save_lora
+    from motion_core.sampling import SampleResult
+
+    seen = []
+
+    def fake_sample(backbone, request):
+        seen.append(request.lora_stack)
+        blank = torch.zeros(request.frames, request.height, request.width, 3)
+        return SampleResult(frames=blank, latents=torch.zeros(1), fps=request.fps, merge_count=0, seconds={})
+
+    monkeypatch.setattr(quality, "sample_video", fake_sample)
+    kernel = {"temporal_kernel.blocks.0.down.weight": torch.ones(2, 4, 3),
+              "temporal_kernel.blocks.0.up.weight": torch.zeros(4, 2, 3)}
+    saved = MotionLora({"unet.a.lora_A.weight": torch.ones(2, 4), "unet.a.lora_B.weight": torch.ones(4, 2)},
+                       {"name": "kept", "family": "wan", "temporal_kernel": {"rank": 2, "size": 3}}, kernel=kernel)
+    save_lora(saved, tmp_path / "det_zigzag_1.safetensors")
+    args = SimpleNamespace(prompts=1, seeds=1, sample_steps=2, cfg=5.0, seed=0, train_steps=1, noise_prior=0.0,
+                           noise_prior_mode="full", from_loras=str(tmp_path), save_loras="", lora_part=True,
+                           lora_end=quality.lora_ends("1.0,0.6,0.25"))
+    backbone = SimpleNamespace(check_video_frames=lambda n: None)
+    rows = quality.evaluate(backbone, "det", "zigzag", 1, args)
+    assert [r["recipe"] for r in rows] == [
+        "det", "det (LoRA part only)", "det (steps 0-60%)", "det (LoRA part only, steps 0-60%)",
+        "det (steps 0-25%)", "det (LoRA part only, steps 0-25%)"]
+    assert [r["lora_end"] for r in rows] == [1.0, 1.0, 0.6, 0.6, 0.25, 0.25]
+    entries = [stack[0] for stack in seen]
+    assert [(e.start_percent, e.end_percent, e.strength) for e in entries] == [
+        (0.0, end, 1.0) for end in (1.0, 1.0, 0.6, 0.6, 0.25, 0.25)]
+    assert [bool(e.lora.kernel) for e in entries] == [True, False] * 3
+    (base,) = quality.evaluate(backbone, quality.BASE, "zigzag", 1, args)
+    assert base["recipe"] == "base" and base["lora_end"] is None and len(seen[-1]) == 0
+
+
+@pytest.mark.parametrize("text, message", [("1.0,0", "0 < end <= 1"), ("1.5", "0 < end <= 1"), ("nan", "0 < end"),
+                                           ("0.5,half", "'half' is not a number"), ("0.5,0.5", "given twice")])
+def test_lora_end_refuses_shares_outside_0_to_1_with_a_clear_error(text, message, capsys):
+    from motion_core.bench import quality
+    from motion_core.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=message):
+        quality.lora_ends(text)
+    with pytest.raises(SystemExit):  # before any model is loaded
+        quality.run(["--lora-end", text, "--model", "no_such_model"])
+    assert "--lora-end" in capsys.readouterr().err
+    assert quality.lora_ends("1.0,0.7,0.5,0.3") == (1.0, 0.7, 0.5, 0.3) and quality.lora_ends("") == (1.0,)

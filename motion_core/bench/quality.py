@@ -19,7 +19,9 @@ Columns (motion_core/toy/metrics.py says why each is defined as it is):
 - train time and the process's peak memory growth.
 ``--quick`` (one family, one shot, short training) runs in a few minutes on a CPU; tests assert floors on it.
 A recipe may carry options for an ablation (``det:temporal_kernel=false``); ``--lora-part`` adds, for a LoRA with a
-DeT temporal kernel, the row of its LoRA part alone (what core's LoraLoaderModelOnly applies of it).
+DeT temporal kernel, the row of its LoRA part alone (what core's LoraLoaderModelOnly applies of it). ``--lora-end
+1.0,0.5`` samples every trained LoRA once per end share, applied on the first steps only (``LoraStack().add(lora, 1.0,
+0.0, end)``: kernel and weights alike), the row named ``det (steps 0-50%)``; 1.0 keeps the plain name.
 """
 
 from __future__ import annotations
@@ -119,15 +121,50 @@ def evaluate(backbone, recipe: str, motion: str, shots: int, args) -> list[dict]
         if getattr(args, "save_loras", ""):
             Path(args.save_loras).mkdir(parents=True, exist_ok=True)
             save_lora(lora, Path(args.save_loras) / f"{_file_stem(recipe)}_{motion}_{shots}.safetensors")
-    variants = [(recipe, LoraStack() if lora is None else LoraStack().add(lora, 1.0))]
-    if getattr(args, "lora_part", False) and lora is not None and lora.kernel:
-        variants.append((f"{recipe} (LoRA part only)", LoraStack().add(lora.without_kernel(), 1.0)))
+    variants = [(recipe, None, LoraStack())] if lora is None else []
+    for end in () if lora is None else lora_ends(getattr(args, "lora_end", None)):
+        variants.append((step_range_label(recipe, end), end, LoraStack().add(lora, 1.0, 0.0, end)))
+        if getattr(args, "lora_part", False) and lora.kernel:
+            variants.append((step_range_label(f"{recipe} (LoRA part only)", end), end,
+                             LoraStack().add(lora.without_kernel(), 1.0, 0.0, end)))
     rows = []
-    for label, stack in variants:
+    for label, end, stack in variants:
         row = score_stack(backbone, stack, clips, motion, frames, args)
-        rows.append({"recipe": label, "motion": motion, "shots": shots, **row, "train_s": train_s,
+        rows.append({"recipe": label, "motion": motion, "shots": shots, **row, "lora_end": end, "train_s": train_s,
                      "peak_mem_mib": memory})
     return rows
+
+
+def lora_ends(text) -> tuple[float, ...]:
+    """``--lora-end``'s end shares ("1.0,0.6"; None or "" = 1.0 alone): each in (0, 1], none twice."""
+    if text is None or text == "":
+        return (1.0,)
+    if not isinstance(text, str):
+        return tuple(float(v) for v in text)
+    ends = []
+    for part in text.split(","):
+        try:
+            end = float(part)
+        except ValueError:
+            raise InvalidInputError(f"--lora-end: {part.strip()!r} is not a number; give end shares of the sampling "
+                                    "steps, e.g. 1.0,0.6,0.4.") from None
+        if not 0.0 < end <= 1.0:  # also refuses nan
+            raise InvalidInputError(f"--lora-end: each end share must satisfy 0 < end <= 1 (the LoRA acts on steps "
+                                    f"0 to end of the sampling); got {part.strip()}.")
+        if end in ends:
+            raise InvalidInputError(f"--lora-end: {part.strip()} is given twice; its rows would share one name.")
+        ends.append(end)
+    return tuple(ends)
+
+
+def step_range_label(label: str, end: float) -> str:
+    """The row's name: ``label`` for the whole schedule, ``label (steps 0-60%)`` for the first 60 % of the steps."""
+    if end == 1.0:
+        return label
+    share = f"{end * 100:.1f}".rstrip("0").rstrip(".")
+    if label.endswith(")"):  # "det (LoRA part only)" -> "det (LoRA part only, steps 0-60%)"
+        return f"{label[:-1]}, steps 0-{share}%)"
+    return f"{label} (steps 0-{share}%)"
 
 
 def score_stack(backbone, stack: LoraStack, clips: ClipSet, motion: str, frames: int, args) -> dict:
@@ -199,6 +236,10 @@ def run(argv=None) -> dict:
     p.add_argument("--lora-part", action="store_true",
                    help="a LoRA with a DeT temporal kernel also gets a row sampled with its LoRA part alone (what "
                    "core's LoraLoaderModelOnly applies of it), from the same training")
+    p.add_argument("--lora-end", default="1.0",
+                   help="comma list of end shares in (0, 1]: every trained LoRA is sampled once per value, acting on "
+                   "the first steps up to that share only (kernel included), each its own row, e.g. 'det (steps "
+                   "0-60%%)'; 1.0 (default) is the plain row")
     p.add_argument("--save-loras", default="", help="also save every trained motion LoRA (canonical) in this folder")
     p.add_argument("--from-loras", default="", help="score the LoRAs an earlier --save-loras wrote to this folder "
                    "instead of training them (same names: recipe_motion_shots); train_s and memory read 0")
@@ -207,6 +248,10 @@ def run(argv=None) -> dict:
     p.add_argument("--device", default="cpu", help="cpu or cuda. Memory: on the CPU the peak RSS growth during "
                    "each training (Linux; null elsewhere); on CUDA the peak GPU memory allocated, model included")
     args = p.parse_args(argv)
+    try:
+        args.lora_end = lora_ends(args.lora_end)
+    except InvalidInputError as err:
+        p.error(str(err))
     if args.quick:
         args.motions, args.shots, args.train_steps = "circle", "1", args.train_steps or 60
         args.prompts, args.seeds, args.sample_steps = 3, 2, 20
@@ -248,8 +293,9 @@ COLUMNS = (("fidelity", "fidelity", ".2f", 8), ("chance_base", "base same seeds"
 def main(argv=None) -> int:
     result = run(argv)
     print()
-    print(f"{'recipe':18s} " + " ".join(h.rjust(w) for _, h, _, w in COLUMNS))
+    width = max([18, *(len(r) for r in result["figures"])])
+    print(f"{'recipe':{width}s} " + " ".join(h.rjust(w) for _, h, _, w in COLUMNS))
     for recipe, f in result["figures"].items():
-        print(f"{recipe:18s} " + " ".join(fmt_or_dash(f[k], s).rjust(w) for k, _, s, w in COLUMNS))
+        print(f"{recipe:{width}s} " + " ".join(fmt_or_dash(f[k], s).rjust(w) for k, _, s, w in COLUMNS))
     print(json.dumps(result["figures"]))
     return 0
