@@ -150,7 +150,8 @@ def _stack_inputs(folder_label: str, files: list[str], kind: str) -> list:
             min=0.0,
             max=1.0,
             step=0.01,
-            tooltip="Share of the steps done when the LoRA stops acting (1 = to the end).",
+            tooltip="Share of the steps done when the LoRA stops acting (1 = to the end). About 0.7 lets the base "
+            "model redraw the look: less of the reference's colour, smooth paths kept, jittery ones weakened.",
         ),
         LoraStackType.Input("previous_stack", optional=True, tooltip="Chain LoRA loaders to stack several LoRAs."),
         LoraType.Input(

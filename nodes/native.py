@@ -133,7 +133,9 @@ class ApplyMotionLoRANative(io.ComfyNode):
                                tooltip="Share of the schedule done before the LoRA starts acting (motion forms "
                                "early: keep motion LoRAs from 0)."),
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Share of the schedule done when the LoRA stops acting (1 = to the end)."),
+                               tooltip="Share of the schedule done when the LoRA stops acting (1 = to the end). "
+                               "About 0.7 lets the base model redraw the look: less of the reference's colour, "
+                               "smooth paths kept, jittery ones weakened."),
             ],
             outputs=[io.Model.Output("model_with_lora", display_name="model",
                                      tooltip="The model with the LoRA(s) on it.")],
