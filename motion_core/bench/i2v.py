@@ -16,6 +16,11 @@ row for every combination of the three lists. Per row and motion:
 - start image kept: the tracked colour and shape (and each alone) are the start image's;
 - leakage: the reference's colour or shape shows up where the start image has another (the object's vote), and the
   per-pixel share of the reference's colour on the object (toy/pixel_leakage.py);
+- placed, attached, start distance (toy/placement.py): the first generated frame's object lies within the world's
+  fastest per-frame move (0.085 of the canvas) of the start image's object; placed and moving on from there with no
+  jump; the mean first-frame distance. From new images, and (same_*) from the reference's own first frame;
+  nearer_reference: the first frame nearer the reference's place than the image's (the loop drawn where the
+  reference drew it);
 - found: share of frames with the object found; train s.
 The defaults (circle; MotionDirector plain and with 2 recoloured copies, 800 steps each; 3 new images x 2 seeds)
 take ~15 minutes at one thread alone; the whole table adds ``--motions zigzag,circle,bounce,grow_shrink --recipes
@@ -37,11 +42,14 @@ from ..backbones import load_backbone
 from ..clips import ClipSet
 from ..lora.stack import LoraStack
 from ..sampling import SampleRequest, sample_video
+from ..toy.base_stability import fastest_step
 from ..toy.builtin import SHAPES_WAN_I2V_DIR, clip_frames, resolve_builtin
 from ..toy.captions import caption
 from ..toy.metrics import random_path_chance, score_sample, summarize
 from ..toy.motions import HELD_OUT_MOTIONS, MotionParams
 from ..toy.palette import BACKGROUNDS
+from ..toy.placement import jump_limit, placement
+from ..toy.placement import summarize as placement_summary
 from ..toy.pretrain.architecture import FPS, FRAME_SIZE
 from ..toy.render import ClipSpec, render_frames
 from ..toy.tracking import track_object
@@ -97,24 +105,35 @@ def evaluate(backbone, recipe: str, levers: dict, motion: str, args) -> dict:
         stack, train_s = train(backbone, recipe, levers, clips, motion, frames, args)
     reference = track_object(clips.clips[0].frames)
     starts = new_start_images(reference, motion, args.images, args.seed) + [same_image(clips.clips[0], motion)]
-    scores = {True: [], False: []}
+    scores, placed = {True: [], False: []}, {True: [], False: []}
+    tolerance = fastest_step(frames)
+    limit = jump_limit(tolerance, reference)
+    reference_xy = (float(reference.x[0]), float(reference.y[0]))
     for i, start in enumerate(starts):
+        image = track_object(start["image"][None], colour=start["colour"])
+        image_xy = (float(image.x[0]), float(image.y[0]))
         for s in range(args.seeds):
             request = SampleRequest(prompt=start["prompt"], seed=1000 * i + s, steps=args.sample_steps, cfg=args.cfg,
                                     frames=frames, width=FRAME_SIZE, height=FRAME_SIZE, lora_stack=stack, fps=FPS,
                                     start_image=start["image"][None])
             out = sample_video(backbone, request).frames
+            track = track_object(out)
             scores[start["new"]].append(score_sample(
-                track_object(out), start["colour"], start["shape"], reference=reference, motion=motion,
+                track, start["colour"], start["shape"], reference=reference, motion=motion,
                 reference_colour=REFERENCE_COLOUR, reference_shape=REFERENCE_SHAPE, frames=out))
+            placed[start["new"]].append(placement(track, image_xy, reference_xy, tolerance, limit))
     new, same = summarize(scores[True]), summarize(scores[False])
+    where, same_where = placement_summary(placed[True]), placement_summary(placed[False])
     return {"fidelity": new["reference_fidelity"], "same_image": same["reference_fidelity"],
             "gap": same["reference_fidelity"] - new["reference_fidelity"],
             "chance_random": random_path_chance(reference, motion), "kept": new["appearance_accuracy"],
             "colour_kept": new["colour_accuracy"], "shape_kept": new["shape_accuracy"], "leakage": new["leakage"],
             "pixel_leakage": new["pixel_leakage"], "found": new["found_fraction"], "train_s": train_s,
             "samples": len(scores[True]) + len(scores[False]),
-            "sample_fidelity": [round(s.reference_fidelity, 4) for s in scores[True]]}
+            "sample_fidelity": [round(s.reference_fidelity, 4) for s in scores[True]],
+            **where, "same_placed": same_where["placed"], "same_attached": same_where["attached"],
+            "same_start_distance": same_where["start_distance"], "placement_tolerance": tolerance,
+            "jump_limit": limit, "sample_start_distance": [round(p.start_distance, 4) for p in placed[True]]}
 
 
 def add_base(rows: list[dict]) -> None:
@@ -186,18 +205,28 @@ def run(argv=None) -> dict:
             rows.append(row)
             print(f"{label(recipe, levers):32s} {motion:12s} new {row['fidelity']:.2f}  same "
                   f"{row['same_image']:.2f}  chance {row['chance_random']:.2f}  kept {row['kept']:.2f}  leak "
-                  f"{fmt_or_dash(row['leakage'], '.2f')}  train {row['train_s']:.0f}s", flush=True)
+                  f"{fmt_or_dash(row['leakage'], '.2f')}  placed {row['placed']:.2f} (same {row['same_placed']:.2f})"
+                  f"  attached {row['attached']:.2f}  train {row['train_s']:.0f}s", flush=True)
+            _write(rows, args)  # after every row, so a long run cut short keeps what it measured
+    return _write(rows, args)
+
+
+def _write(rows: list[dict], args) -> dict:
     add_base(rows)
     result = {"rows": rows, "args": vars(args)}
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(result, indent=1, default=str))
+        partial = Path(args.json_out).with_name(Path(args.json_out).name + ".partial")
+        partial.write_text(json.dumps(result, indent=1, default=str))
+        partial.replace(args.json_out)
     return result
 
 
 COLUMNS = (("fidelity", "new images", ".2f"), ("base", "base", ".2f"), ("chance_random", "chance", ".2f"),
            ("same_image", "same image", ".2f"), ("gap", "gap", "+.2f"), ("kept", "kept", ".2f"),
            ("colour_kept", "colour", ".2f"), ("shape_kept", "shape", ".2f"), ("leakage", "leak", ".2f"),
-           ("pixel_leakage", "pixel leak", ".3f"), ("train_s", "train s", ".0f"))
+           ("pixel_leakage", "pixel leak", ".3f"), ("placed", "placed", ".2f"), ("attached", "attached", ".2f"),
+           ("start_distance", "start dist", ".3f"), ("same_placed", "same placed", ".2f"),
+           ("train_s", "train s", ".0f"))
 
 
 def table(rows: list[dict]) -> str:
