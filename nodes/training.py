@@ -268,8 +268,8 @@ class TrainMotionLoRA(io.ComfyNode):
                     step=0.05,
                     optional=True,
                     tooltip="Image-to-video: share of training steps on which the model is shown no start image, so "
-                    "the LoRA must carry the motion without leaning on the reference's picture (on the built-in model "
-                    "0.3 helped every motion with DeT, hurt zigzag with MotionDirector; docs/image_to_video.md). 0: never.",
+                    "the LoRA must carry the motion without leaning on the reference's picture (built-in model: 0.3 "
+                    "helped every motion with DeT, hurt zigzag with MotionDirector; docs/image_to_video.md). 0: never.",
                 ),
                 io.Image.Input(
                     "preview_image",
