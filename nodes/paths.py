@@ -32,7 +32,8 @@ SHAPES_T2V_DIR = Path(__file__).resolve().parents[1] / "motion_core" / "toy" / "
 SHAPES_WAN_DIR = SHAPES_T2V_DIR.with_name("shapes_wan")
 BUILTIN_MODELS = {BUILTIN_SHAPES_T2V: SHAPES_T2V_DIR, BUILTIN_SHAPES_WAN: SHAPES_WAN_DIR,
                   "built-in: ShapesWan v2": SHAPES_T2V_DIR.with_name("shapes_wan_v2"),
-                  "built-in: ShapesWan-I2V": SHAPES_T2V_DIR.with_name("shapes_wan_i2v")}
+                  "built-in: ShapesWan-I2V": SHAPES_T2V_DIR.with_name("shapes_wan_i2v"),
+                  "built-in: ShapesWan-I2V v2": SHAPES_T2V_DIR.with_name("shapes_wan_i2v_v2")}
 MODEL_FIX = (
     "Pick a model from the list (press R after adding one): diffusers folders (with model_index.json) go in "
     "models/diffusers/, single-file SD1.5 checkpoints in models/checkpoints/, Wan 2.1 / 2.2 diffusion-model files "

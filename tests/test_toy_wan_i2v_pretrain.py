@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from motion_core.toy.builtin import SHAPES_WAN_DIR, SHAPES_WAN_I2V_DIR, resolve_builtin
+from motion_core.toy.builtin import SHAPES_WAN_DIR, SHAPES_WAN_I2V_DIR, SHAPES_WAN_I2V_V2_DIR, resolve_builtin
 from motion_core.toy.i2v_condition import (
     GREY,
     condition_clip,
@@ -123,25 +123,32 @@ def test_a_tiny_seeded_pretraining_run_is_reproducible_and_writes_an_image_to_vi
     assert "python -m motion_core.toy.pretrain.wan_i2v" in card and "Image-to-video steps: 3" in card
 
 
-def test_the_shipped_folder_loads_in_diffusers_with_nine_input_channels():
+SHIPPED = pytest.mark.parametrize("name, folder", [("shapes_wan_i2v", SHAPES_WAN_I2V_DIR),
+                                                   ("shapes_wan_i2v_v2", SHAPES_WAN_I2V_V2_DIR)])
+
+
+@SHIPPED
+def test_the_shipped_folder_loads_in_diffusers_with_nine_input_channels(name, folder):
     from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
 
-    assert resolve_builtin("shapes_wan_i2v") == SHAPES_WAN_I2V_DIR
-    transformer = WanTransformer3DModel.from_pretrained(SHAPES_WAN_I2V_DIR, subfolder="transformer")
+    assert resolve_builtin(name) == folder
+    transformer = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer")
     assert transformer.config.in_channels == 9 and transformer.config.out_channels == 4
     assert transformer.config.image_dim is None
     assert all(p.dtype == torch.float32 for p in transformer.parameters())
-    pipe = WanImageToVideoPipeline.from_pretrained(SHAPES_WAN_I2V_DIR)
+    pipe = WanImageToVideoPipeline.from_pretrained(folder)
     assert pipe.image_encoder is None and pipe.transformer.config.in_channels == 9
-    assert "## Measured base quality" in (SHAPES_WAN_I2V_DIR / "README.md").read_text()
+    card = (folder / "README.md").read_text()
+    assert "## Measured base quality" in card and "python -m motion_core.toy.pretrain.wan_i2v" in card
 
 
-def test_the_engine_conditions_the_shipped_model_exactly_as_its_pretraining_did():
+@SHIPPED
+def test_the_engine_conditions_the_shipped_model_exactly_as_its_pretraining_did(name, folder):
     """The pack's WanBackbone (backbones/wan/image_condition.py) and the pretraining (toy/i2v_condition.py) build
     the start-image condition separately; the model only works in the pack if they agree."""
     from motion_core.backbones import load_backbone
 
-    backbone = load_backbone(SHAPES_WAN_I2V_DIR)
+    backbone = load_backbone(resolve_builtin(name))
     assert backbone.start_image == "required" and backbone.image_mode == "concat"
     image = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(4))
     engine = backbone.encode_start_image(image[None], 9, 64, 64)
