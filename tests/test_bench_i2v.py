@@ -47,6 +47,7 @@ def test_a_short_run_reports_new_image_same_image_and_base_figures_for_every_row
         assert all(0.0 <= r[k] <= 1.0 for k in ("placed", "attached", "same_placed", "nearer_reference"))
         assert r["attached"] <= r["placed"] and math.isclose(r["placement_tolerance"], 0.085, abs_tol=0.001)
         assert len(r["sample_start_distance"]) == 1 and r["jump_limit"] >= 1.5 * r["placement_tolerance"]
+        assert all(0.0 <= r[k] <= 1.0 for k in ("start_frame_kept", "same_start_frame_kept", "start_frame_error"))
     assert rows[1]["train_s"] > 0 and "| circle | naive +1 recoloured |" in table(rows)
 
 

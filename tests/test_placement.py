@@ -68,3 +68,24 @@ def test_the_jump_limit_allows_a_held_out_motion_its_own_speed():
     fast = track_object(torch.cat([_clip(0.2, 0.2, "still")[:4], _clip(0.6, 0.2, "still")[4:]]))
     assert math.isclose(jump_limit(TOLERANCE), 1.5 * TOLERANCE)
     assert math.isclose(jump_limit(TOLERANCE, fast), 1.5 * 0.4, abs_tol=0.03)
+
+
+def test_the_start_frame_score_reads_the_background_that_placement_cannot():
+    """A clip opening on the picture keeps every pixel; one with the same object at the same place on another
+    background passes placement (the object is where the picture has it) and keeps almost none of the frame."""
+    from motion_core.toy.start_frame import start_frame_scores
+
+    def clip(background):
+        spec = ClipSpec("green", "triangle", "still", MotionParams(0.5, 0.5), background, 64, FRAMES, 8.0, seed=1,
+                        object_size=0.2)
+        return render_frames(spec)
+
+    picture = clip("black")[0]
+    same = start_frame_scores(clip("black"), picture)
+    assert same == {"start_frame_error": 0.0, "start_frame_kept": 1.0}
+    other_background = clip("grey")
+    moved = start_frame_scores(other_background, picture)
+    xy = _image_xy(0.5, 0.5)
+    assert placement(track_object(other_background, colour="green"), xy, (0.1, 0.1), TOLERANCE,
+                     jump_limit(TOLERANCE, track_object(other_background, colour="green"))).placed
+    assert moved["start_frame_kept"] < 0.2 and moved["start_frame_error"] > 0.2

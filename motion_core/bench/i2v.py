@@ -52,6 +52,7 @@ from ..toy.placement import jump_limit, placement
 from ..toy.placement import summarize as placement_summary
 from ..toy.pretrain.architecture import FPS, FRAME_SIZE
 from ..toy.render import ClipSpec, render_frames
+from ..toy.start_frame import start_frame_scores
 from ..toy.tracking import track_object
 from ..training import TrainingConfig, train_motion_lora
 from .gpu import fmt_or_dash
@@ -105,7 +106,7 @@ def evaluate(backbone, recipe: str, levers: dict, motion: str, args) -> dict:
         stack, train_s = train(backbone, recipe, levers, clips, motion, frames, args)
     reference = track_object(clips.clips[0].frames)
     starts = new_start_images(reference, motion, args.images, args.seed) + [same_image(clips.clips[0], motion)]
-    scores, placed = {True: [], False: []}, {True: [], False: []}
+    scores, placed, first = {True: [], False: []}, {True: [], False: []}, {True: [], False: []}
     tolerance = fastest_step(frames)
     limit = jump_limit(tolerance, reference)
     reference_xy = (float(reference.x[0]), float(reference.y[0]))
@@ -122,6 +123,7 @@ def evaluate(backbone, recipe: str, levers: dict, motion: str, args) -> dict:
                 track, start["colour"], start["shape"], reference=reference, motion=motion,
                 reference_colour=REFERENCE_COLOUR, reference_shape=REFERENCE_SHAPE, frames=out))
             placed[start["new"]].append(placement(track, image_xy, reference_xy, tolerance, limit))
+            first[start["new"]].append(start_frame_scores(out, start["image"]))
     new, same = summarize(scores[True]), summarize(scores[False])
     where, same_where = placement_summary(placed[True]), placement_summary(placed[False])
     return {"fidelity": new["reference_fidelity"], "same_image": same["reference_fidelity"],
@@ -133,7 +135,13 @@ def evaluate(backbone, recipe: str, levers: dict, motion: str, args) -> dict:
             "sample_fidelity": [round(s.reference_fidelity, 4) for s in scores[True]],
             **where, "same_placed": same_where["placed"], "same_attached": same_where["attached"],
             "same_start_distance": same_where["start_distance"], "placement_tolerance": tolerance,
-            "jump_limit": limit, "sample_start_distance": [round(p.start_distance, 4) for p in placed[True]]}
+            "jump_limit": limit, "sample_start_distance": [round(p.start_distance, 4) for p in placed[True]],
+            **_mean_scores(first[True], ""), **_mean_scores(first[False], "same_")}
+
+
+def _mean_scores(rows: list[dict], prefix: str) -> dict:
+    return {prefix + key: sum(r[key] for r in rows) / len(rows) if rows else math.nan
+            for key in ("start_frame_error", "start_frame_kept")}
 
 
 def add_base(rows: list[dict]) -> None:
@@ -206,7 +214,8 @@ def run(argv=None) -> dict:
             print(f"{label(recipe, levers):32s} {motion:12s} new {row['fidelity']:.2f}  same "
                   f"{row['same_image']:.2f}  chance {row['chance_random']:.2f}  kept {row['kept']:.2f}  leak "
                   f"{fmt_or_dash(row['leakage'], '.2f')}  placed {row['placed']:.2f} (same {row['same_placed']:.2f})"
-                  f"  attached {row['attached']:.2f}  train {row['train_s']:.0f}s", flush=True)
+                  f"  attached {row['attached']:.2f}  frame 0 kept {row['start_frame_kept']:.2f}  train "
+                  f"{row['train_s']:.0f}s", flush=True)
             _write(rows, args)  # after every row, so a long run cut short keeps what it measured
     return _write(rows, args)
 
@@ -226,6 +235,7 @@ COLUMNS = (("fidelity", "new images", ".2f"), ("base", "base", ".2f"), ("chance_
            ("colour_kept", "colour", ".2f"), ("shape_kept", "shape", ".2f"), ("leakage", "leak", ".2f"),
            ("pixel_leakage", "pixel leak", ".3f"), ("placed", "placed", ".2f"), ("attached", "attached", ".2f"),
            ("start_distance", "start dist", ".3f"), ("same_placed", "same placed", ".2f"),
+           ("start_frame_kept", "frame 0 kept", ".2f"),
            ("train_s", "train s", ".0f"))
 
 
