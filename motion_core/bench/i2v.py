@@ -34,12 +34,12 @@ import json
 import math
 import random
 import time
-from pathlib import Path
 
 import torch
 
 from ..backbones import load_backbone
 from ..clips import ClipSet
+from ..lora.files import atomic_write
 from ..lora.stack import LoraStack
 from ..sampling import SampleRequest, sample_video
 from ..toy.base_stability import fastest_step
@@ -224,9 +224,7 @@ def _write(rows: list[dict], args) -> dict:
     add_base(rows)
     result = {"rows": rows, "args": vars(args)}
     if args.json_out:
-        partial = Path(args.json_out).with_name(Path(args.json_out).name + ".partial")
-        partial.write_text(json.dumps(result, indent=1, default=str))
-        partial.replace(args.json_out)
+        atomic_write(args.json_out, json.dumps(result, indent=1, default=str).encode())
     return result
 
 

@@ -60,9 +60,7 @@ def placement(track: ObjectTrack, image_xy: tuple[float, float], reference_xy: t
     start = math.hypot(x - image_xy[0], y - image_xy[1])
     to_reference = math.hypot(x - reference_xy[0], y - reference_xy[1])
     placed = start <= tolerance
-    both = track.found[1:] & track.found[:-1]
-    steps = torch.hypot(track.x.diff(), track.y.diff())[both]
-    smooth = bool(track.found.all()) and (not steps.numel() or float(steps.max()) <= limit)
+    smooth = bool(track.found.all()) and largest_step(track) <= limit
     return Placement(start, to_reference, placed, placed and smooth, to_reference < start)
 
 
